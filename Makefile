@@ -1,0 +1,54 @@
+# kfkit: two commands from a fresh clone.
+#   make run    the training pipeline locally on the bundled penguins data, then a live prediction
+#   make test   every test, with the servers they need started and stopped by the tests
+# Both create the environments first (idempotent; only a changed lock file re-syncs).
+
+SHELL := /bin/bash
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# Python 3.11 runs kfkit; 3.12 runs seldon-core 1.19 in its own serving environment.
+PY311 ?= $(firstword $(wildcard /root/.pyenv/versions/3.11*/bin/python3.11) $(shell command -v python3.11))
+PY312 ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: setup run test test-fast lint compile bench clean
+
+setup: .venv/.synced serving/.venv/.synced
+
+$(UV):
+	@test -n "$(PY311)" || { echo "make: Python 3.11 not found (set PY311=...)"; exit 1; }
+	$(PY311) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-extras --python $(PY311)
+	@touch $@
+
+serving/.venv/.synced: serving/uv.lock serving/pyproject.toml | $(UV)
+	@test -n "$(PY312)" || { echo "make: Python 3.12 not found for the serving env (set PY312=...)"; exit 1; }
+	cd serving && ../$(UV) sync --frozen --python $(PY312)
+	@touch $@
+
+run: setup
+	.venv/bin/kfkit demo --config configs/penguins.yaml
+
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest
+
+test-fast: setup
+	.venv/bin/python -m pytest -m "not slow"
+
+lint: setup
+	.venv/bin/ruff check .
+
+compile: setup
+	.venv/bin/kfkit compile
+
+bench: setup
+	.venv/bin/python benchmarks/pipeline_timing.py
+
+clean:
+	-.venv/bin/kfkit store stop
+	rm -rf .kfkit

@@ -1,0 +1,35 @@
+"""kfkit ingest component: declaration only; the work is kfkit.executors.run_ingest."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from kfkit.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def ingest(
+    source_uri: str,
+    label_column: str,
+    train_split: Output[Dataset],
+    eval_split: Output[Dataset],
+    eval_fraction: float = 0.2,
+    split_key: str = "",
+):
+    """Reads a CSV or Parquet table and splits it deterministically into train and eval.
+
+    Example:
+        ingest(source_uri="s3://raw/penguins/", label_column="species")
+
+    Outputs:
+        train_split: Parquet Dataset of the train rows.
+        eval_split: Parquet Dataset of the eval rows.
+
+    Args:
+        source_uri: s3:// or minio:// object or prefix, or a local file or folder path.
+        label_column: Column to predict; rows where it is missing are dropped.
+        eval_fraction: Share of rows in the eval split, in (0, 1).
+        split_key: Column whose value decides the split (e.g. an id); default the whole row.
+    """
+    from kfkit.executors import run_ingest
+
+    run_ingest(source_uri, label_column, train_split, eval_split, eval_fraction, split_key)

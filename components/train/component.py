@@ -1,0 +1,55 @@
+"""kfkit train component: declaration only; the work is kfkit.executors.run_train."""
+
+from typing import Optional
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from kfkit.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def train(
+    train_split: Input[Dataset],
+    schema: Input[Artifact],
+    anomalies: Input[Artifact],
+    model_name: str,
+    model: Output[Model],
+    problem_type: str = "classification",
+    estimator: str = "logistic_regression",
+    hyperparameters: Optional[dict] = None,
+    random_seed: int = 42,
+    run_id: str = "",
+):
+    """Fits a scikit-learn Pipeline on the train split, only if validation blessed the data.
+
+    Example:
+        train(train_split=..., schema=..., anomalies=..., model_name="penguins",
+              estimator="random_forest", hyperparameters={"n_estimators": 200})
+
+    Outputs:
+        model: Folder with model.joblib and kfkit-model.json (sha256, versions, features).
+
+    Args:
+        model_name: Name recorded in the model manifest.
+        problem_type: "classification" or "regression".
+        estimator: logistic_regression, random_forest or hist_gradient_boosting (ridge for
+            regression).
+        hyperparameters: Keyword arguments for the estimator.
+        random_seed: Seed for every random choice, so runs repeat exactly.
+        run_id: The pipeline run recorded in the manifest.
+    """
+    from kfkit.executors import run_train
+
+    run_train(
+        train_split,
+        schema,
+        anomalies,
+        model_name,
+        problem_type,
+        estimator,
+        hyperparameters,
+        random_seed,
+        run_id,
+        model,
+    )

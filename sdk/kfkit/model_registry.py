@@ -1,0 +1,48 @@
+"""Pushed models in the object store: ``s3://models/<model-name>/<version>/``.
+
+A version is complete when its ``kfkit-model.json`` exists (push writes it last).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kfkit import names
+from kfkit.errors import KfkitError
+from kfkit.model_folder import MANIFEST_FILE, ModelManifest, verify_model_file
+from kfkit.storage import ObjectStore, ObjectUri
+
+
+def version_folder(model_name: str, version: str | int) -> ObjectUri:
+    return ObjectUri(names.MODELS_BUCKET, f"{model_name}/{version}/")
+
+
+def existing_versions(store: ObjectStore, model_name: str) -> list[int]:
+    """Every version number that has a folder, complete or not (never to be reused)."""
+    prefix = ObjectUri(names.MODELS_BUCKET, f"{model_name}/")
+    return sorted(int(p) for p in store.list_prefixes(prefix) if p.isdigit())
+
+
+def resolve(store: ObjectStore, reference: str) -> tuple[str, str]:
+    """``name`` or ``name:version`` -> (name, version); no version means the latest complete."""
+    name, _, version = reference.partition(":")
+    if version:
+        if not store.exists(version_folder(name, version).child(MANIFEST_FILE)):
+            raise KfkitError(f"model {name} has no pushed version {version}")
+        return name, version
+    for candidate in reversed(existing_versions(store, name)):
+        if store.exists(version_folder(name, candidate).child(MANIFEST_FILE)):
+            return name, str(candidate)
+    raise KfkitError(f"model {name} has no pushed version in s3://{names.MODELS_BUCKET}/{name}/")
+
+
+def download(store: ObjectStore, model_name: str, version: str, target: Path) -> Path:
+    """Copy a pushed version to a local folder and verify its sha256 against its manifest."""
+    folder = version_folder(model_name, version)
+    target.mkdir(parents=True, exist_ok=True)
+    manifest_bytes = store.get_bytes(folder.child(MANIFEST_FILE))
+    (target / MANIFEST_FILE).write_bytes(manifest_bytes)
+    manifest = ModelManifest.read(target)
+    (target / manifest.model_file).write_bytes(store.get_bytes(folder.child(manifest.model_file)))
+    verify_model_file(target, manifest)
+    return target

@@ -1,0 +1,38 @@
+"""Names shared by components, the pipeline and the local runner: one place, no string
+literals repeated across modules (TFX keeps its standard_component_specs the same way)."""
+
+PIPELINE_NAME = "kfkit-training"
+
+# Task names in the training pipeline (kfp derives them from the component function names).
+INGEST = "ingest"
+VALIDATE = "validate"
+TRAIN = "train"
+EVALUATE = "evaluate"
+PUSH = "push"
+TASKS = (INGEST, VALIDATE, TRAIN, EVALUATE, PUSH)
+
+# Output artifact names.
+TRAIN_SPLIT = "train_split"
+EVAL_SPLIT = "eval_split"
+STATISTICS = "statistics"
+SCHEMA = "schema"
+ANOMALIES = "anomalies"
+VALIDATION_REPORT = "report"
+MODEL = "model"
+METRICS = "metrics"
+CLASSIFICATION_METRICS = "classification_metrics"
+BLESSING = "blessing"
+PUSHED_MODEL = "pushed_model"
+SELDON_DEPLOYMENT = "seldon_deployment"
+
+PROBLEM_TYPES = ("classification", "regression")
+VALIDATION_POLICIES = ("fail", "warn")
+
+# Buckets and layout in the object store.
+MODELS_BUCKET = "models"
+KFKIT_BUCKET = "kfkit"
+
+
+def schema_uri_for(model_name: str) -> str:
+    """Where the reference schema learned on a model's first run is kept."""
+    return f"s3://{KFKIT_BUCKET}/schemas/{model_name}/schema.pbtxt"

@@ -1,0 +1,190 @@
+"""Ingest: read CSV or Parquet from the object store or a local path, fingerprint the source
+bytes, and split rows deterministically into train and eval Parquet files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kfkit.errors import KfkitError
+from kfkit.steps.runtime import check_range
+from kfkit.storage import ObjectStore, ObjectUri, is_object_uri
+
+SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
+# Read as missing, as R and the penguins data write it, beside pandas' defaults ("" and "NaN").
+NA_VALUES = ["NA"]
+_SPLIT_BUCKETS = 10_000
+
+
+@dataclass
+class SourceFile:
+    name: str  # URI or path, for messages and metadata
+    data: bytes
+    etag: str = ""
+    version_id: str | None = None
+
+
+@dataclass
+class IngestResult:
+    train: pd.DataFrame
+    eval: pd.DataFrame
+    metadata: dict[str, Any]
+
+
+def read_source(source_uri: str, store: ObjectStore | None = None) -> list[SourceFile]:
+    """All CSV/Parquet files at a URI (object or prefix) or local path (file or folder)."""
+    if is_object_uri(source_uri):
+        store = store or ObjectStore.from_env()
+        target = ObjectUri.parse(source_uri)
+        objects = [o for o in store.list(target) if o.uri.lower().endswith(SUPPORTED_SUFFIXES)]
+        if target.key and not target.key.endswith("/"):
+            # An exact object, not a prefix that happens to match other keys.
+            objects = [o for o in objects if o.uri == str(target)] or objects[:0]
+            if not objects:
+                info = store.stat(target)  # raises auth errors with a clear line
+                if info is None:
+                    raise KfkitError(f"{source_uri}: object does not exist")
+                objects = [info]
+        if not objects:
+            raise KfkitError(f"{source_uri}: no CSV or Parquet objects under this prefix")
+        return [SourceFile(o.uri, store.get_bytes(o.uri), o.etag, o.version_id) for o in objects]
+
+    path = Path(source_uri)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+        if not files:
+            raise KfkitError(f"{source_uri}: no CSV or Parquet files in this folder")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise KfkitError(f"{source_uri}: no such file or folder")
+    return [SourceFile(str(p), p.read_bytes()) for p in files]
+
+
+def fingerprint(files: list[SourceFile]) -> str:
+    """sha256 of the source bytes; for several files, of their names' and digests' list."""
+    if len(files) == 1:
+        return hashlib.sha256(files[0].data).hexdigest()
+    lines = "".join(
+        f"{Path(f.name).name}\t{hashlib.sha256(f.data).hexdigest()}\n"
+        for f in sorted(files, key=lambda f: f.name)
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def parse_file(source: SourceFile) -> pd.DataFrame:
+    if not source.data.strip():
+        raise KfkitError(f"{source.name}: file is empty")
+    try:
+        if source.name.lower().endswith(".csv"):
+            frame = pd.read_csv(io.BytesIO(source.data), na_values=NA_VALUES)
+        else:
+            frame = pd.read_parquet(io.BytesIO(source.data))
+    except pd.errors.EmptyDataError:
+        raise KfkitError(f"{source.name}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise KfkitError(f"{source.name}: cannot parse: {str(exc).strip().splitlines()[-1]}") from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for corrupt Parquet
+        raise KfkitError(f"{source.name}: cannot read as Parquet: {exc}") from None
+    if frame.empty:
+        raise KfkitError(f"{source.name}: no data rows (header only)")
+    return frame
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Types TFDV accepts: dates become ISO strings (TFDV 1.16 refuses Arrow date types),
+    text columns hold only str or missing (a column mixing numbers and text stays text)."""
+    frame = frame.copy()
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            frame[column] = series.dt.strftime("%Y-%m-%dT%H:%M:%S").where(series.notna(), None)
+        elif pd.api.types.is_bool_dtype(series):
+            frame[column] = series.astype("int64")
+        elif series.dtype == object:
+            frame[column] = series.map(lambda v: v if _missing(v) else str(v))
+    return frame
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def split_mask(frame: pd.DataFrame, eval_fraction: float, split_key: str = "") -> pd.Series:
+    """True for rows in the eval split: a hash of the key column (or of the whole row) so
+    that the same rows land in the same split on every run and every machine."""
+    keyed = frame[[split_key]] if split_key else frame
+    hashes = pd.util.hash_pandas_object(keyed.astype(str), index=False)
+    return (hashes % _SPLIT_BUCKETS) < int(round(eval_fraction * _SPLIT_BUCKETS))
+
+
+def ingest(
+    source_uri: str,
+    label_column: str,
+    eval_fraction: float = 0.2,
+    split_key: str = "",
+    store: ObjectStore | None = None,
+) -> IngestResult:
+    check_range("ingest", "eval_fraction", eval_fraction, 0.0, 1.0)
+    files = read_source(source_uri, store)
+    frames = [parse_file(f) for f in files]
+    columns = list(frames[0].columns)
+    for source, frame in zip(files[1:], frames[1:], strict=True):
+        if list(frame.columns) != columns:
+            raise KfkitError(
+                f"{source.name}: columns {list(frame.columns)} differ from {files[0].name}'s {columns}"
+            )
+    frame = normalise(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
+    where = source_uri if len(files) > 1 else files[0].name
+    if label_column not in frame.columns:
+        raise KfkitError(f"{where}: label column '{label_column}' not found (columns: {', '.join(columns)})")
+    if split_key and split_key not in frame.columns:
+        raise KfkitError(f"{where}: split key column '{split_key}' not found")
+    missing_label = int(frame[label_column].isna().sum())
+    if missing_label == len(frame):
+        raise KfkitError(f"{where}: label column '{label_column}' is empty in every row")
+    # A row without a label can be neither trained on nor scored.
+    frame = frame[frame[label_column].notna()].reset_index(drop=True)
+
+    in_eval = split_mask(frame, eval_fraction, split_key)
+    train, evaluation = frame[~in_eval].reset_index(drop=True), frame[in_eval].reset_index(drop=True)
+    if train.empty or evaluation.empty:
+        raise KfkitError(
+            f"{where}: {len(frame)} rows give an empty {'train' if train.empty else 'eval'} split "
+            f"at eval_fraction={eval_fraction}; more rows are needed"
+        )
+    metadata: dict[str, Any] = {
+        "source_uri": source_uri,
+        "source_files": len(files),
+        "source_format": "csv" if files[0].name.lower().endswith(".csv") else "parquet",
+        "dataset_fingerprint": fingerprint(files),
+        "rows": len(frame),
+        "columns": len(frame.columns),
+        "rows_dropped_missing_label": missing_label,
+        "label_column": label_column,
+        "eval_fraction": eval_fraction,
+        "split_key": split_key,
+        "train_rows": len(train),
+        "eval_rows": len(evaluation),
+    }
+    if len(files) == 1:
+        metadata["source_etag"] = files[0].etag
+        metadata["source_version_id"] = files[0].version_id or ""
+    return IngestResult(train=train, eval=evaluation, metadata=metadata)
+
+
+def write_split(frame: pd.DataFrame, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
+def read_split(path: str) -> pd.DataFrame:
+    return pd.read_parquet(path)

@@ -1,0 +1,82 @@
+"""Push: copy a blessed model folder to ``s3://models/<model-name>/<version>/``, verify the
+upload by sha256, and build the SeldonDeployment that would serve it.
+
+Versions are integers counted up from 1 and never overwritten: ``kfkit-model.json`` is
+written last and marks a version complete, and a version whose folder holds anything is
+never written to again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfkit import names
+from kfkit.deploy.seldon import seldon_deployment
+from kfkit.errors import KfkitError
+from kfkit.model_folder import MANIFEST_FILE, ModelManifest, sha256_bytes, verify_model_file
+from kfkit.model_registry import existing_versions, version_folder
+from kfkit.storage import ObjectStore
+
+
+@dataclass
+class PushResult:
+    version: str
+    uri: str
+    sha256: str
+    deployment: dict[str, Any]
+
+
+def push(
+    model_dir: str,
+    model_name: str,
+    store: ObjectStore | None = None,
+    namespace: str = "kfkit-serving",
+    max_attempts: int = 5,
+) -> PushResult:
+    store = store or ObjectStore.from_env()
+    manifest = ModelManifest.read(model_dir)
+    if manifest.model_name != model_name:
+        raise KfkitError(f"{model_dir}: model was trained as '{manifest.model_name}', not '{model_name}'")
+    model_bytes = verify_model_file(model_dir, manifest).read_bytes()
+    store.ensure_bucket(names.MODELS_BUCKET)
+
+    for _ in range(max_attempts):
+        version = str((existing_versions(store, model_name) or [0])[-1] + 1)
+        folder = version_folder(model_name, version)
+        if store.list(folder):
+            continue  # another push took this version in the meantime: never overwrite
+        model_uri = folder.child(manifest.model_file)
+        store.put_bytes(model_uri, model_bytes)
+        uploaded = sha256_bytes(store.get_bytes(model_uri))
+        if uploaded != manifest.sha256:
+            raise KfkitError(
+                f"{model_uri}: uploaded bytes have sha256 {uploaded[:12]}..., expected "
+                f"{manifest.sha256[:12]}...; version {version} left incomplete (no {MANIFEST_FILE})"
+            )
+        # Written last: a version folder without it is an interrupted push, not a model.
+        store.put_bytes(folder.child(MANIFEST_FILE), manifest.to_json().encode(), "application/json")
+        deployment = seldon_deployment(model_name, version, str(folder).rstrip("/"), namespace)
+        return PushResult(version, str(folder), manifest.sha256, deployment)
+    raise KfkitError(f"s3://models/{model_name}/: could not claim a new version after {max_attempts} tries")
+
+
+def write_deployment(deployment: dict[str, Any], path: str) -> None:
+    import yaml
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(deployment, sort_keys=False))
+
+
+def write_record(path: str, record: dict[str, Any], file_name: str = "kfkit-push.json") -> None:
+    """A small JSON file as an artifact's content: KFP's launcher uploads every output, so
+    each must exist even when it only records what happened."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / file_name).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def write_skipped(path: str, reason: str) -> None:
+    write_record(path, {"skipped": True, "reason": reason}, "kfkit-skipped.json")

@@ -1,0 +1,194 @@
+"""Train: a scikit-learn Pipeline (impute + scale numeric, one-hot categorical, types from
+the validated schema) around an estimator chosen by name. Writes the model folder of the
+DESIGN.md contract. Never imports TensorFlow: the schema is read with its protobuf only.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kfkit import names
+from kfkit.errors import KfkitError
+from kfkit.model_folder import MODEL_FILE, Feature, ModelManifest, sha256_file
+from kfkit.steps.runtime import check_choice
+
+ESTIMATORS: dict[str, dict[str, str]] = {
+    "classification": {
+        "logistic_regression": "sklearn.linear_model:LogisticRegression",
+        "random_forest": "sklearn.ensemble:RandomForestClassifier",
+        "hist_gradient_boosting": "sklearn.ensemble:HistGradientBoostingClassifier",
+    },
+    "regression": {
+        "ridge": "sklearn.linear_model:Ridge",
+        "random_forest": "sklearn.ensemble:RandomForestRegressor",
+        "hist_gradient_boosting": "sklearn.ensemble:HistGradientBoostingRegressor",
+    },
+}
+# Defaults that differ from scikit-learn's, and why.
+_ESTIMATOR_DEFAULTS = {
+    # lbfgs needs more than 100 iterations on scaled one-hot features to converge.
+    "logistic_regression": {"max_iter": 1000},
+}
+
+
+def features_from_schema(schema_path: str, label_column: str) -> list[Feature]:
+    """Numeric for INT/FLOAT features, categorical for BYTES, in schema order."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = text_format.Parse(Path(schema_path).read_text(), schema_pb2.Schema())
+    features = []
+    for feature in schema.feature:
+        if feature.name == label_column:
+            continue
+        kind = "categorical" if feature.type == schema_pb2.BYTES else "numeric"
+        features.append(Feature(feature.name, kind))
+    if not features:
+        raise KfkitError(f"{schema_path}: schema has no features besides the label")
+    return features
+
+
+def build_estimator(problem_type: str, estimator: str, hyperparameters: dict[str, Any], seed: int):
+    import importlib
+
+    check_choice("train", "problem_type", problem_type, names.PROBLEM_TYPES)
+    choices = ESTIMATORS[problem_type]
+    check_choice("train", "estimator", estimator, tuple(choices))
+    module, cls_name = choices[estimator].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    params = {**_ESTIMATOR_DEFAULTS.get(estimator, {}), **hyperparameters}
+    valid = cls().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise KfkitError(
+            f"The 'hyperparameters' parameter of train has unknown key(s) {unknown} for "
+            f"{estimator}; valid keys: {', '.join(sorted(valid))}"
+        )
+    if "random_state" in valid:
+        params.setdefault("random_state", seed)
+    return cls(**params)
+
+
+def build_pipeline(features: list[Feature], estimator):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [f.name for f in features if f.kind == "numeric"]
+    categorical = [f.name for f in features if f.kind == "categorical"]
+    transformers = []
+    if numeric:
+        transformers.append(
+            (
+                "numeric",
+                Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                numeric,
+            )
+        )
+    if categorical:
+        transformers.append(
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="most_frequent")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                    ]
+                ),
+                categorical,
+            )
+        )
+    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("estimator", estimator)])
+
+
+def feature_frame(frame: pd.DataFrame, features: list[Feature], where: str) -> pd.DataFrame:
+    """The model's input frame: manifest columns in order, numeric as float64."""
+    missing = [f.name for f in features if f.name not in frame.columns]
+    if missing:
+        raise KfkitError(f"{where}: feature column(s) {missing} missing")
+    out = frame[[f.name for f in features]].copy()
+    for feature in features:
+        if feature.kind == "categorical":
+            # Parquet gives None for a missing string; the imputers look for NaN.
+            column = out[feature.name].astype(object)
+            out[feature.name] = column.where(column.notna(), np.nan)
+        else:
+            try:
+                out[feature.name] = pd.to_numeric(out[feature.name]).astype("float64")
+            except (ValueError, TypeError) as exc:
+                raise KfkitError(f"{where}: column '{feature.name}' is not numeric: {exc}") from None
+    return out
+
+
+def train(
+    frame: pd.DataFrame,
+    schema_path: str,
+    label_column: str,
+    model_name: str,
+    model_dir: str,
+    problem_type: str = "classification",
+    estimator: str = "logistic_regression",
+    hyperparameters: dict[str, Any] | None = None,
+    seed: int = 42,
+    dataset_fingerprint: str = "",
+    run_id: str = "",
+) -> ModelManifest:
+    import joblib
+    import sklearn
+
+    hyperparameters = dict(hyperparameters or {})
+    features = features_from_schema(schema_path, label_column)
+    model = build_pipeline(features, build_estimator(problem_type, estimator, hyperparameters, seed))
+    x = feature_frame(frame, features, "train split")
+    y = frame[label_column]
+    if problem_type == "classification":
+        y = y.astype(str)
+        if y.nunique() < 2:
+            raise KfkitError(f"train split: label '{label_column}' has fewer than two classes")
+    else:
+        y = pd.to_numeric(y, errors="raise").astype("float64")
+    try:
+        model.fit(x, y)
+    except (ValueError, TypeError) as exc:
+        # scikit-learn's parameter validation already names the parameter and the range.
+        raise KfkitError(f"train: {str(exc).splitlines()[0]}") from None
+
+    folder = Path(model_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MODEL_FILE
+    joblib.dump(model, path)
+    manifest = ModelManifest(
+        model_name=model_name,
+        sha256=sha256_file(path),
+        sklearn_version=sklearn.__version__,
+        python_version=".".join(map(str, sys.version_info[:3])),
+        problem_type=problem_type,
+        label_column=label_column,
+        features=features,
+        estimator=estimator,
+        hyperparameters={
+            k: v
+            for k, v in model.named_steps["estimator"].get_params().items()
+            if k in hyperparameters or k == "random_state"
+        },
+        classes=[str(c) for c in getattr(model, "classes_", [])],
+        training_data_fingerprint=dataset_fingerprint,
+        run_id=run_id,
+    )
+    manifest.write(folder)
+    return manifest
+
+
+def manifest_metadata(manifest: ModelManifest) -> dict[str, Any]:
+    """What the Model artifact records (and MLMD keeps): everything but the feature list's detail."""
+    data = asdict(manifest)
+    data["features"] = [f"{f['name']}:{f['kind']}" for f in data["features"]]
+    data["trained"] = True
+    return data

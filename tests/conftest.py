@@ -1,0 +1,74 @@
+"""Shared fixtures: a real SeaweedFS S3 server for the session and the real `kfkit` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kfkit.local_store import LocalObjectStore
+from kfkit.storage import ObjectStore
+
+REPO = Path(__file__).resolve().parents[1]
+KFKIT = str(Path(sys.executable).parent / "kfkit")
+PENGUINS = REPO / "sdk" / "kfkit" / "data" / "penguins.csv"
+
+
+@pytest.fixture(scope="session")
+def kfkit_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kfkit-home")
+
+
+@pytest.fixture(scope="session")
+def local_store(kfkit_home):
+    """The real local object store, started once for the session and always stopped."""
+    store = LocalObjectStore(root=kfkit_home)
+    state = store.start()
+    try:
+        yield state
+    finally:
+        store.stop()
+
+
+@pytest.fixture(scope="session")
+def store_env(local_store, kfkit_home) -> dict[str, str]:
+    """Environment for a kfkit process that should use the session's store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFKIT_", "AWS_"))}
+    env.update(local_store.config.to_env())
+    env["KFKIT_HOME"] = str(kfkit_home)
+    env["KFKIT_REPO"] = str(REPO)
+    return env
+
+
+@pytest.fixture(scope="session")
+def objects(local_store) -> ObjectStore:
+    return ObjectStore(local_store.config)
+
+
+def run_kfkit(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [KFKIT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_pipeline(env: dict[str, str], *params: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`kfkit run-local --json` with the penguins config; returns the process and its JSON."""
+    args = ["run-local", "--config", "configs/penguins.yaml", "--json"]
+    for param in params:
+        args += ["--param", param]
+    proc = run_kfkit(args, env)
+    document = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    return proc, document
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one line a failure ends with; asserts there is no traceback."""
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("kfkit: error: "), proc.stderr[-2000:]
+    return lines[-1]

@@ -1,0 +1,158 @@
+"""The whole pipeline under kfp.local, through the real CLI, against the real SeaweedFS
+store, TFDV and scikit-learn. Slow: each run takes ~20 s (validate imports TensorFlow)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import PENGUINS, error_line, run_kfkit, run_pipeline
+
+from kfkit.model_folder import ModelManifest, sha256_bytes
+from kfkit.model_registry import existing_versions, version_folder
+
+pytestmark = pytest.mark.slow
+
+MODEL = "penguins-it"
+
+
+@pytest.fixture(scope="module")
+def two_clean_runs(store_env, objects):
+    """Two runs on the same data, with the sample uploaded to the store like `make run`."""
+    upload = run_kfkit(["store", "upload", str(PENGUINS), "s3://raw/penguins-it/"], store_env)
+    assert upload.returncode == 0, upload.stderr
+    runs = []
+    for _ in range(2):
+        proc, document = run_pipeline(store_env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(document)
+    return runs
+
+
+def test_clean_run_reports_every_task_and_pushes(two_clean_runs, objects):
+    first = two_clean_runs[0]
+    assert first["status"] == "SUCCEEDED"
+    assert first["tasks"] == {t: "SUCCEEDED" for t in ("ingest", "validate", "train", "evaluate", "push")}
+    assert first["validation"] == {"blessed": True, "anomalies": {}, "schema_source": "inferred"}
+    assert first["blessed"] is True
+    assert first["metrics"]["accuracy"] >= 0.9
+    assert set(first["metrics"]) == {"accuracy", "macro_f1", "roc_auc_ovr", "log_loss"}
+    # The pushed bytes in the store are the model train wrote, by sha256.
+    pushed = first["pushed"]
+    folder = version_folder(MODEL, pushed["version"])
+    manifest = ModelManifest.from_dict(yaml.safe_load(objects.get_bytes(folder.child("kfkit-model.json"))))
+    assert sha256_bytes(objects.get_bytes(folder.child("model.joblib"))) == pushed["sha256"] == manifest.sha256
+    assert manifest.training_data_fingerprint == first["dataset_fingerprint"]
+    assert manifest.run_id == first["run_id"]
+
+
+def test_same_data_twice_gives_same_fingerprint_splits_and_metrics(two_clean_runs):
+    first, second = two_clean_runs
+    assert first["dataset_fingerprint"] == second["dataset_fingerprint"]
+    assert len(first["dataset_fingerprint"]) == 64
+    for key in ("train_rows", "eval_rows", "rows"):
+        assert (
+            first["artifacts"]["ingest.train_split"][key] == second["artifacts"]["ingest.train_split"][key]
+        )
+    assert first["metrics"] == second["metrics"]
+    # The second run checks against the schema the first one learned.
+    assert second["validation"]["schema_source"] == "reference"
+
+
+def test_versions_count_up_and_are_never_overwritten(two_clean_runs, objects):
+    versions = [run["pushed"]["version"] for run in two_clean_runs]
+    assert versions == ["1", "2"]
+    assert existing_versions(objects, MODEL) == [1, 2]
+
+
+def test_push_emits_a_seldon_deployment_without_credentials(two_clean_runs, store_env):
+    from pathlib import Path
+
+    run = two_clean_runs[1]
+    run_root = Path(run["run_root"])
+    files = list((run_root / "push" / "seldon_deployment").glob("*")) or [run_root / "push" / "seldon_deployment"]
+    text = files[0].read_text()
+    deployment = yaml.safe_load(text)
+    assert deployment["kind"] == "SeldonDeployment"
+    graph = deployment["spec"]["predictors"][0]["graph"]
+    assert graph["modelUri"] == f"s3://models/{MODEL}/2"
+    assert graph["envSecretRefName"]
+    assert store_env["AWS_SECRET_ACCESS_KEY"] not in text
+
+
+def _flooded_csv(tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(PENGUINS, na_values=["NA"])
+    frame["bill_length_mm"] = frame["bill_length_mm"].astype(object)
+    frame.loc[frame.index % 2 == 0, "bill_length_mm"] = "not measured"
+    path = tmp_path / "flooded.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_numeric_column_flooded_with_text_fails_against_learned_schema(two_clean_runs, store_env, objects, tmp_path):
+    before = existing_versions(objects, MODEL)
+    proc, document = run_pipeline(store_env, f"data_uri={_flooded_csv(tmp_path)}", f"model_name={MODEL}")
+    line = error_line(proc)
+    assert "validate" in line and "bill_length_mm" in line and "FLOAT" in line
+    assert document["tasks"]["validate"] == "FAILED"
+    assert document["tasks"]["train"] == "NOT_RUN" and document["pushed"] is None
+    assert existing_versions(objects, MODEL) == before
+
+
+def test_warn_policy_continues_but_trains_and_pushes_nothing(two_clean_runs, store_env, objects, tmp_path):
+    before = existing_versions(objects, MODEL)
+    proc, document = run_pipeline(
+        store_env, f"data_uri={_flooded_csv(tmp_path)}", f"model_name={MODEL}", "validation_policy=warn"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert document["validation"]["blessed"] is False
+    assert any("bill_length_mm" in key for key in document["validation"]["anomalies"])
+    assert document["artifacts"]["train.model"]["trained"] is False
+    assert document["blessed"] is False and document["pushed"] is None
+    assert existing_versions(objects, MODEL) == before
+
+
+def test_unblessed_model_is_not_pushed_and_the_run_says_why(two_clean_runs, store_env, objects):
+    before = existing_versions(objects, MODEL)
+    proc, document = run_pipeline(
+        store_env, f"data_uri={PENGUINS}", f"model_name={MODEL}", "thresholds={accuracy: 0.9999}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert document["blessed"] is False and document["pushed"] is None
+    assert "not pushed: model not blessed" in proc.stderr and "accuracy" in proc.stderr
+    assert existing_versions(objects, MODEL) == before
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (["label_column=body_weight"], "label column 'body_weight' not found"),
+        (["data_uri=s3://raw/penguins-it/missing.csv"], "s3://raw/penguins-it/missing.csv: object does not exist"),
+        (["data_uri=s3://no-such-bucket/data.csv"], "bucket does not exist"),
+        (["estimator=svm"], "The 'estimator' parameter of train must be one of"),
+    ],
+)
+def test_bad_input_ends_with_one_line_and_pushes_nothing(two_clean_runs, store_env, objects, params, expected):
+    before = existing_versions(objects, MODEL)
+    proc, _ = run_pipeline(store_env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}", *params)
+    assert expected in error_line(proc)
+    assert existing_versions(objects, MODEL) == before
+
+
+def test_empty_file_is_refused(store_env, objects, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    proc, _ = run_pipeline(store_env, f"data_uri={empty}", "model_name=penguins-empty")
+    assert f"{empty}: file is empty" in error_line(proc)
+    assert existing_versions(objects, "penguins-empty") == []
+
+
+def test_wrong_credentials_are_named_and_push_nothing(two_clean_runs, store_env, objects):
+    before = existing_versions(objects, MODEL)
+    env = dict(store_env, AWS_SECRET_ACCESS_KEY="not-the-secret")
+    proc, _ = run_pipeline(env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}")
+    line = error_line(proc)
+    assert "refused the credentials" in line and "AWS_SECRET_ACCESS_KEY" in line
+    assert "not-the-secret" not in proc.stderr + proc.stdout
+    assert existing_versions(objects, MODEL) == before
