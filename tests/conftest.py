@@ -50,9 +50,7 @@ def objects(local_store) -> ObjectStore:
 
 
 def run_kfkit(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [KFKIT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([KFKIT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def run_pipeline(env: dict[str, str], *params: str) -> tuple[subprocess.CompletedProcess, dict]:

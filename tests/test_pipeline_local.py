@@ -40,7 +40,9 @@ def test_clean_run_reports_every_task_and_pushes(two_clean_runs, objects):
     pushed = first["pushed"]
     folder = version_folder(MODEL, pushed["version"])
     manifest = ModelManifest.from_dict(yaml.safe_load(objects.get_bytes(folder.child("kfkit-model.json"))))
-    assert sha256_bytes(objects.get_bytes(folder.child("model.joblib"))) == pushed["sha256"] == manifest.sha256
+    assert (
+        sha256_bytes(objects.get_bytes(folder.child("model.joblib"))) == pushed["sha256"] == manifest.sha256
+    )
     assert manifest.training_data_fingerprint == first["dataset_fingerprint"]
     assert manifest.run_id == first["run_id"]
 
@@ -50,9 +52,7 @@ def test_same_data_twice_gives_same_fingerprint_splits_and_metrics(two_clean_run
     assert first["dataset_fingerprint"] == second["dataset_fingerprint"]
     assert len(first["dataset_fingerprint"]) == 64
     for key in ("train_rows", "eval_rows", "rows"):
-        assert (
-            first["artifacts"]["ingest.train_split"][key] == second["artifacts"]["ingest.train_split"][key]
-        )
+        assert first["artifacts"]["ingest.train_split"][key] == second["artifacts"]["ingest.train_split"][key]
     assert first["metrics"] == second["metrics"]
     # The second run checks against the schema the first one learned.
     assert second["validation"]["schema_source"] == "reference"
@@ -69,7 +69,9 @@ def test_push_emits_a_seldon_deployment_without_credentials(two_clean_runs, stor
 
     run = two_clean_runs[1]
     run_root = Path(run["run_root"])
-    files = list((run_root / "push" / "seldon_deployment").glob("*")) or [run_root / "push" / "seldon_deployment"]
+    files = list((run_root / "push" / "seldon_deployment").glob("*")) or [
+        run_root / "push" / "seldon_deployment"
+    ]
     text = files[0].read_text()
     deployment = yaml.safe_load(text)
     assert deployment["kind"] == "SeldonDeployment"
@@ -90,7 +92,9 @@ def _flooded_csv(tmp_path):
     return path
 
 
-def test_numeric_column_flooded_with_text_fails_against_learned_schema(two_clean_runs, store_env, objects, tmp_path):
+def test_numeric_column_flooded_with_text_fails_against_learned_schema(
+    two_clean_runs, store_env, objects, tmp_path
+):
     before = existing_versions(objects, MODEL)
     proc, document = run_pipeline(store_env, f"data_uri={_flooded_csv(tmp_path)}", f"model_name={MODEL}")
     line = error_line(proc)
@@ -128,12 +132,17 @@ def test_unblessed_model_is_not_pushed_and_the_run_says_why(two_clean_runs, stor
     ("params", "expected"),
     [
         (["label_column=body_weight"], "label column 'body_weight' not found"),
-        (["data_uri=s3://raw/penguins-it/missing.csv"], "s3://raw/penguins-it/missing.csv: object does not exist"),
+        (
+            ["data_uri=s3://raw/penguins-it/missing.csv"],
+            "s3://raw/penguins-it/missing.csv: object does not exist",
+        ),
         (["data_uri=s3://no-such-bucket/data.csv"], "bucket does not exist"),
         (["estimator=svm"], "The 'estimator' parameter of train must be one of"),
     ],
 )
-def test_bad_input_ends_with_one_line_and_pushes_nothing(two_clean_runs, store_env, objects, params, expected):
+def test_bad_input_ends_with_one_line_and_pushes_nothing(
+    two_clean_runs, store_env, objects, params, expected
+):
     before = existing_versions(objects, MODEL)
     proc, _ = run_pipeline(store_env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}", *params)
     assert expected in error_line(proc)

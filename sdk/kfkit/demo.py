@@ -47,7 +47,9 @@ def run_demo(
         folder = fetch_model(f"{model_name}:{summary.pushed['version']}")
 
     eval_split = Path(summary.run_root) / "ingest" / "eval_split"
-    frame = pd.read_parquet(eval_split).head(rows)
+    frame = pd.read_parquet(eval_split)
+    # Rows spread over the split, so every class shows up (the file is ordered by species).
+    frame = frame.iloc[:: max(1, len(frame) // max(rows, 1))].head(rows).reset_index(drop=True)
     label = parameters.get("label_column", "species")
     progress(f"serving {model_name} version {summary.pushed['version']} with seldon-core-microservice")
     with start_server(folder) as server:

@@ -1,0 +1,74 @@
+"""Ingest logic on local files: deterministic split and fingerprint, clear errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import PENGUINS
+
+from kfkit.errors import KfkitError
+from kfkit.steps.ingest import ingest
+
+
+def test_split_and_fingerprint_are_deterministic():
+    first, second = ingest(str(PENGUINS), "species"), ingest(str(PENGUINS), "species")
+    assert first.metadata["dataset_fingerprint"] == second.metadata["dataset_fingerprint"]
+    pd.testing.assert_frame_equal(first.eval, second.eval)
+    assert first.metadata["train_rows"] + first.metadata["eval_rows"] == 344
+    assert 0.1 < first.metadata["eval_rows"] / 344 < 0.3
+
+
+def test_same_row_lands_in_the_same_split_when_other_rows_change(tmp_path):
+    frame = pd.read_csv(PENGUINS, na_values=["NA"]).reset_index(names="penguin_id")
+    full = tmp_path / "full.csv"
+    frame.to_csv(full, index=False)
+    half = tmp_path / "half.csv"
+    frame.iloc[::2].to_csv(half, index=False)
+    ids_full = set(ingest(str(full), "species", split_key="penguin_id").eval["penguin_id"])
+    ids_half = set(ingest(str(half), "species", split_key="penguin_id").eval["penguin_id"])
+    assert ids_half == {i for i in ids_full if i % 2 == 0}
+
+
+def test_fingerprint_changes_with_one_byte(tmp_path):
+    data = PENGUINS.read_bytes()
+    changed = tmp_path / "p.csv"
+    changed.write_bytes(data.replace(b"39.1", b"39.2", 1))
+    assert (
+        ingest(str(changed), "species").metadata["dataset_fingerprint"]
+        != ingest(str(PENGUINS), "species").metadata["dataset_fingerprint"]
+    )
+
+
+def test_parquet_with_dates_is_normalised(tmp_path):
+    frame = pd.read_csv(PENGUINS, na_values=["NA"])
+    frame["observed"] = pd.Timestamp("2008-11-01") + pd.to_timedelta(frame.index, unit="D")
+    path = tmp_path / "p.parquet"
+    frame.to_parquet(path)
+    result = ingest(str(path), "species")
+    assert result.metadata["source_format"] == "parquet"
+    assert result.train["observed"].iloc[0].startswith("20")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "file is empty"),
+        ("species,island\n", "no data rows"),
+        ("a,b\n1,2\n", "label column 'species' not found (columns: a, b)"),
+    ],
+)
+def test_bad_files_give_one_clear_error(tmp_path, content, expected):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(KfkitError, match=None) as info:
+        ingest(str(path), "species")
+    assert expected in str(info.value) and str(path) in str(info.value)
+
+
+def test_missing_local_path_and_bad_fraction():
+    with pytest.raises(KfkitError, match="no such file or folder"):
+        ingest("/nonexistent/data.csv", "species")
+    with pytest.raises(
+        KfkitError, match="The 'eval_fraction' parameter of ingest must be a float in the range"
+    ):
+        ingest(str(PENGUINS), "species", eval_fraction=1.5)
