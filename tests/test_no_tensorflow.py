@@ -29,8 +29,10 @@ SCRIPT = textwrap.dedent(
     ingest.write_split(result.eval, str(work / "eval.parquet"))
 
     def artifact(name, **metadata):
-        return types.SimpleNamespace(path=str(work / name), metadata=dict(metadata), log_metric=lambda k, v: None,
-                                     log_confusion_matrix=lambda c, m: None)
+        return types.SimpleNamespace(
+            path=str(work / name), metadata=dict(metadata),
+            log_metric=lambda k, v: None, log_confusion_matrix=lambda c, m: None,
+        )
 
     split = artifact("train.parquet", label_column="species", dataset_fingerprint="f")
     model = artifact("model")
