@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kfkit.errors import KfkitError
+from kfkit.net import free_port
 from kfkit.settings import state_dir
 from kfkit.storage import ObjectStore, StoreConfig
 
@@ -29,12 +29,6 @@ BUCKETS = ("raw", "models", "kfkit")
 _STATE_FILE = "store.json"
 # weed ignores SIGTERM for a long time (DESIGN.md): give it a short grace, then SIGKILL.
 _STOP_GRACE_S = 1.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _weed_binary() -> str:
@@ -126,8 +120,8 @@ class LocalObjectStore:
                 }
             ),
         )
-        ports = {name: _free_port() for name in ("s3", "master", "volume", "filer", "admin")}
-        grpc = {name: _free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+        ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+        grpc = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
         command = [
             _weed_binary(),
             "mini",

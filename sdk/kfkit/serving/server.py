@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from kfkit.errors import KfkitError
+from kfkit.net import free_port
 
 SDK_DIR = Path(__file__).resolve().parents[2]
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -53,13 +54,6 @@ def serving_venv() -> Path:
     """``$KFKIT_SERVING_VENV``, else ``<repo>/serving/.venv`` (``uv sync --frozen`` in serving/)."""
     configured = os.environ.get(SERVING_VENV_ENV)
     return Path(configured) if configured else REPO_ROOT / "serving" / ".venv"
-
-
-def free_port() -> int:
-    """A port nothing listens on now (Seldon binds 0.0.0.0, so check on all interfaces)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
 
 
 def _check_port_free(port: int) -> None:
