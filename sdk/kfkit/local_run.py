@@ -23,6 +23,8 @@ from kfkit import names
 from kfkit.catalog import compiled_pipeline_path
 from kfkit.errors import KfkitError
 from kfkit.local_store import LocalObjectStore
+from kfkit.metadata import open_store
+from kfkit.metadata.recorder import RunRecorder
 from kfkit.settings import state_dir
 from kfkit.steps.runtime import ERROR_FILE_ENV
 from kfkit.storage import ENDPOINT_ENV
@@ -52,6 +54,7 @@ class RunSummary:
     log: str = ""
     run_root: str = ""  # the run's folder under the local pipeline root
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # where lineage was recorded
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,9 +64,10 @@ class _TaskLogTee:
     """Stands in for sys.stdout during a kfp.local run: everything to the log file; task
     starts, ends and kfkit's own one-line messages to the progress callback."""
 
-    def __init__(self, log_file, progress: Progress) -> None:
+    def __init__(self, log_file, progress: Progress, recorder: RunRecorder | None = None) -> None:
         self.log_file = log_file
         self.progress = progress
+        self.recorder = recorder
         self.buffer = ""
         self.status: dict[str, str] = {}
         self.started: dict[str, float] = {}
@@ -88,11 +92,15 @@ class _TaskLogTee:
             task = match.group(1)
             self.started[task] = time.perf_counter()
             self.progress(f"[{task}] running")
+            if self.recorder:
+                self.recorder.task_started(task)
         elif match := _FINISHED.search(line):
             task, status = match.groups()
             self.seconds[task] = round(time.perf_counter() - self.started.get(task, 0), 2)
             self.status[task] = "SUCCEEDED" if status == "SUCCESS" else "FAILED"
             self.progress(f"[{task}] {self.status[task].lower()} in {self.seconds[task]:.1f}s")
+            if self.recorder:
+                self.recorder.task_finished(task, self.status[task] == "SUCCEEDED")
         elif line.startswith("kfkit ") and ": " in line:
             self.progress("    " + line.split(": ", 1)[1])
 
@@ -186,9 +194,13 @@ def run_local(
     parameters: dict[str, Any],
     pipeline: str = "training",
     progress: Progress | None = None,
+    metadata_uri: str | None = None,
 ) -> RunSummary:
-    """Run the compiled pipeline locally. Starts the local object store when none is
-    configured and stops it afterwards. Never raises for a failed task: the summary says."""
+    """Run the compiled pipeline locally and record its lineage in the metadata store
+    (``metadata_uri``, else ``KFKIT_METADATA_URI``, else SQLite under the state folder).
+    Starts the local object store when none is configured and stops it afterwards. Never
+    raises for a failed task: the summary says."""
+    import yaml
     from kfp import components, local
 
     progress = progress or (lambda line: None)
@@ -197,6 +209,7 @@ def run_local(
         raise KfkitError(f"{spec_path}: compiled pipeline not found; run `kfkit compile`")
     pipeline_component = components.load_component_from_file(str(spec_path))
     _check_parameters(pipeline_component, parameters, spec_path)
+    store = open_store(metadata_uri)  # before anything runs: an unreachable store loses nothing
 
     root = state_dir()
     runs_dir = root / "runs"
@@ -212,16 +225,22 @@ def run_local(
         raise_on_error=False,
     )
     before = set(pipeline_root.glob(f"{names.PIPELINE_NAME}-*")) if pipeline_root.exists() else set()
+    recorder = RunRecorder(
+        store, yaml.safe_load(spec_path.read_text()), parameters, pipeline_root, error_path
+    )
     started = time.perf_counter()
     with object_store_env(), _env(ERROR_FILE_ENV, str(error_path)), open(log_path, "w") as log:
-        tee = _TaskLogTee(log, progress)
-        with contextlib.redirect_stdout(tee), warnings.catch_warnings():
+        tee = _TaskLogTee(log, progress, recorder)
+        with contextlib.redirect_stdout(tee), warnings.catch_warnings(), recorder.capture_run_id():
             # kfp warns that kfkit's image name does not contain "python": expected here.
             warnings.simplefilter("ignore", RuntimeWarning)
             pipeline_component(**parameters)
     seconds = round(time.perf_counter() - started, 2)
-    new_dirs = sorted(set(pipeline_root.glob(f"{names.PIPELINE_NAME}-*")) - before)
-    run_dir = new_dirs[-1] if new_dirs else None
+    if recorder.run_id and (pipeline_root / recorder.run_id).is_dir():
+        run_dir: Path | None = pipeline_root / recorder.run_id  # exact, even with runs side by side
+    else:
+        new_dirs = sorted(set(pipeline_root.glob(f"{names.PIPELINE_NAME}-*")) - before)
+        run_dir = new_dirs[-1] if new_dirs else None
     run_id = run_dir.name if run_dir else f"{names.PIPELINE_NAME}-{run_stamp}"
     summary = summarise(run_id, run_dir, tee.status, _read_errors(error_path))
     summary.task_seconds = tee.seconds
@@ -229,6 +248,15 @@ def run_local(
     summary.parameters = parameters
     summary.log = str(log_path)
     summary.run_root = str(run_dir or "")
+    recorder.finish(summary.status == "SUCCEEDED")
+    store.close()
+    for problem in recorder.problems:
+        progress(f"warning: {problem}")
+    summary.metadata = {
+        "store": store.description,
+        "recorded": recorder.run is not None and not recorder.problems,
+        "problems": recorder.problems,
+    }
     (runs_dir / f"{run_id}.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
 
