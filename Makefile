@@ -12,7 +12,7 @@ PY311 ?= $(firstword $(wildcard /root/.pyenv/versions/3.11*/bin/python3.11) $(sh
 PY312 ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup run test test-fast lint compile bench clean
+.PHONY: setup run test test-fast lint compile bench bench-lineage clean
 
 setup: .venv/.synced serving/.venv/.synced
 
@@ -48,6 +48,9 @@ compile: setup
 
 bench: setup
 	.venv/bin/python benchmarks/pipeline_timing.py
+
+bench-lineage: setup
+	.venv/bin/python benchmarks/lineage_queries.py
 
 clean:
 	-.venv/bin/kfkit store stop

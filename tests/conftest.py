@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mariadb_server import MariaDB
 
 from kfkit.local_store import LocalObjectStore
 from kfkit.storage import ObjectStore
@@ -70,3 +71,18 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("kfkit: error: "), proc.stderr[-2000:]
     return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """A real MariaDB on loopback for the session (installed with apt-get if missing)."""
+    server = MariaDB(tmp_path_factory.mktemp("mariadb"))
+    server.start()
+    saved = os.environ.get("KFKIT_METADATA_MYSQL_PASSWORD")
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        server.stop()
+        if saved is None:
+            os.environ.pop("KFKIT_METADATA_MYSQL_PASSWORD", None)

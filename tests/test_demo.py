@@ -3,6 +3,7 @@ and nothing left running afterwards. Slow (~35 s)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -31,3 +32,15 @@ def test_demo_serves_predictions_and_stops_everything(tmp_path):
     correct = int(re.search(r"^(\d+)/9 correct", proc.stdout, re.M).group(1))
     assert correct == sum(truth == predicted for truth, predicted, _ in rows) >= 7
     assert _processes_under(str(tmp_path)) == []
+
+    # After `make run`, the lineage of the served model answers from the metadata store.
+    lineage = run_kfkit(["lineage", "model", "penguins", "--json"], env)
+    assert lineage.returncode == 0, lineage.stderr
+    found = json.loads(lineage.stdout)
+    fingerprint = re.search(r"^dataset fingerprint\s+([0-9a-f]{64})$", proc.stdout, re.M).group(1)
+    version, uri = re.search(r"^pushed\s+version (\d+) -> (\S+)$", proc.stdout, re.M).groups()
+    assert found["dataset_fingerprint"] == fingerprint
+    assert (found["model"]["version"], found["model"]["uri"]) == (version, uri)
+    assert found["validation"]["blessed"] is True
+    assert found["training"]["parameters"]["estimator"] == "logistic_regression"
+    assert found["metrics"]["accuracy"] >= 0.9

@@ -3,9 +3,13 @@ store, TFDV and scikit-learn. Slow: each run takes ~20 s (validate imports Tenso
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
 import yaml
-from conftest import PENGUINS, error_line, run_kfkit, run_pipeline
+from conftest import KFKIT, PENGUINS, REPO, error_line, run_kfkit, run_pipeline
 
 from kfkit.model_folder import ModelManifest, sha256_bytes
 from kfkit.model_registry import existing_versions, version_folder
@@ -144,9 +148,16 @@ def test_bad_input_ends_with_one_line_and_pushes_nothing(
     two_clean_runs, store_env, objects, params, expected
 ):
     before = existing_versions(objects, MODEL)
-    proc, _ = run_pipeline(store_env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}", *params)
+    proc, document = run_pipeline(store_env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}", *params)
     assert expected in error_line(proc)
     assert existing_versions(objects, MODEL) == before
+    # The metadata store has the run as FAILED, with the same error on the failed task.
+    shown = run_kfkit(["runs", "show", document["run_id"], "--json"], store_env)
+    recorded = json.loads(shown.stdout)
+    assert recorded["state"] == "FAILED" and recorded["pushed"] is None
+    failed = [t for t in recorded["tasks"] if t["state"] == "FAILED"]
+    assert len(failed) == 1 and expected in failed[0]["error"]
+    assert [t["state"] for t in recorded["tasks"][:-1]] == ["COMPLETE"] * (len(recorded["tasks"]) - 1)
 
 
 def test_empty_file_is_refused(store_env, objects, tmp_path):
@@ -165,3 +176,93 @@ def test_wrong_credentials_are_named_and_push_nothing(two_clean_runs, store_env,
     assert "refused the credentials" in line and "AWS_SECRET_ACCESS_KEY" in line
     assert "not-the-secret" not in proc.stderr + proc.stdout
     assert existing_versions(objects, MODEL) == before
+    # Neither the wrong nor the real secret reaches the metadata store or the run log.
+    recorded = (Path(store_env["KFKIT_HOME"]) / "metadata" / "mlmd.sqlite").read_bytes()
+    for secret in ("not-the-secret", store_env["AWS_SECRET_ACCESS_KEY"]):
+        assert secret.encode() not in recorded
+    assert "not-the-secret" not in Path(json.loads(proc.stdout)["log"]).read_text()
+
+
+def _lineage(env: dict[str, str], reference: str) -> dict:
+    proc = run_kfkit(["lineage", "model", reference, "--json"], env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_lineage_of_each_pushed_version_is_the_run_that_pushed_it(two_clean_runs, store_env):
+    for run in two_clean_runs:
+        found = _lineage(store_env, f"{MODEL}:{run['pushed']['version']}")
+        assert found["run"]["run_id"] == run["run_id"]
+        assert found["dataset_fingerprint"] == run["dataset_fingerprint"]
+        assert (
+            found["model"]["uri"] == run["pushed"]["uri"]
+            and found["model"]["sha256"] == run["pushed"]["sha256"]
+        )
+        assert found["validation"]["blessed"] is True
+        assert found["validation"]["schema_source"] == run["validation"]["schema_source"]
+        assert found["metrics"] == pytest.approx(run["metrics"])
+        assert found["blessing"]["blessed"] is True
+        assert found["training"]["parameters"]["estimator"] == run["parameters"].get(
+            "estimator", "logistic_regression"
+        )
+        assert found["training"]["parameters"]["random_seed"] == 42
+        assert found["training"]["image"] == "ghcr.io/kfkit/kfkit:0.1.0"
+        assert [t["task"] for t in found["tasks"]] == ["ingest", "validate", "train", "evaluate", "push"]
+        assert {t["state"] for t in found["tasks"]} == {"COMPLETE"}
+    # No version: the latest pushed one.
+    assert _lineage(store_env, MODEL)["run"]["run_id"] == two_clean_runs[-1]["run_id"]
+
+
+def test_two_concurrent_runs_are_both_recorded_completely(two_clean_runs, store_env, tmp_path):
+    env = dict(store_env, KFKIT_METADATA_URI=f"sqlite://{tmp_path / 'shared.sqlite'}")
+    args = [
+        "run-local",
+        "--config",
+        "configs/penguins.yaml",
+        "--json",
+        "--param",
+        "data_uri=s3://raw/penguins-it/",
+    ]
+    procs = [
+        subprocess.Popen(
+            [KFKIT, *args, "--param", f"model_name=concurrent-{n}"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    documents = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        documents.append(json.loads(out))
+    assert documents[0]["run_id"] != documents[1]["run_id"]
+    listed = json.loads(run_kfkit(["runs", "list", "--json"], env).stdout)
+    assert sorted(r["run_id"] for r in listed) == sorted(d["run_id"] for d in documents)
+    assert {r["state"] for r in listed} == {"SUCCEEDED"}
+    for n, document in enumerate(documents):
+        found = _lineage(env, f"concurrent-{n}")
+        assert found["run"]["run_id"] == document["run_id"]
+        assert found["model"]["version"] == document["pushed"]["version"]
+        assert found["metrics"] == pytest.approx(document["metrics"])
+        shown = json.loads(run_kfkit(["runs", "show", document["run_id"], "--json"], env).stdout)
+        assert [(t["task"], t["state"]) for t in shown["tasks"]] == [
+            (t, "COMPLETE") for t in ("ingest", "validate", "train", "evaluate", "push")
+        ]
+        assert shown["parameters"]["model_name"] == f"concurrent-{n}"
+
+
+def test_pipeline_records_into_mariadb_and_answers_the_same(two_clean_runs, store_env, mariadb):
+    mariadb.reset()
+    env = dict(store_env, KFKIT_METADATA_URI=mariadb.uri, **mariadb.env)
+    proc, document = run_pipeline(env, "data_uri=s3://raw/penguins-it/", "model_name=penguins-mysql")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert document["metadata"]["store"] == mariadb.uri and document["metadata"]["recorded"] is True
+    found = _lineage(env, "penguins-mysql")
+    assert found["run"]["run_id"] == document["run_id"]
+    assert found["dataset_fingerprint"] == document["dataset_fingerprint"]
+    assert found["metrics"] == pytest.approx(document["metrics"])
+    assert mariadb.password not in proc.stdout + proc.stderr

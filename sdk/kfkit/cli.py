@@ -372,9 +372,13 @@ def lineage_model(reference: str, metadata_uri: str | None, as_json: bool) -> No
             + f" against the {validation.get('schema_source')} schema",
         )
     )
-    for key in ("schema_uri", "statistics_uri"):
+    for label, key in (
+        ("reference schema", "schema_uri"),
+        ("schema", "schema_artifact_uri"),
+        ("statistics", "statistics_uri"),
+    ):
         if validation.get(key):
-            rows.append((f"  {key.replace('_uri', '')}", validation[key]))
+            rows.append((f"  {label}", validation[key]))
     rows.append(("training", f"{training.get('estimator')}  image {training.get('image')}"))
     for name, value in sorted((training.get("parameters") or {}).items()):
         rows.append((f"  {name}", value))

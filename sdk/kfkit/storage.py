@@ -222,6 +222,25 @@ class ObjectStore:
 
         return self._call(str(target), _get)
 
+    def create_bytes(self, uri: str | ObjectUri, data: bytes, content_type: str = "") -> bool:
+        """Write an object only if none exists at ``uri`` (S3 ``If-None-Match: *``, atomic on
+        S3, MinIO and SeaweedFS). Returns False when the object was already there."""
+        from minio.error import S3Error
+
+        target = uri if isinstance(uri, ObjectUri) else ObjectUri.parse(uri)
+        headers = {"Content-Type": content_type or "application/octet-stream", "If-None-Match": "*"}
+        try:
+            # minio-py's public put_object cannot send conditional headers; _put_object is the
+            # single-request PUT it uses itself (pinned minio 7.2.20).
+            self.client._put_object(target.bucket, target.key, data, headers=headers)
+        except S3Error as exc:
+            if exc.code == "PreconditionFailed":
+                return False
+            raise self._explain(str(target), exc) from exc
+        except Exception as exc:  # noqa: BLE001 - translated into one line for the user
+            raise self._explain(str(target), exc) from exc
+        return True
+
     def put_bytes(self, uri: str | ObjectUri, data: bytes, content_type: str = "") -> ObjectInfo:
         target = uri if isinstance(uri, ObjectUri) else ObjectUri.parse(uri)
         result = self._call(

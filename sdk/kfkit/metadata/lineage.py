@@ -145,6 +145,8 @@ def model_lineage(store: MetadataStore, reference: str) -> dict[str, Any]:
         for output_name, artifact in _outputs_of(task, artifacts).items():
             props = artifact.properties
             if artifact.type == DATASET_TYPE:
+                if any(d["artifact_id"] == artifact.id for d in datasets):
+                    continue  # a cached task re-publishes the same artifact
                 datasets.append(
                     {
                         "name": output_name,
@@ -182,11 +184,11 @@ def model_lineage(store: MetadataStore, reference: str) -> dict[str, Any]:
                     "model_sha256": props.get("sha256"),
                     "estimator": props.get("estimator", task.inputs.get("estimator")),
                 }
-    for name in ("statistics", "schema"):
+    for name, key in (("statistics", "statistics_uri"), ("schema", "schema_artifact_uri")):
         for task in tasks.values():
             artifact = _outputs_of(task, artifacts).get(name)
             if artifact is not None:
-                validation[f"{name}_uri"] = artifact.uri
+                validation[key] = artifact.uri
     props = chosen.properties
     return {
         "model": {

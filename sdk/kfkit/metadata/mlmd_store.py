@@ -145,13 +145,21 @@ class MlmdStore(MetadataStore):
         if config.scheme == "sqlite":
             Path(config.path).parent.mkdir(parents=True, exist_ok=True)
         self._type_ids: dict[tuple[str, str], int] = {}
-        try:
-            with self._lock():
-                self._store = metadata_store.MetadataStore(config.connection_config())
-        except errors.StatusError as exc:
-            raise KfkitError(
-                f"metadata store {self.description}: cannot connect: {_first_line(exc)}"
-            ) from None
+        for attempt in range(_RETRIES):
+            try:
+                with self._lock():
+                    self._store = metadata_store.MetadataStore(config.connection_config())
+                break
+            except errors.StatusError as exc:
+                raise KfkitError(
+                    f"metadata store {self.description}: cannot connect: {_first_line(exc)}"
+                ) from None
+            except RuntimeError as exc:
+                # Two first connections to an empty MySQL database race to create MLMD's
+                # tables; MLMD says so and asks for a retry.
+                if "concurrent connection" not in str(exc) or attempt == _RETRIES - 1:
+                    raise KfkitError(f"metadata store {self.description}: {_first_line(exc)}") from None
+                time.sleep(0.2 * (attempt + 1))
 
     # -- plumbing ----------------------------------------------------------------------
     def _call(self, func: Callable[[], T]) -> T:

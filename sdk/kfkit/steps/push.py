@@ -1,9 +1,10 @@
 """Push: copy a blessed model folder to ``s3://models/<model-name>/<version>/``, verify the
 upload by sha256, and build the SeldonDeployment that would serve it.
 
-Versions are integers counted up from 1 and never overwritten: ``kfkit-model.json`` is
-written last and marks a version complete, and a version whose folder holds anything is
-never written to again.
+Versions are integers counted up from 1 and never overwritten: a push first claims its
+version by creating ``kfkit-claim.json`` only if absent (atomic in the store, so concurrent
+pushes get distinct versions), ``kfkit-model.json`` is written last and marks a version
+complete, and a version whose folder holds anything is never written to again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from kfkit.errors import KfkitError
 from kfkit.model_folder import MANIFEST_FILE, ModelManifest, sha256_bytes, verify_model_file
 from kfkit.model_registry import existing_versions, version_folder
 from kfkit.storage import ObjectStore
+
+CLAIM_FILE = "kfkit-claim.json"  # first object of a version folder, created only if absent
 
 
 @dataclass
@@ -48,6 +51,11 @@ def push(
         folder = version_folder(model_name, version)
         if store.list(folder):
             continue  # another push took this version in the meantime: never overwrite
+        # Claim the version atomically: of two pushes racing for it, exactly one creates the
+        # claim; the other moves on to the next number.
+        claim = json.dumps({"run_id": manifest.run_id, "sha256": manifest.sha256}).encode()
+        if not store.create_bytes(folder.child(CLAIM_FILE), claim, "application/json"):
+            continue
         model_uri = folder.child(manifest.model_file)
         store.put_bytes(model_uri, model_bytes)
         uploaded = sha256_bytes(store.get_bytes(model_uri))

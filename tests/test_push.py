@@ -1,0 +1,59 @@
+"""Push against the real SeaweedFS store: concurrent pushes of one model never share or
+overwrite a version (the claim is an S3 conditional create)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from kfkit.model_folder import MANIFEST_FILE, Feature, ModelManifest, sha256_bytes
+from kfkit.model_registry import existing_versions, version_folder
+from kfkit.steps import push
+from kfkit.storage import ObjectStore
+
+
+def _model_folder(path, run_id: str) -> str:
+    """A model folder with distinct bytes per run (push never unpickles: it checks sha256)."""
+    path.mkdir(parents=True)
+    data = f"model bytes of {run_id}".encode()
+    (path / "model.joblib").write_bytes(data)
+    manifest = ModelManifest(
+        model_name="racing",
+        sha256=sha256_bytes(data),
+        sklearn_version="1.9.1",
+        python_version="3.11",
+        problem_type="classification",
+        label_column="species",
+        features=[Feature(name="bill_length_mm", kind="numeric")],
+        estimator="logistic_regression",
+        run_id=run_id,
+    )
+    (path / MANIFEST_FILE).write_text(manifest.to_json())
+    return str(path)
+
+
+def test_create_bytes_refuses_an_existing_object(objects: ObjectStore):
+    objects.ensure_bucket("kfkit")
+    uri = "s3://kfkit/tests/create-once"
+    assert objects.create_bytes(uri, b"first") is True
+    assert objects.create_bytes(uri, b"second") is False
+    assert objects.get_bytes(uri) == b"first"
+
+
+@pytest.mark.parametrize("pushes", [6])
+def test_concurrent_pushes_get_distinct_versions_and_overwrite_nothing(objects, tmp_path, pushes):
+    folders = [_model_folder(tmp_path / f"run-{n}", f"run-{n}") for n in range(pushes)]
+    with ThreadPoolExecutor(pushes) as pool:
+        results = list(
+            pool.map(
+                lambda folder: push.push(folder, "racing", store=objects, max_attempts=pushes + 1), folders
+            )
+        )
+    versions = sorted(int(r.version) for r in results)
+    assert versions == list(range(1, pushes + 1))
+    assert existing_versions(objects, "racing") == versions
+    for result, folder in zip(results, folders, strict=True):
+        # Each version holds exactly the bytes of the push that claimed it.
+        stored = objects.get_bytes(version_folder("racing", result.version).child("model.joblib"))
+        assert sha256_bytes(stored) == result.sha256 == ModelManifest.read(folder).sha256
