@@ -200,7 +200,7 @@ def test_lineage_of_each_pushed_version_is_the_run_that_pushed_it(two_clean_runs
         )
         assert found["validation"]["blessed"] is True
         assert found["validation"]["schema_source"] == run["validation"]["schema_source"]
-        assert found["metrics"] == pytest.approx(run["metrics"])
+        assert found["metrics"] == pytest.approx(run["metrics"], abs=1e-6)  # MLMD keeps 6 decimals
         assert found["blessing"]["blessed"] is True
         assert found["training"]["parameters"]["estimator"] == run["parameters"].get(
             "estimator", "logistic_regression"
@@ -247,7 +247,7 @@ def test_two_concurrent_runs_are_both_recorded_completely(two_clean_runs, store_
         found = _lineage(env, f"concurrent-{n}")
         assert found["run"]["run_id"] == document["run_id"]
         assert found["model"]["version"] == document["pushed"]["version"]
-        assert found["metrics"] == pytest.approx(document["metrics"])
+        assert found["metrics"] == pytest.approx(document["metrics"], abs=1e-6)
         shown = json.loads(run_kfkit(["runs", "show", document["run_id"], "--json"], env).stdout)
         assert [(t["task"], t["state"]) for t in shown["tasks"]] == [
             (t, "COMPLETE") for t in ("ingest", "validate", "train", "evaluate", "push")
@@ -264,5 +264,5 @@ def test_pipeline_records_into_mariadb_and_answers_the_same(two_clean_runs, stor
     found = _lineage(env, "penguins-mysql")
     assert found["run"]["run_id"] == document["run_id"]
     assert found["dataset_fingerprint"] == document["dataset_fingerprint"]
-    assert found["metrics"] == pytest.approx(document["metrics"])
+    assert found["metrics"] == pytest.approx(document["metrics"], abs=1e-6)
     assert mariadb.password not in proc.stdout + proc.stderr
