@@ -12,7 +12,7 @@ PY311 ?= $(firstword $(wildcard /root/.pyenv/versions/3.11*/bin/python3.11) $(sh
 PY312 ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup run test test-fast lint compile bench bench-lineage clean
+.PHONY: setup run test test-fast lint compile bench bench-lineage bench-serving clean
 
 setup: .venv/.synced serving/.venv/.synced
 
@@ -51,6 +51,14 @@ bench: setup
 
 bench-lineage: setup
 	.venv/bin/python benchmarks/lineage_queries.py
+
+# MLServer's scikit-learn runtime in its own venv (benchmarks/mlserver/uv.lock), only for this benchmark.
+benchmarks/mlserver/.venv/.synced: benchmarks/mlserver/uv.lock benchmarks/mlserver/pyproject.toml | $(UV)
+	cd benchmarks/mlserver && ../../$(UV) sync --frozen --python $(PY312)
+	@touch $@
+
+bench-serving: setup benchmarks/mlserver/.venv/.synced
+	.venv/bin/python benchmarks/serving_latency.py
 
 clean:
 	-.venv/bin/kfkit store stop

@@ -35,6 +35,7 @@ def training(
     schema_uri: str = "",
     random_seed: int = 42,
     serving_namespace: str = "kfkit-serving",
+    deploy_strategy: str = "local",
 ):
     ingest_task = ingest(
         source_uri=data_uri,
@@ -70,4 +71,5 @@ def training(
         blessing=evaluate_task.outputs[names.BLESSING],
         model_name=model_name,
         serving_namespace=serving_namespace,
+        deploy_strategy=deploy_strategy,
     )

@@ -192,10 +192,14 @@ def run_push(
     serving_namespace: str,
     pushed_model: Any,
     seldon_deployment: Any,
+    deploy_strategy: str = "local",
+    canary_traffic: int = 10,
+    deploy_timeout: int = 600,
 ) -> None:
     from kfkit.steps import push
 
     with task_errors(names.PUSH):
+        push.check_deploy_strategy(deploy_strategy)
         if not blessing.metadata.get("blessed", False):
             reason = "model not blessed: " + blessing.metadata.get("reason", "no blessing")
             for artifact in (pushed_model, seldon_deployment):
@@ -219,3 +223,13 @@ def run_push(
             {"model_name": model_name, "version": result.version, "namespace": serving_namespace}
         )
         _say(names.PUSH, f"pushed {model_name} version {result.version} to {result.uri}")
+        deployed = push.deploy(
+            result,
+            model_name,
+            deploy_strategy,
+            namespace=serving_namespace,
+            canary_traffic=canary_traffic,
+            timeout=deploy_timeout,
+            progress=lambda line: _say(names.PUSH, line),
+        )
+        pushed_model.metadata.update(deployed)

@@ -1,5 +1,5 @@
 """Push: copy a blessed model folder to ``s3://models/<model-name>/<version>/``, verify the
-upload by sha256, and build the SeldonDeployment that would serve it.
+upload by sha256, build the SeldonDeployment that serves it, and deploy it (``deploy``).
 
 Versions are integers counted up from 1 and never overwritten: a push first claims its
 version by creating ``kfkit-claim.json`` only if absent (atomic in the store, so concurrent
@@ -10,6 +10,7 @@ complete, and a version whose folder holds anything is never written to again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,63 @@ def write_record(path: str, record: dict[str, Any], file_name: str = "kfkit-push
 
 def write_skipped(path: str, reason: str) -> None:
     write_record(path, {"skipped": True, "reason": reason}, "kfkit-skipped.json")
+
+
+LOCAL = "local"
+NONE = "none"
+DEPLOY_STRATEGIES = (LOCAL, NONE, "replace", "canary", "shadow")
+
+
+def check_deploy_strategy(strategy: str) -> None:
+    """Checked before anything is pushed, in scikit-learn's one shape of parameter error."""
+    if strategy not in DEPLOY_STRATEGIES:
+        raise KfkitError(
+            f"The 'deploy_strategy' parameter of push must be one of "
+            f"{', '.join(repr(s) for s in DEPLOY_STRATEGIES)}. Got {strategy!r} instead."
+        )
+
+
+def deploy(
+    result: PushResult,
+    model_name: str,
+    strategy: str,
+    namespace: str = "kfkit-serving",
+    canary_traffic: int = 10,
+    timeout: float = 600.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Deploy a pushed version; a small record of where it went and how.
+
+    ``none``: nothing deployed. ``local``: a local deployment record (what ``kfkit serve``
+    serves), never a cluster. ``replace``/``canary``/``shadow``: the SeldonDeployment in the
+    configured cluster (in-cluster service account or kubeconfig), waiting until Available and
+    rolled back automatically otherwise; with no cluster configured, a local record with the
+    same strategy.
+    """
+    from kfkit.deploy.target import Rollout, cluster_config, get_target
+
+    check_deploy_strategy(strategy)
+    if strategy == NONE:
+        return {"deployed": False, "deploy_target": NONE}
+    say = progress or (lambda line: None)
+    config = None if strategy == LOCAL else cluster_config()
+    if strategy != LOCAL and config is None:
+        say(f"no Kubernetes cluster configured (no in-cluster service account, no kubeconfig): "
+            f"recording a local {strategy} deployment instead")  # fmt: skip
+    rollout = Rollout(
+        model_name=model_name,
+        version=result.version,
+        model_uri=result.uri.rstrip("/"),
+        sha256=result.sha256,
+        strategy="replace" if strategy == LOCAL else strategy,
+        traffic=canary_traffic,
+    )
+    target = get_target(namespace, progress=say, config=config)
+    state = target.apply(rollout, timeout)
+    return {
+        "deployed": True,
+        "deploy_target": "local" if config is None else "seldon",
+        "deploy_strategy": rollout.strategy,
+        "deploy_state": state.get("state"),
+        "deploy_predictors": json.dumps(state.get("predictors", []), sort_keys=True),
+    }

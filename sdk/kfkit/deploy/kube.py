@@ -1,0 +1,286 @@
+"""SeldonDeployments through the Kubernetes API (``kubernetes`` client, ``CustomObjectsApi``).
+
+Every change is read-modify-write with optimistic concurrency: the object is read, the new
+predictors computed from what was read, and a JSON merge patch sent carrying the read
+``metadata.resourceVersion``; the API server answers 409 Conflict when someone else wrote in
+between, and the change is recomputed from a fresh read (``conflict_retries`` times).
+
+A rollout then waits until Seldon's operator reports ``status.state == Available`` and every
+predictor's Deployment (``status.deploymentStatus[<deployment>-<predictor>]``) has an
+available replica. ``Failed``, or no success within the timeout, restores the previous
+predictors (or deletes an object this rollout created) and fails with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kfkit.deploy import seldon
+from kfkit.deploy.target import Rollout
+from kfkit.errors import KfkitError
+
+AVAILABLE = "Available"
+FAILED = "Failed"
+
+
+def custom_objects_api(config: str) -> Any:
+    """A ``CustomObjectsApi`` for ``in-cluster`` or ``kubeconfig:<path>`` (see cluster_config)."""
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    try:
+        if config == "in-cluster":
+            kube_config.load_incluster_config()
+            return client.CustomObjectsApi()
+        path = config.split(":", 1)[1]
+        api_client = kube_config.new_client_from_config(config_file=path)
+    except kube_config.ConfigException as exc:
+        raise KfkitError(f"Kubernetes configuration {config}: {exc}") from None
+    return client.CustomObjectsApi(api_client)
+
+
+def _api_message(exc: Any) -> str:
+    try:
+        body = json.loads(exc.body)
+        return str(body.get("message") or body.get("reason") or exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(getattr(exc, "reason", exc))
+
+
+class SeldonTarget:
+    """``DeployTarget`` for Seldon Core v1 SeldonDeployments in one namespace."""
+
+    def __init__(
+        self,
+        api: Any,
+        namespace: str,
+        progress: Callable[[str], None] | None = None,
+        poll_interval: float = 1.0,
+        conflict_retries: int = 5,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.progress = progress or (lambda line: None)
+        self.poll_interval = poll_interval
+        self.conflict_retries = conflict_retries
+
+    # -- the API calls, with errors as one line ------------------------------------------------
+
+    def _call(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return func(*args, **kwargs)
+        except ApiException:
+            raise
+        except HTTPError as exc:
+            host = getattr(self.api.api_client.configuration, "host", "?")
+            raise KfkitError(f"cannot reach the Kubernetes API at {host} to {what}: {exc}") from None
+
+    def _refused(self, what: str, exc: Any) -> KfkitError:
+        return KfkitError(
+            f"Kubernetes API refused to {what} SeldonDeployment in namespace {self.namespace!r}: "
+            f"HTTP {exc.status}: {_api_message(exc)}"
+        )
+
+    def get(self, model_name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        name = seldon.resource_name(model_name)
+        try:
+            return self._call(
+                "read",
+                self.api.get_namespaced_custom_object,
+                seldon.GROUP, seldon.VERSION, self.namespace, seldon.PLURAL, name,
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise self._refused(f"read {name}", exc) from None
+
+    def _require(self, model_name: str) -> dict[str, Any]:
+        current = self.get(model_name)
+        if current is None:
+            raise KfkitError(
+                f"no SeldonDeployment {seldon.resource_name(model_name)} in namespace {self.namespace!r}"
+            )
+        return current
+
+    def _write(self, current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
+        """Create, or merge-patch with ``current``'s resourceVersion as the precondition."""
+        name = desired["metadata"]["name"]
+        if current is None:
+            return self._call(
+                "create",
+                self.api.create_namespaced_custom_object,
+                seldon.GROUP, seldon.VERSION, self.namespace, seldon.PLURAL, desired,
+            )  # fmt: skip
+        old_annotations = current["metadata"].get("annotations") or {}
+        new_annotations = desired["metadata"].get("annotations") or {}
+        annotations: dict[str, Any] = dict(new_annotations)
+        for key in old_annotations:
+            if key.startswith("kfkit.io/") and key not in new_annotations:
+                annotations[key] = None  # merge patch: null removes the key
+        patch = {
+            "metadata": {
+                "resourceVersion": current["metadata"].get("resourceVersion"),
+                "annotations": annotations,
+            },
+            "spec": {"predictors": desired["spec"]["predictors"]},
+        }
+        if patch["metadata"]["resourceVersion"] is None:
+            del patch["metadata"]["resourceVersion"]
+        return self._call(
+            "patch",
+            self.api.patch_namespaced_custom_object,
+            seldon.GROUP, seldon.VERSION, self.namespace, seldon.PLURAL, name, patch,
+        )  # fmt: skip
+
+    def _change(
+        self,
+        model_name: str,
+        compute: Callable[[dict[str, Any] | None], dict[str, Any]],
+        what: str,
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Read, compute, write; on 409 Conflict read again and recompute. (before, after)."""
+        from kubernetes.client.exceptions import ApiException
+
+        for attempt in range(self.conflict_retries + 1):
+            current = self.get(model_name)
+            desired = compute(current)
+            try:
+                return current, self._write(current, desired)
+            except ApiException as exc:
+                if exc.status == 409 and attempt < self.conflict_retries:
+                    self.progress(
+                        f"deploy: {desired['metadata']['name']} changed while we wrote "
+                        f"({'exists' if current is None else 'resourceVersion conflict'}); retrying"
+                    )
+                    continue
+                raise self._refused(what, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _delete(self, model_name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        name = seldon.resource_name(model_name)
+        try:
+            self._call(
+                "delete",
+                self.api.delete_namespaced_custom_object,
+                seldon.GROUP, seldon.VERSION, self.namespace, seldon.PLURAL, name,
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status != 404:
+                raise self._refused(f"delete {name}", exc) from None
+
+    # -- waiting ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def ready(deployment: dict[str, Any]) -> tuple[bool, str]:
+        """Whether Seldon reports every predictor of the spec available, and if not, why."""
+        status = deployment.get("status") or {}
+        state = status.get("state", "")
+        if state == FAILED:
+            return False, f"state Failed: {status.get('description') or 'no description'}"
+        components = status.get("deploymentStatus") or {}
+        name = deployment["metadata"]["name"]
+        for pred in deployment["spec"]["predictors"]:
+            component = seldon.component_name(name, pred["name"])
+            available = int((components.get(component) or {}).get("availableReplicas") or 0)
+            if available < 1:
+                return False, f"state {state or 'unset'}, predictor {pred['name']} not available yet"
+        if state != AVAILABLE:
+            return False, f"state {state or 'unset'}"
+        return True, AVAILABLE
+
+    def wait(self, model_name: str, timeout: float) -> tuple[bool, str, dict[str, Any] | None]:
+        deadline = time.monotonic() + timeout
+        reason = "never read"
+        current = None
+        while True:
+            current = self.get(model_name)
+            if current is None:
+                return False, "deleted while waiting", None
+            ok, reason = self.ready(current)
+            if ok:
+                return True, reason, current
+            if reason.startswith("state Failed"):
+                return False, reason, current
+            if time.monotonic() >= deadline:
+                return False, f"not Available after {timeout:g} s ({reason})", current
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def _rollout(
+        self,
+        model_name: str,
+        compute: Callable[[dict[str, Any] | None], dict[str, Any]],
+        what: str,
+        timeout: float,
+        undo: bool = True,
+    ) -> dict[str, Any]:
+        name = seldon.resource_name(model_name)
+        before, after = self._change(model_name, compute, what)
+        wanted = seldon.describe(after["spec"]["predictors"])
+        self.progress(f"deploy: {what} {name} in {self.namespace}: {wanted}; waiting for Available")
+        ok, reason, _ = self.wait(model_name, timeout)
+        if ok:
+            self.progress(f"deploy: {name} Available: {wanted}")
+            return self.status(model_name)
+        if not undo:
+            raise KfkitError(f"{what} of SeldonDeployment {name} ({wanted}) failed: {reason}")
+        if before is None:
+            self._delete(model_name)
+            restored = "deleted it (there was no previous deployment)"
+        else:
+            self._change(model_name, lambda current: seldon.rolled_back(current or before), "roll back")
+            restored = f"rolled back to {seldon.describe(before['spec']['predictors'])}"
+        raise KfkitError(f"{what} of SeldonDeployment {name} ({wanted}) failed: {reason}; {restored}")
+
+    # -- DeployTarget -------------------------------------------------------------------------------
+
+    def apply(self, rollout: Rollout, timeout: float) -> dict[str, Any]:
+        new = seldon.predictor(rollout.model_name, rollout.version, rollout.model_uri)
+
+        def compute(current: dict[str, Any] | None) -> dict[str, Any]:
+            predictors, candidate = seldon.plan(current, rollout.strategy, new, rollout.traffic)
+            change = f"{rollout.strategy} {seldon.predictor_name(rollout.version)}"
+            return seldon.changed(current, rollout.model_name, self.namespace, predictors, candidate, change)
+
+        return self._rollout(rollout.model_name, compute, rollout.strategy, timeout)
+
+    def promote(self, model_name: str, timeout: float) -> dict[str, Any]:
+        def compute(current: dict[str, Any] | None) -> dict[str, Any]:
+            predictors, _ = seldon.plan(current, seldon.PROMOTE)
+            assert current is not None  # plan refuses a missing deployment
+            candidate = (current["metadata"].get("annotations") or {}).get(seldon.CANDIDATE_ANNOTATION)
+            return seldon.changed(
+                current, model_name, self.namespace, predictors, None, f"promote {candidate}"
+            )
+
+        return self._rollout(model_name, compute, "promote", timeout)
+
+    def rollback(self, model_name: str, timeout: float) -> dict[str, Any]:
+        self._require(model_name)
+
+        def compute(current: dict[str, Any] | None) -> dict[str, Any]:
+            if current is None:
+                raise KfkitError(f"SeldonDeployment {seldon.resource_name(model_name)} disappeared")
+            return seldon.rolled_back(current)
+
+        # A failed rollback is not undone (that would pop yet another history entry).
+        return self._rollout(model_name, compute, "rollback", timeout, undo=False)
+
+    def status(self, model_name: str) -> dict[str, Any]:
+        return {"target": "seldon", **seldon.summary(self._require(model_name))}
+
+    def history(self, model_name: str) -> list[dict[str, Any]]:
+        entries = seldon.history(self._require(model_name))
+        return [
+            {"at": e.get("at"), "change": e.get("change"), "predictors": seldon.describe(e["predictors"])}
+            for e in entries
+        ]

@@ -1,0 +1,606 @@
+"""Deploying: SeldonDeployment manifests, Seldon's rules, rollouts against a Kubernetes API.
+
+No cluster and no Seldon operator run here. The Kubernetes API is kmock's
+``KubernetesEmulator`` (PyPI ``kmock``) served over HTTP on 127.0.0.1 and reached with the real
+``kubernetes`` client, so every request is real HTTP with Kubernetes' paths and verbs; tests
+that use it say ``on_kmock_api`` in their name. kmock stores objects and applies merge patches
+but does not keep ``metadata.resourceVersion``: ``ResourceVersionEmulator`` adds the API
+server's optimistic-concurrency check (409 Conflict on a stale resourceVersion) so the retry
+path is exercised over HTTP. The operator's part, setting ``status``, is played by
+``OperatorStandIn`` through the status subresource, as Seldon's controller would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import yaml
+from conftest import run_kfkit
+from kubernetes import client
+
+from kfkit.deploy import seldon
+from kfkit.deploy.kube import SeldonTarget
+from kfkit.deploy.local import LocalTarget, read_record, served_version
+from kfkit.deploy.target import Rollout, cluster_config
+from kfkit.errors import KfkitError
+
+NAMESPACE = "serving-test"
+MODEL = "penguins"
+SECRET_WORDS = ("AWS_SECRET_ACCESS_KEY", "secret_access_key", "password", "RCLONE_CONFIG_S3_SECRET")
+
+
+class ResourceVersionEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator plus the API server's resourceVersion precondition (kmock lacks it).
+
+    Every create sets resourceVersion "1" and every patch increments it; a patch carrying
+    another resourceVersion than the stored one is refused with 409 Conflict. ``conflicts``
+    simulates that many concurrent writers: before the next patch, another client changes
+    the object (annotation ``other-writer``), so the patch's resourceVersion is stale.
+    """
+
+    conflicts = 0
+
+    async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and isinstance(request.data, dict):
+            if request.action == kmock.action.CREATE:
+                request.data.setdefault("metadata", {})["resourceVersion"] = "1"
+            elif request.action == kmock.action.UPDATE and request.name is not None:
+                key = (request.resource, request.namespace, request.name)
+                if key in self.objects and not self.objects[key].deleted:
+                    stored_obj = self.objects[key]
+                    stored = str(stored_obj.get("metadata", {}).get("resourceVersion", "0"))
+                    if self.conflicts > 0 and request.subresource is None:
+                        self.conflicts -= 1
+                        stored = str(int(stored) + 1)
+                        stored_obj.patch(
+                            {"metadata": {"resourceVersion": stored, "annotations": {"other-writer": "yes"}}}
+                        )
+                    sent = (request.data.get("metadata") or {}).get("resourceVersion")
+                    if sent is not None and str(sent) != stored:
+                        raise kmock.KubernetesError(
+                            status=409,
+                            reason="Conflict",
+                            message="the object has been modified; please apply your changes to the "
+                            "latest version and try again",
+                        )
+                    request.data.setdefault("metadata", {})["resourceVersion"] = str(int(stored) + 1)
+        return await super()._handle(request)
+
+
+class KmockApi:
+    """kmock's Kubernetes API emulator served on 127.0.0.1 from an event loop in a thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def start() -> tuple[Any, Any]:
+            handler = ResourceVersionEmulator()
+            await handler.__aenter__()
+            server = kmock.Server(handler)
+            await server.__aenter__()
+            return handler, server
+
+        self.handler, self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)
+        self.url = str(self.server.url).rstrip("/")
+
+    def api(self) -> client.CustomObjectsApi:
+        configuration = client.Configuration()
+        configuration.host = self.url
+        return client.CustomObjectsApi(client.ApiClient(configuration))
+
+    def kubeconfig(self, path: Path) -> Path:
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
+                    "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
+                    "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
+                    "current-context": "kmock",
+                }
+            )
+        )
+        return path
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self.server.__aexit__(None, None, None)
+            await self.handler.__aexit__(None, None, None)
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+class OperatorStandIn:
+    """Plays Seldon's operator: marks every predictor's Deployment available, except ``broken``
+    versions, for which it reports ``Creating`` (or ``Failed`` when ``fail`` is set)."""
+
+    def __init__(self, api: client.CustomObjectsApi, broken: set[str] | None = None, fail: bool = False):
+        self.api = api
+        self.broken = broken or set()
+        self.fail = fail
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> OperatorStandIn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        name = seldon.resource_name(MODEL)
+        while not self._stop.is_set():
+            try:
+                obj = self.api.get_namespaced_custom_object(
+                    seldon.GROUP, seldon.VERSION, NAMESPACE, seldon.PLURAL, name
+                )
+            except client.ApiException:
+                time.sleep(0.02)
+                continue
+            components = {}
+            state = "Available"
+            for pred in obj["spec"]["predictors"]:
+                if pred["name"] in self.broken:
+                    state = "Failed" if self.fail else "Creating"
+                else:
+                    components[seldon.component_name(name, pred["name"])] = {
+                        "replicas": 1,
+                        "availableReplicas": 1,
+                    }
+            status = {"state": state, "deploymentStatus": components}
+            if state == "Failed":
+                status["description"] = "container model: CrashLoopBackOff"
+            if obj.get("status") != status:
+                self.api.patch_namespaced_custom_object_status(
+                    seldon.GROUP, seldon.VERSION, NAMESPACE, seldon.PLURAL, name, {"status": status}
+                )
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def kube() -> Iterator[KmockApi]:
+    api = KmockApi()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def target(kube: KmockApi) -> SeldonTarget:
+    return SeldonTarget(kube.api(), NAMESPACE, poll_interval=0.05)
+
+
+def _rollout(version: str, strategy: str = "replace", traffic: int = 10) -> Rollout:
+    return Rollout(MODEL, version, f"s3://models/{MODEL}/{version}", "0" * 64, strategy, traffic)
+
+
+def _read(kube: KmockApi) -> dict[str, Any]:
+    return kube.api().get_namespaced_custom_object(
+        seldon.GROUP, seldon.VERSION, NAMESPACE, seldon.PLURAL, seldon.resource_name(MODEL)
+    )
+
+
+def _shares(obj: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(p["name"], "shadow" if p.get("shadow") else p["traffic"]) for p in obj["spec"]["predictors"]]
+
+
+def _check_predictor(pred: dict[str, Any], version: str) -> None:
+    """Every field kfkit sets on a predictor, one by one."""
+    assert pred["name"] == f"v{version}"
+    assert pred["replicas"] == 1
+    assert pred["labels"] == {
+        "app.kubernetes.io/name": MODEL,
+        "app.kubernetes.io/managed-by": "kfkit",
+        "kfkit.io/model-version": version,
+    }
+    assert pred["graph"] == {
+        "name": "model",
+        "type": "MODEL",
+        "modelUri": f"s3://models/{MODEL}/{version}",
+        "envSecretRefName": seldon.STORAGE_SECRET,
+        "children": [],
+    }
+    (component,) = pred["componentSpecs"]
+    assert component["metadata"] == {"name": f"{MODEL}-v{version}"}
+    (container,) = component["spec"]["containers"]
+    assert container["name"] == "model"
+    assert container["image"] == seldon.SERVING_IMAGE
+    assert {"name": "OMP_NUM_THREADS", "value": "1"} in container["env"]
+    assert {"name": "KFKIT_MODEL_DIR", "value": "/mnt/models"} in container["env"]
+    assert container["securityContext"] == {"runAsNonRoot": True, "allowPrivilegeEscalation": False}
+    text = json.dumps(pred)
+    assert not any(word in text for word in SECRET_WORDS)
+
+
+def _history_predictors(obj: dict[str, Any]) -> list[list[tuple[str, Any]]]:
+    return [
+        [(p["name"], "shadow" if p.get("shadow") else p["traffic"]) for p in entry["predictors"]]
+        for entry in seldon.history(obj)
+    ]
+
+
+# ------------------------------------------------------------------ Seldon's rules, no server
+
+
+def _pred(name: str, traffic: int | None = None, shadow: bool = False) -> dict[str, Any]:
+    return seldon.predictor(MODEL, name.lstrip("v"), "s3://m/x", traffic=traffic or 0, shadow=shadow)
+
+
+@pytest.mark.parametrize(
+    ("predictors", "message"),
+    [
+        ([_pred("v1", 90), _pred("v2", 20)], "traffic of non-shadow predictors must sum to 100, got 110"),
+        ([_pred("v1", 50)], "must sum to 100, got 50 (v1=50)"),
+        ([_pred("v1", 100), _pred("v2", shadow=True), _pred("v3", shadow=True)], "at most one shadow"),
+        ([_pred("v2", shadow=True)], "shadow predictor 'v2' cannot be alone"),
+        ([_pred("v1", 100), _pred("v1", 0)], "predictor names must be unique"),
+        ([_pred("v1", 150), _pred("v2", -50)], "traffic must be an integer in 0..100"),
+        ([], "needs at least one predictor"),
+    ],
+)
+def test_seldon_rules_are_refused_with_one_line(predictors: list[dict[str, Any]], message: str):
+    with pytest.raises(KfkitError) as info:
+        seldon.check_predictors(predictors, "SeldonDeployment penguins")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_rules_hold_for_every_strategy_output():
+    current = seldon.seldon_deployment(MODEL, "1", "s3://models/penguins/1")
+    new = seldon.predictor(MODEL, "2", "s3://models/penguins/2")
+    for strategy in ("replace", "canary", "shadow"):
+        predictors, _ = seldon.plan(current, strategy, new, 25)
+        seldon.check_predictors(predictors)
+    assert _shares({"spec": {"predictors": seldon.plan(current, "canary", new, 25)[0]}}) == [
+        ("v1", 75),
+        ("v2", 25),
+    ]
+    with pytest.raises(KfkitError, match="canary traffic must be an integer percentage in 1..99"):
+        seldon.plan(current, "canary", new, 100)
+    with pytest.raises(KfkitError, match="does not exist yet"):
+        seldon.plan(None, "canary", new, 10)
+    with pytest.raises(KfkitError, match="unknown deploy strategy 'blue-green'"):
+        seldon.plan(current, "blue-green", new)
+
+
+def test_manifest_names_the_secret_and_holds_no_credential():
+    deployment = seldon.seldon_deployment(MODEL, "3", "s3://models/penguins/3")
+    assert deployment["apiVersion"] == "machinelearning.seldon.io/v1"
+    assert deployment["kind"] == "SeldonDeployment"
+    _check_predictor(deployment["spec"]["predictors"][0], "3")
+    assert deployment["spec"]["predictors"][0]["traffic"] == 100
+
+
+# ------------------------------------------------------------------ rollouts on kmock's API
+
+
+def test_create_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    with OperatorStandIn(kube.api()):
+        state = target.apply(_rollout("1"), timeout=20)
+    obj = _read(kube)
+    assert obj["apiVersion"] == "machinelearning.seldon.io/v1"
+    assert obj["kind"] == "SeldonDeployment"
+    assert obj["metadata"]["name"] == MODEL
+    assert obj["metadata"]["namespace"] == NAMESPACE
+    assert obj["metadata"]["labels"] == {
+        "app.kubernetes.io/name": MODEL,
+        "app.kubernetes.io/managed-by": "kfkit",
+    }
+    assert obj["metadata"]["annotations"][seldon.HISTORY_ANNOTATION] == "[]"
+    assert seldon.CANDIDATE_ANNOTATION not in obj["metadata"]["annotations"]
+    assert obj["spec"]["name"] == MODEL
+    assert obj["spec"]["protocol"] == "seldon"
+    (pred,) = obj["spec"]["predictors"]
+    _check_predictor(pred, "1")
+    assert pred["traffic"] == 100 and "shadow" not in pred
+    assert obj["status"]["state"] == "Available"
+    assert state["state"] == "Available" and state["target"] == "seldon"
+    assert [(p["name"], p["version"], p["traffic"]) for p in state["predictors"]] == [("v1", "1", 100)]
+
+
+def test_canary_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+        before = _read(kube)
+        state = target.apply(_rollout("2", "canary", 20), timeout=20)
+    obj = _read(kube)
+    assert _shares(obj) == [("v1", 80), ("v2", 20)]
+    old, new = obj["spec"]["predictors"]
+    _check_predictor(old, "1")
+    _check_predictor(new, "2")
+    assert obj["metadata"]["annotations"][seldon.CANDIDATE_ANNOTATION] == "v2"
+    # History holds exactly the predictors that served before, unchanged.
+    (entry,) = seldon.history(obj)
+    assert entry["predictors"] == before["spec"]["predictors"]
+    assert entry["change"] == "canary v2"
+    assert state["candidate"] == "v2" and state["history"] == 1
+
+
+def test_promote_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+        target.apply(_rollout("2", "canary", 10), timeout=20)
+        canary = _read(kube)
+        target.promote(MODEL, timeout=20)
+    obj = _read(kube)
+    (pred,) = obj["spec"]["predictors"]
+    _check_predictor(pred, "2")
+    assert pred["traffic"] == 100
+    assert seldon.CANDIDATE_ANNOTATION not in obj["metadata"]["annotations"]
+    assert _history_predictors(obj) == [[("v1", 100)], [("v1", 90), ("v2", 10)]]
+    assert seldon.history(obj)[-1]["predictors"] == canary["spec"]["predictors"]
+    with pytest.raises(KfkitError, match="has no canary or shadow to promote"):
+        target.promote(MODEL, timeout=1)
+
+
+def test_shadow_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+        target.apply(_rollout("2", "shadow"), timeout=20)
+    obj = _read(kube)
+    main, shadow = obj["spec"]["predictors"]
+    _check_predictor(main, "1")
+    _check_predictor(shadow, "2")
+    assert main["traffic"] == 100 and "shadow" not in main
+    assert shadow["shadow"] is True and "traffic" not in shadow
+    assert obj["metadata"]["annotations"][seldon.CANDIDATE_ANNOTATION] == "v2"
+    # A second shadow replaces the first (Seldon allows one), it is not added.
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("3", "shadow"), timeout=20)
+    assert _shares(_read(kube)) == [("v1", 100), ("v3", "shadow")]
+
+
+def test_rollback_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+        first = _read(kube)
+        target.apply(_rollout("2", "canary", 10), timeout=20)
+        target.promote(MODEL, timeout=20)
+        target.rollback(MODEL, timeout=20)
+        assert _shares(_read(kube)) == [("v1", 90), ("v2", 10)]
+        state = target.rollback(MODEL, timeout=20)
+    obj = _read(kube)
+    assert obj["spec"]["predictors"] == first["spec"]["predictors"]
+    assert seldon.history(obj) == []
+    assert state["predictors"][0]["name"] == "v1" and state["history"] == 0
+    with pytest.raises(KfkitError, match="has no previous predictors to roll back to"):
+        target.rollback(MODEL, timeout=1)
+
+
+def test_rollout_that_never_becomes_available_is_rolled_back_on_kmock_api(
+    kube: KmockApi, target: SeldonTarget
+):
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+    before = _read(kube)
+    with OperatorStandIn(kube.api(), broken={"v2"}):
+        started = time.monotonic()
+        with pytest.raises(KfkitError) as info:
+            target.apply(_rollout("2", "canary", 10), timeout=1.5)
+        elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert "\n" not in message
+    assert "canary of SeldonDeployment penguins (v1 90%, v2 10%) failed: not Available after 1.5 s" in message
+    assert message.endswith("rolled back to v1 100%")
+    assert elapsed < 10
+    after = _read(kube)
+    assert after["spec"]["predictors"] == before["spec"]["predictors"]
+    assert seldon.history(after) == seldon.history(before) == []
+    assert seldon.CANDIDATE_ANNOTATION not in after["metadata"]["annotations"]
+
+
+def test_failed_rollout_is_rolled_back_at_once_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+    with OperatorStandIn(kube.api(), broken={"v2"}, fail=True):
+        started = time.monotonic()
+        with pytest.raises(KfkitError, match="state Failed: container model: CrashLoopBackOff; rolled back"):
+            target.apply(_rollout("2"), timeout=60)
+        assert time.monotonic() - started < 20  # did not wait for the timeout
+    assert _shares(_read(kube)) == [("v1", 100)]
+
+
+def test_first_rollout_that_fails_is_deleted_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    with OperatorStandIn(kube.api(), broken={"v1"}):
+        with pytest.raises(KfkitError, match="deleted it \\(there was no previous deployment\\)"):
+            target.apply(_rollout("1"), timeout=1)
+    assert target.get(MODEL) is None
+
+
+def test_conflict_is_retried_with_resource_version_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    lines: list[str] = []
+    target.progress = lines.append
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+        kube.handler.conflicts = 2
+        target.apply(_rollout("2", "canary", 10), timeout=20)
+    obj = _read(kube)
+    # Both writers' changes survive: the other writer's annotation and our canary.
+    assert obj["metadata"]["annotations"]["other-writer"] == "yes"
+    assert _shares(obj) == [("v1", 90), ("v2", 10)]
+    assert sum("(resourceVersion conflict); retrying" in line for line in lines) == 2
+    # Without retries left, the conflict is one clear line.
+    target.conflict_retries = 0
+    kube.handler.conflicts = 1
+    with pytest.raises(
+        KfkitError, match="refused to canary SeldonDeployment .* HTTP 409: the object has been"
+    ):
+        target.apply(_rollout("3", "canary", 10), timeout=5)
+
+
+def test_invalid_plan_is_refused_before_anything_is_sent_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    with pytest.raises(KfkitError, match="does not exist yet: deploy it with strategy 'replace'"):
+        target.apply(_rollout("1", "canary"), timeout=1)
+    assert target.get(MODEL) is None
+
+
+# ------------------------------------------------------------------ the CLI on kmock's API
+
+
+def test_deploy_cli_on_kmock_api(kube: KmockApi, target: SeldonTarget, tmp_path: Path, store_env):
+    env = dict(store_env)
+    env["KUBECONFIG"] = str(kube.kubeconfig(tmp_path / "kubeconfig"))
+    env["KFKIT_HOME"] = str(tmp_path / "home")
+    common = ["--model", MODEL, "--namespace", NAMESPACE, "--json"]
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+        target.apply(_rollout("2", "canary", 30), timeout=20)
+        proc = run_kfkit(["deploy", "status", *common], env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        status = json.loads(proc.stdout)
+        assert status["target"] == "seldon" and status["state"] == "Available"
+        assert [(p["name"], p["traffic"]) for p in status["predictors"]] == [("v1", 70), ("v2", 30)]
+        assert status["candidate"] == "v2"
+
+        proc = run_kfkit(["deploy", "history", *common], env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert [e["predictors"] for e in json.loads(proc.stdout)["history"]] == ["v1 100%"]
+
+        proc = run_kfkit(["deploy", "promote", *common, "--timeout", "20"], env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert [(p["name"], p["traffic"]) for p in json.loads(proc.stdout)["predictors"]] == [("v2", 100)]
+
+        proc = run_kfkit(["deploy", "rollback", *common, "--timeout", "20"], env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert _shares(_read(kube)) == [("v1", 70), ("v2", 30)]
+
+    proc = run_kfkit(["deploy", "status", "--model", "absent", "--namespace", NAMESPACE], env, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"kfkit: error: no SeldonDeployment absent in namespace '{NAMESPACE}'"
+    )
+
+
+def test_deploy_cli_unreachable_api_is_one_line(tmp_path: Path, store_env):
+    env = dict(store_env)
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    env["KUBECONFIG"] = str(tmp_path / "kubeconfig")
+    proc = run_kfkit(["deploy", "status", "--model", MODEL], env, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("kfkit: error: cannot reach the Kubernetes API at http://127.0.0.1:9")
+
+
+# ------------------------------------------------------------------ the local record
+
+
+def test_local_target_records_canary_promote_rollback(tmp_path: Path):
+    local = LocalTarget(root=tmp_path)
+    local.apply(_rollout("1"))
+    assert served_version(MODEL, tmp_path) == "1"
+    state = local.apply(_rollout("2", "canary", 25))
+    assert [(p["name"], p["traffic"]) for p in state["predictors"]] == [("v1", 75), ("v2", 25)]
+    assert served_version(MODEL, tmp_path) == "1"  # a canary does not take over the local server
+    local.promote(MODEL)
+    assert served_version(MODEL, tmp_path) == "2"
+    assert [e["predictors"] for e in local.history(MODEL)] == ["v1 serving", "v1 serving, v2 canary"]
+    local.rollback(MODEL)
+    assert served_version(MODEL, tmp_path) == "1"
+    assert read_record(MODEL, tmp_path)["candidate"]["version"] == "2"
+    local.rollback(MODEL)
+    assert read_record(MODEL, tmp_path)["candidate"] is None
+    with pytest.raises(KfkitError, match="no previous state to roll back to"):
+        local.rollback(MODEL)
+
+
+def test_cluster_config_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KFKIT_DEPLOY_TARGET", raising=False)
+    assert cluster_config() is None
+    config = tmp_path / "config"
+    config.write_text("{}")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    assert cluster_config() == f"kubeconfig:{config}"
+    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "local")
+    assert cluster_config() is None
+    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "cluster")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(KfkitError, match="KFKIT_DEPLOY_TARGET=cluster but no cluster is configured"):
+        cluster_config()
+
+
+def test_push_deploys_locally_without_a_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The push step's deploy with a cluster strategy and no cluster: a local record, said so."""
+    from kfkit.steps.push import PushResult, check_deploy_strategy, deploy
+
+    monkeypatch.setenv("KFKIT_HOME", str(tmp_path))
+    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "local")
+    lines: list[str] = []
+    result = PushResult("4", "s3://models/penguins/4/", "a" * 64, {})
+    assert deploy(result, MODEL, "none") == {"deployed": False, "deploy_target": "none"}
+    recorded = deploy(result, MODEL, "replace", progress=lines.append)
+    assert recorded["deploy_target"] == "local" and recorded["deployed"] is True
+    assert "no Kubernetes cluster configured" in lines[0]
+    assert read_record(MODEL, tmp_path)["serving"] == {
+        "version": "4",
+        "uri": "s3://models/penguins/4",
+        "sha256": "a" * 64,
+        "at": read_record(MODEL, tmp_path)["serving"]["at"],
+    }
+    with pytest.raises(KfkitError, match="The 'deploy_strategy' parameter of push must be one of"):
+        check_deploy_strategy("blue-green")
+
+
+def test_push_deploys_to_the_cluster_on_kmock_api(
+    kube: KmockApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from kfkit.steps.push import PushResult, deploy
+
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig(tmp_path / "kubeconfig")))
+    monkeypatch.delenv("KFKIT_DEPLOY_TARGET", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = PushResult("1", "s3://models/penguins/1/", "a" * 64, {})
+    with OperatorStandIn(kube.api()):
+        recorded = deploy(result, MODEL, "replace", namespace=NAMESPACE, timeout=20)
+    assert recorded["deploy_target"] == "seldon" and recorded["deploy_state"] == "Available"
+    _check_predictor(_read(kube)["spec"]["predictors"][0], "1")
+
+
+def test_serve_picks_the_locally_deployed_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from kfkit.cli import deployed_reference
+
+    monkeypatch.setenv("KFKIT_HOME", str(tmp_path))
+    assert deployed_reference(MODEL) == MODEL  # nothing deployed: the latest version
+    LocalTarget().apply(_rollout("2"))
+    LocalTarget().apply(_rollout("3", "canary"))
+    assert deployed_reference(MODEL) == f"{MODEL}:2"
+    assert deployed_reference(f"{MODEL}:3") == f"{MODEL}:3"  # an explicit version wins
+
+
+def test_history_annotation_is_bounded():
+    deployment = seldon.seldon_deployment(MODEL, "0", "s3://models/penguins/0")
+    for version in range(1, 15):
+        new = seldon.predictor(MODEL, str(version), f"s3://models/penguins/{version}")
+        predictors, candidate = seldon.plan(deployment, "replace", new)
+        deployment = seldon.changed(deployment, MODEL, NAMESPACE, predictors, candidate, "replace")
+    entries = seldon.history(deployment)
+    assert len(entries) == seldon.HISTORY_LIMIT
+    assert entries[-1]["predictors"][0]["name"] == "v13"
+    assert copy.deepcopy(deployment)["spec"]["predictors"][0]["name"] == "v14"
