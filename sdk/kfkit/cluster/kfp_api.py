@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -116,10 +117,16 @@ def _kubeconfig_namespace() -> str | None:
 
 @contextlib.contextmanager
 def _quiet_kfp() -> Iterator[None]:
-    """kfp.Client prints links to stdout and warns; kfkit's stdout is its own (``--json``)."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """kfp.Client prints links to stdout, warns, and logs tracebacks on retries; kfkit's
+    stdout is its own (``--json``) and a user error is one line."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
 
 
 @contextlib.contextmanager
@@ -135,7 +142,7 @@ def api_errors(settings: KfpSettings, action: str) -> Iterator[None]:
     except kfp_server_api.ApiException as exc:
         detail = _api_error_message(exc)
         raise KfkitError(f"{where}: {action}: HTTP {exc.status} {exc.reason}: {detail}") from None
-    except urllib3.exceptions.HTTPError as exc:
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise KfkitError(f"{where}: {action}: cannot reach the KFP API ({reason})") from None
 
@@ -154,8 +161,14 @@ def connect(settings: KfpSettings) -> Any:
     """A ``kfp.Client`` for these settings. It never writes ``~/.config/kfp/context.json``."""
     import kfp
 
+    class Client(kfp.Client):
+        # kfp.Client's constructor asks the health endpoint up to five times, 5 s apart,
+        # logging a traceback each time: one attempt, and its error, is what a user needs.
+        def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
+            return self._healthz_api.healthz_service_get_healthz()
+
     with api_errors(settings, "connect"):
-        return kfp.Client(
+        return Client(
             host=settings.host,
             namespace=settings.system_namespace,
             existing_token=settings.token,
