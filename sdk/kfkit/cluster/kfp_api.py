@@ -109,7 +109,8 @@ def _kubeconfig_namespace() -> str | None:
     try:
         from kubernetes import config
 
-        _, current = config.list_kube_config_contexts()
+        # KUBECONFIG is read now, not when the kubernetes package was imported.
+        _, current = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG") or None)
     except Exception:  # no kubeconfig: single-user or host given explicitly
         return None
     return (current or {}).get("context", {}).get("namespace")
