@@ -165,3 +165,24 @@ def test_wrong_credentials_are_named_and_push_nothing(two_clean_runs, store_env,
     assert "refused the credentials" in line and "AWS_SECRET_ACCESS_KEY" in line
     assert "not-the-secret" not in proc.stderr + proc.stdout
     assert existing_versions(objects, MODEL) == before
+
+
+def test_no_credential_in_logs_run_records_or_artifacts(two_clean_runs, store_env):
+    """The store's generated credentials reach the tasks through the environment only: not
+    in the run log, the run record (every artifact's metadata), or any artifact file."""
+    import json
+    from pathlib import Path
+
+    secrets = [store_env["AWS_ACCESS_KEY_ID"], store_env["AWS_SECRET_ACCESS_KEY"]]
+    assert all(len(s) >= 12 for s in secrets)  # long enough that a match is no accident
+    for run in two_clean_runs:
+        record = Path(run["log"]).parent / f"{run['run_id']}.json"
+        log = Path(run["log"]).read_text()
+        texts = {"summary": json.dumps(run), "log": log, "record": record.read_text()}
+        for path in Path(run["run_root"]).rglob("*"):
+            if path.is_file():
+                texts[str(path)] = path.read_bytes().decode("latin-1")
+        assert len(texts) > 5
+        for where, text in texts.items():
+            for secret in secrets:
+                assert secret not in text, f"credential in {where}"
