@@ -503,6 +503,19 @@ def test_bad_schedule_entries_are_named(tmp_path, entry, message):
     assert message in str(caught.value) and path in str(caught.value)
 
 
+def test_bad_parameter_in_a_schedule_writes_nothing(client, standin, tmp_path):
+    settings, kfp_client = client
+    bad = {"experiment": "e", "schedules": [{**SCHEDULES["schedules"][0], "parameters": {"nope": 1}}]}
+    with pytest.raises(KfkitError, match=r"unknown pipeline parameter\(s\) \['nope'\]"):
+        apply(kfp_client, settings, load_schedules(write_schedules(tmp_path, bad)))
+    assert standin.mutations() == []
+
+
+def test_a_token_without_a_host_is_refused():
+    with pytest.raises(KfkitError, match="a KFP token needs a host"):
+        connect(KfpSettings(token="t"))
+
+
 def test_bad_schedule_file_is_one_line_from_the_cli(cli_env, tmp_path):
     path = write_schedules(
         tmp_path,

@@ -162,6 +162,10 @@ def connect(settings: KfpSettings) -> Any:
     """A ``kfp.Client`` for these settings. It never writes ``~/.config/kfp/context.json``."""
     import kfp
 
+    if settings.token and not settings.host:
+        # kfp.Client skips the kubeconfig when given a token and would talk to localhost.
+        raise KfkitError("a KFP token needs a host: set --host or KFKIT_KFP_HOST")
+
     class Client(kfp.Client):
         # kfp.Client's constructor asks the health endpoint up to five times, 5 s apart,
         # logging a traceback each time: one attempt, and its error, is what a user needs.

@@ -264,15 +264,16 @@ def apply(client: Any, settings: KfpSettings, schedule_file: ScheduleFile, dry_r
     """Reconcile the file's experiment with the file; with ``dry_run`` only compute the plan."""
     from kfkit.catalog import compiled_pipeline_path
 
+    # Every entry is checked before anything is written.
+    wanted_parameters = {
+        s.name: check_parameters(compiled_pipeline_path(s.pipeline), s.parameters)
+        for s in schedule_file.schedules
+    }
     uploads, versions = [], {}
     for pipeline in sorted({s.pipeline for s in schedule_file.schedules}):
         result = upload(client, settings, pipeline, compiled_pipeline_path(pipeline), dry_run=dry_run)
         versions[pipeline] = result
         uploads.append(result.to_dict())
-    wanted_parameters = {
-        s.name: check_parameters(compiled_pipeline_path(s.pipeline), s.parameters)
-        for s in schedule_file.schedules
-    }
 
     experiment_id = ensure_experiment(client, settings, schedule_file.experiment, dry_run=dry_run)
     existing = list_recurring_runs(client, settings, experiment_id) if experiment_id else []
