@@ -3,9 +3,16 @@
 The same definition runs under ``kfp.local`` (``kfkit run-local``) and in Kubeflow
 Pipelines. Gates (no training on unblessed data, no push of an unblessed model) live inside
 the components, because kfp.local refuses ``dsl.If``.
+
+In a cluster every task reads the object-store credentials from the Kubernetes Secret
+``kfkit-object-store`` and kfkit's settings from the ConfigMap ``kfkit-settings`` (both
+shipped in ``manifests/pipelines/``) through kfp-kubernetes: the compiled YAML names the
+Secret and its keys, never a value, and no credential is a pipeline parameter. kfp.local
+ignores this platform config; ``kfkit run-local`` passes the same variables from its own
+environment instead.
 """
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from kfkit import names
 from kfkit.catalog import load_component
@@ -15,6 +22,13 @@ validate = load_component("validate")
 train = load_component("train")
 evaluate = load_component("evaluate")
 push = load_component("push")
+
+
+def _cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Object-store credentials from the Secret, settings from the ConfigMap (never values)."""
+    kubernetes.use_secret_as_env(task, names.OBJECT_STORE_SECRET, names.OBJECT_STORE_SECRET_KEYS)
+    kubernetes.use_config_map_as_env(task, names.SETTINGS_CONFIG_MAP, names.SETTINGS_CONFIG_MAP_KEYS)
+    return task
 
 
 @dsl.pipeline(
@@ -37,39 +51,49 @@ def training(
     serving_namespace: str = "kfkit-serving",
     deploy_strategy: str = "local",
 ):
-    ingest_task = ingest(
-        source_uri=data_uri,
-        label_column=label_column,
-        eval_fraction=eval_fraction,
-        split_key=split_key,
+    ingest_task = _cluster_env(
+        ingest(
+            source_uri=data_uri,
+            label_column=label_column,
+            eval_fraction=eval_fraction,
+            split_key=split_key,
+        )
     )
-    validate_task = validate(
-        train_split=ingest_task.outputs[names.TRAIN_SPLIT],
-        eval_split=ingest_task.outputs[names.EVAL_SPLIT],
-        model_name=model_name,
-        policy=validation_policy,
-        schema_uri=schema_uri,
+    validate_task = _cluster_env(
+        validate(
+            train_split=ingest_task.outputs[names.TRAIN_SPLIT],
+            eval_split=ingest_task.outputs[names.EVAL_SPLIT],
+            model_name=model_name,
+            policy=validation_policy,
+            schema_uri=schema_uri,
+        )
     )
-    train_task = train(
-        train_split=ingest_task.outputs[names.TRAIN_SPLIT],
-        schema=validate_task.outputs[names.SCHEMA],
-        anomalies=validate_task.outputs[names.ANOMALIES],
-        model_name=model_name,
-        problem_type=problem_type,
-        estimator=estimator,
-        hyperparameters=hyperparameters,
-        random_seed=random_seed,
-        run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    train_task = _cluster_env(
+        train(
+            train_split=ingest_task.outputs[names.TRAIN_SPLIT],
+            schema=validate_task.outputs[names.SCHEMA],
+            anomalies=validate_task.outputs[names.ANOMALIES],
+            model_name=model_name,
+            problem_type=problem_type,
+            estimator=estimator,
+            hyperparameters=hyperparameters,
+            random_seed=random_seed,
+            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
     )
-    evaluate_task = evaluate(
-        model=train_task.outputs[names.MODEL],
-        eval_split=ingest_task.outputs[names.EVAL_SPLIT],
-        thresholds=thresholds,
+    evaluate_task = _cluster_env(
+        evaluate(
+            model=train_task.outputs[names.MODEL],
+            eval_split=ingest_task.outputs[names.EVAL_SPLIT],
+            thresholds=thresholds,
+        )
     )
-    push(
-        model=train_task.outputs[names.MODEL],
-        blessing=evaluate_task.outputs[names.BLESSING],
-        model_name=model_name,
-        serving_namespace=serving_namespace,
-        deploy_strategy=deploy_strategy,
+    _cluster_env(
+        push(
+            model=train_task.outputs[names.MODEL],
+            blessing=evaluate_task.outputs[names.BLESSING],
+            model_name=model_name,
+            serving_namespace=serving_namespace,
+            deploy_strategy=deploy_strategy,
+        )
     )

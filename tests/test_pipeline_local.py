@@ -266,3 +266,25 @@ def test_pipeline_records_into_mariadb_and_answers_the_same(two_clean_runs, stor
     assert found["dataset_fingerprint"] == document["dataset_fingerprint"]
     assert found["metrics"] == pytest.approx(document["metrics"], abs=1e-6)
     assert mariadb.password not in proc.stdout + proc.stderr
+
+
+def test_no_credential_in_logs_run_records_or_artifacts(two_clean_runs, store_env):
+    """The store's generated credentials reach the tasks through the environment only: not
+    in the run log, the run record (every artifact's metadata), any artifact file, or the
+    metadata store."""
+    secrets = [store_env["AWS_ACCESS_KEY_ID"], store_env["AWS_SECRET_ACCESS_KEY"]]
+    assert all(len(s) >= 12 for s in secrets)  # long enough that a match is no accident
+    for run in two_clean_runs:
+        record = Path(run["log"]).parent / f"{run['run_id']}.json"
+        log = Path(run["log"]).read_text()
+        texts = {"summary": json.dumps(run), "log": log, "record": record.read_text()}
+        for path in Path(run["run_root"]).rglob("*"):
+            if path.is_file():
+                texts[str(path)] = path.read_bytes().decode("latin-1")
+        texts["metadata store"] = (
+            (Path(store_env["KFKIT_HOME"]) / "metadata" / "mlmd.sqlite").read_bytes().decode("latin-1")
+        )
+        assert len(texts) > 5
+        for where, text in texts.items():
+            for secret in secrets:
+                assert secret not in text, f"credential in {where}"

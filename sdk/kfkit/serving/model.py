@@ -133,8 +133,7 @@ def rows_to_frame(
         rows = list(rows)
     if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Sequence):
         raise FeatureError(
-            "expected a list of rows (send data.ndarray with data.names), "
-            f"got {type(rows).__name__}"
+            f"expected a list of rows (send data.ndarray with data.names), got {type(rows).__name__}"
         )
     if len(rows) == 0:
         raise FeatureError("no rows to predict")
@@ -177,17 +176,13 @@ def _columns_from_dicts(rows: Sequence[Any], manifest: ModelManifest) -> list[li
     return [[row[name] for row in rows] for name in manifest.feature_names]
 
 
-def _columns_from_lists(
-    rows: Sequence[Any], names: list[str], manifest: ModelManifest
-) -> list[list[Any]]:
+def _columns_from_lists(rows: Sequence[Any], names: list[str], manifest: ModelManifest) -> list[list[Any]]:
     width = len(names)
     for index, row in enumerate(rows):
         if isinstance(row, str | bytes | Mapping) or not isinstance(row, Sequence | np.ndarray):
             raise FeatureError(f"row {index} is a {type(row).__name__}, not a list of values")
         if len(row) != width:
-            raise FeatureError(
-                f"row {index} has {len(row)} values but there are {width} feature names"
-            )
+            raise FeatureError(f"row {index} has {len(row)} values but there are {width} feature names")
     positions = {name: position for position, name in enumerate(names)}
     return [[row[positions[name]] for row in rows] for name in manifest.feature_names]
 
@@ -304,9 +299,7 @@ class KfkitModel:
                     "schema": {"names": manifest.feature_names, "shape": [len(features)]},
                 }
             ],
-            "outputs": [
-                {"messagetype": "ndarray", "schema": {"names": outputs, "shape": [len(outputs)]}}
-            ],
+            "outputs": [{"messagetype": "ndarray", "schema": {"names": outputs, "shape": [len(outputs)]}}],
             "custom": {
                 "sha256": manifest.sha256,
                 "sklearn_version": manifest.sklearn_version,
@@ -333,8 +326,7 @@ def _check_model_matches_manifest(model: Any, manifest: ModelManifest, folder: P
     unknown = {name: kind for name, kind in kinds.items() if kind not in (NUMERIC, CATEGORICAL)}
     if unknown:
         raise KfkitError(
-            f"{where} has features of unknown kind {unknown}; expected {NUMERIC!r} or "
-            f"{CATEGORICAL!r}"
+            f"{where} has features of unknown kind {unknown}; expected {NUMERIC!r} or {CATEGORICAL!r}"
         )
     fitted_names = getattr(model, "feature_names_in_", None)
     if fitted_names is not None and list(fitted_names) != manifest.feature_names:
@@ -347,6 +339,4 @@ def _check_model_matches_manifest(model: Any, manifest: ModelManifest, folder: P
             raise KfkitError(f"{where} is a classifier without predict_proba and classes_")
         classes = [str(label) for label in model.classes_]
         if manifest.classes and [str(label) for label in manifest.classes] != classes:
-            raise KfkitError(
-                f"{where} predicts classes {classes} but its manifest lists {manifest.classes}"
-            )
+            raise KfkitError(f"{where} predicts classes {classes} but its manifest lists {manifest.classes}")

@@ -161,9 +161,7 @@ class ServingProcess:
     ) -> None:
         self.stop()
 
-    def request(
-        self, method: str, path: str, payload: Any = None, timeout: float = 30.0
-    ) -> tuple[int, Any]:
+    def request(self, method: str, path: str, payload: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
         """One HTTP request; returns (status, parsed JSON or {"text": body}) without raising."""
         data = None
         headers = {}
@@ -360,9 +358,7 @@ def start_server(
             cwd=str(SDK_DIR),  # Seldon appends its cwd to sys.path: not the model folder
             start_new_session=True,
         )
-    server = ServingProcess(
-        process, folder, http_port, grpc_port, metrics_port, log_file, run_dir=run_dir
-    )
+    server = ServingProcess(process, folder, http_port, grpc_port, metrics_port, log_file, run_dir=run_dir)
     try:
         _wait_until_healthy(server, _expected_sha256(folder), timeout)
     except BaseException:
