@@ -195,7 +195,11 @@ def _seldon_schema() -> dict:
                 "type": "array",
                 "minItems": 1,
                 "items": closed(
-                    {"spec": closed({"containers": {"type": "array", "minItems": 1, "items": container}})}
+                    {
+                        # named <deployment>-<predictor>, so kfkit can read its Deployment's status
+                        "metadata": closed({"name": {"type": "string", "minLength": 1}}, ["name"]),
+                        "spec": closed({"containers": {"type": "array", "minItems": 1, "items": container}}),
+                    }
                 ),
             },
             "graph": graph,
@@ -206,6 +210,8 @@ def _seldon_schema() -> dict:
             "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
             "namespace": string,
             "labels": labels,
+            # kfkit.io/history: previous predictor specs, for rollback (sdk/kfkit/deploy/seldon.py)
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
         },
         ["name", "labels"],
     )
