@@ -200,7 +200,6 @@ def run_local(
     (``metadata_uri``, else ``KFKIT_METADATA_URI``, else SQLite under the state folder).
     Starts the local object store when none is configured and stops it afterwards. Never
     raises for a failed task: the summary says."""
-    import yaml
     from kfp import components, local
 
     progress = progress or (lambda line: None)
@@ -225,9 +224,7 @@ def run_local(
         raise_on_error=False,
     )
     before = set(pipeline_root.glob(f"{names.PIPELINE_NAME}-*")) if pipeline_root.exists() else set()
-    recorder = RunRecorder(
-        store, yaml.safe_load(spec_path.read_text()), parameters, pipeline_root, error_path
-    )
+    recorder = RunRecorder(store, _pipeline_spec(spec_path), parameters, pipeline_root, error_path)
     started = time.perf_counter()
     with object_store_env(), _env(ERROR_FILE_ENV, str(error_path)), open(log_path, "w") as log:
         tee = _TaskLogTee(log, progress, recorder)
@@ -285,3 +282,11 @@ def _check_parameters(component: Any, parameters: dict[str, Any], spec_path: Pat
     missing = sorted(k for k, spec in declared.items() if not spec.optional and k not in parameters)
     if missing:
         raise KfkitError(f"missing pipeline parameter(s) {missing} for {spec_path.name}")
+
+
+def _pipeline_spec(spec_path: Path) -> dict[str, Any]:
+    """The PipelineSpec document of a compiled pipeline (a second document, the Kubernetes
+    platform spec from kfp-kubernetes, may follow it)."""
+    import yaml
+
+    return next(yaml.safe_load_all(spec_path.read_text()))
