@@ -13,6 +13,7 @@ import pytest
 from conftest import run_kfkit
 from kfp_mlmd import KfpBackendWriter, penguins_tasks
 from ml_metadata.metadata_store import metadata_store
+from mlmd_grpc_standin import MlmdGrpcStandIn
 
 from kfkit.errors import KfkitError
 from kfkit.metadata import MetadataConfig, open_store
@@ -152,6 +153,21 @@ def test_sqlite_and_mariadb_give_the_same_answers(kfp_sqlite, mariadb):
     on_sqlite, on_mysql = _answers(kfp_sqlite), _answers(mariadb.uri)
     assert on_mysql == on_sqlite
     assert on_mysql["model"]["model"]["version"] == "2"  # and they are real answers
+
+
+def test_kfp_metadata_grpc_service_gives_the_same_answers(kfp_sqlite, tmp_path):
+    """Through the MLMD gRPC API a cluster exposes (metadata-grpc-service; a stand-in here):
+    the KFP backend writes through it, kfkit reads through it."""
+    standin = MlmdGrpcStandIn(str(tmp_path / "served.sqlite"))
+    uri = standin.start()
+    try:
+        write_kfp_history(uri)
+        over_grpc = _answers(uri)
+        assert over_grpc == _answers(kfp_sqlite)
+        assert over_grpc["model"]["run"]["run_id"] == "run-b"
+        assert open_store(uri).description == uri
+    finally:
+        standin.stop()
 
 
 def _record_runs(uri: str, worker: int, runs: int, password: str) -> list[str]:
