@@ -4,7 +4,7 @@ Python daemon): pre-import a task's heavy modules once, then fork one child per 
 Every kfp task still runs ``kfp.dsl.executor_main`` as ``__main__`` in its own process, with
 its own argv, working folder, environment and stdin/stdout/stderr (handed over by
 :mod:`kfkit.warm_launcher` with SCM_RIGHTS); it only skips the imports this server already
-did. Run as ``python -m kfkit.warm_server --socket PATH --profile validate|tasks``; started
+did. Run as ``python -m kfkit.warm_server --fd N --socket PATH --profile validate|tasks``; started
 and stopped by :mod:`kfkit.warm_start`.
 
 Protocol on the Unix socket, one connection per task:
@@ -28,6 +28,7 @@ forked run with a cold one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -53,6 +54,8 @@ PROFILES: dict[str, list[str]] = {
         "tensorflow_data_validation",
         "kfkit.steps.validate",
     ],
+    # Tests and debugging: only what every task imports.
+    "bare": ["kfp.dsl.executor"],
     # ingest, train, evaluate, push: never TensorFlow (checked after the imports).
     "tasks": [
         "kfp.dsl.executor",
@@ -77,7 +80,7 @@ PROFILES: dict[str, list[str]] = {
     ],
 }
 # Component functions a profile may start before its imports are done (see Server.poll).
-EARLY: dict[str, frozenset[str]] = {"validate": frozenset(), "tasks": frozenset({"ingest"})}
+EARLY: dict[str, frozenset[str]] = {"tasks": frozenset({"ingest"})}
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
 _HEADER = struct.Struct("!Q")
 _MAX_PAYLOAD = 64 * 1024 * 1024
@@ -126,13 +129,14 @@ def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     return payload, fds
 
 
-def _run_child(payload: dict, fds: list[int], listener: socket.socket, conns: list[socket.socket]) -> None:
+def _run_child(payload: dict, fds: list[int], server_fds: list[int]) -> None:
     """In the forked child: become the task's process, run executor_main, exit. Never returns."""
     code = 1
     try:
-        listener.close()
-        for conn in conns:
-            conn.close()
+        # The task must not hold the server's sockets, pidfds or epoll fd.
+        for fd in server_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         # Die with the server: a task must not outlive the run that started it.
         _set_parent_death_signal()
         # The server's only handler; SIGINT and SIGPIPE are as Python set them at startup.
@@ -206,7 +210,12 @@ def _set_parent_death_signal() -> None:
 
 class Server:
     def __init__(
-        self, socket_path: str, modules: list[str], forbidden: tuple[str, ...], early: frozenset[str]
+        self,
+        listen_fd: int,
+        socket_path: str,
+        modules: list[str],
+        forbidden: tuple[str, ...],
+        early: frozenset[str],
     ) -> None:
         self.socket_path = socket_path
         self.modules = modules
@@ -216,12 +225,10 @@ class Server:
         self.clients: dict[int, _Client] = {}  # by conn fd
         self.warm = False
         self.stopping = False
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Bound before the imports: a task that connects early waits in the backlog (and is
-        # served between imports) instead of falling back to a cold interpreter.
-        self.listener.bind(socket_path)
-        os.chmod(socket_path, 0o600)
-        self.listener.listen(16)
+        # Bound and listening before this process started (kfkit.warm_start passes the fd):
+        # a task that connects early waits in the backlog and is served between or after the
+        # imports, instead of finding no socket and running cold.
+        self.listener = socket.socket(fileno=listen_fd)
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ, "listener")
 
@@ -307,10 +314,14 @@ class Server:
     def _fork(self, client: _Client) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        conns = [c.conn for c in self.clients.values()]
+        server_fds = [self.listener.fileno(), self.selector.fileno()]
+        for other in self.clients.values():
+            server_fds.append(other.conn.fileno())
+            if other.pidfd is not None:
+                server_fds.append(other.pidfd)
         pid = os.fork()
         if pid == 0:
-            _run_child(client.payload, client.fds, self.listener, conns)
+            _run_child(client.payload, client.fds, server_fds)
         for fd in client.fds:
             os.close(fd)
         client.fds = []
@@ -381,15 +392,19 @@ def _function(argv: list[str]) -> str:
 
 def main(args: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--socket", required=True)
+    parser.add_argument("--fd", type=int, required=True, help="the listening Unix socket, inherited")
+    parser.add_argument("--socket", required=True, help="its path, removed when stopping")
     parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
     options = parser.parse_args(args)
     # As the compiled task command sets it: kfp imports less at runtime with it.
     os.environ["_KFP_RUNTIME"] = "true"
     # What kfkit.steps.validate sets before importing TFDV.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not hasattr(os, "pidfd_open"):  # Linux >= 5.3; without it, launchers run every task cold
+        raise SystemExit("kfkit warm server: os.pidfd_open is not available here")
     forbidden = () if options.profile == "validate" else ("tensorflow", "tensorflow_data_validation")
-    server = Server(options.socket, PROFILES[options.profile], forbidden, EARLY[options.profile])
+    early = EARLY.get(options.profile, frozenset())
+    server = Server(options.fd, options.socket, PROFILES[options.profile], forbidden, early)
     signal.signal(signal.SIGTERM, server.stop)
     # Die with the kfkit process that started this server (it kills us too; this covers SIGKILL).
     _set_parent_death_signal()

@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,8 +37,9 @@ import kfkit.warm_launcher
 WARM_START_ENV = "KFKIT_WARM_START"
 TIMEOUT_ENV = "KFKIT_WARM_START_TIMEOUT"
 _DEFAULT_READY_TIMEOUT_S = 120.0
-# profile -> component functions it serves; "" is the default route.
-_ROUTES = {"validate": ("validate",), "tasks": ("",)}
+# Server profile (kfkit.warm_server.PROFILES) -> component functions it serves; "" routes
+# every other function. Only validate may pay TensorFlow's import.
+ROUTES: dict[str, tuple[str, ...]] = {"validate": ("validate",), "tasks": ("",)}
 _STOP_GRACE_S = 1.0
 # AF_UNIX paths are limited to 108 bytes; the launcher's path lands in a `sh -c` script.
 _MAX_SOCKET_PATH = 100
@@ -81,13 +83,21 @@ def _run_folder(state: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="kfkit-warm-"))
 
 
-def _write_launcher(folder: Path, sockets: dict[str, Path]) -> Path:
-    routes = {function: str(sockets[p]) for p, functions in _ROUTES.items() for function in functions}
+def write_launcher(
+    folder: Path,
+    default_socket: Path,
+    routes: dict[str, Path] | None = None,
+    ready_timeout_s: float | None = None,
+) -> Path:
+    """Write the launcher that stands in for ``sys.executable``: a shell script running
+    :mod:`kfkit.warm_launcher`, whose config routes component functions to server sockets."""
+    if ready_timeout_s is None:
+        ready_timeout_s = float(os.environ.get(TIMEOUT_ENV, _DEFAULT_READY_TIMEOUT_S))
     config = {
         "python": sys.executable,
-        "routes": {k: v for k, v in routes.items() if k},
-        "default": routes[""],
-        "ready_timeout_s": float(os.environ.get(TIMEOUT_ENV, _DEFAULT_READY_TIMEOUT_S)),
+        "routes": {function: str(path) for function, path in (routes or {}).items()},
+        "default": str(default_socket),
+        "ready_timeout_s": ready_timeout_s,
     }
     config_path = folder / "launcher.json"
     config_path.write_text(json.dumps(config, indent=2) + "\n")
@@ -119,28 +129,44 @@ def _stop(servers: dict[str, subprocess.Popen]) -> None:
 
 
 @contextlib.contextmanager
-def warm_interpreters(state: Path) -> Iterator[WarmStart]:
+def warm_interpreters(state: Path, profiles: dict[str, tuple[str, ...]] | None = None) -> Iterator[WarmStart]:
     """Start the warm servers for one local run (unless disabled) and always stop them,
-    on success, failure and Ctrl-C alike. Starting them never fails the run."""
+    on success, failure and Ctrl-C alike. Starting them never fails the run. ``profiles``
+    (default :data:`ROUTES`) is for tests."""
     if not enabled():
         yield WarmStart()
         return
     warm = WarmStart()
     try:
         warm.folder = _run_folder(state)
-        sockets = {profile: warm.folder / f"{profile}.sock" for profile in _ROUTES}
+        profiles = profiles or ROUTES
+        sockets = {profile: warm.folder / f"{profile}.sock" for profile in profiles}
         for profile, path in sockets.items():
-            with open(warm.folder / f"{profile}.log", "wb") as log:
-                warm.servers[profile] = subprocess.Popen(
-                    [sys.executable, "-m", "kfkit.warm_server", "--socket", str(path), "--profile", profile],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    # Own process group: Ctrl-C reaches the tasks through the launcher, and
-                    # stopping kills the server with every task it forked.
-                    start_new_session=True,
-                )
-        warm.python = str(_write_launcher(warm.folder, sockets))
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                # Bound here, before the server starts: tasks can connect at once (see warm_server).
+                listener.bind(str(path))
+                os.chmod(path, 0o600)
+                listener.listen(16)
+                command = [sys.executable, "-m", "kfkit.warm_server", "--fd", str(listener.fileno())]
+                with open(warm.folder / f"{profile}.log", "wb") as log:
+                    warm.servers[profile] = subprocess.Popen(
+                        [*command, "--socket", str(path), "--profile", profile],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        pass_fds=[listener.fileno()],
+                        # Own process group: Ctrl-C reaches the tasks through the launcher, and
+                        # stopping kills the server with every task it forked.
+                        start_new_session=True,
+                    )
+            finally:
+                # Only the server holds it now: when the server dies, connecting fails at once
+                # and launchers run their tasks cold.
+                listener.close()
+        routes = {f: sockets[p] for p, functions in profiles.items() for f in functions}
+        default = routes.pop("")
+        warm.python = str(write_launcher(warm.folder, default, routes))
     except OSError as exc:
         print(f"kfkit warm start: not used ({exc})", file=sys.stderr)
         _stop(warm.servers)
