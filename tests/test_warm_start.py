@@ -214,6 +214,16 @@ def test_stopping_leaves_no_process_socket_or_folder(tmp_path):
     assert _processes_mentioning(str(folder)) == []
 
 
+def test_long_or_unsafe_state_path_puts_sockets_under_tmp(tmp_path):
+    # AF_UNIX paths stop at 108 bytes, and the launcher's path is pasted into a `sh -c` script.
+    state = tmp_path / ("a space and a long name " * 4)
+    with warm_interpreters(state, profiles={"bare": ("",)}) as warm:
+        assert warm.folder is not None and not str(warm.folder).startswith(str(state))
+        proc = _run(_task_command(warm.python, tmp_path, "plain"), tmp_path)
+        assert proc.returncode == 0 and "cold interpreter" not in proc.stderr, proc.stderr
+    assert not warm.folder.exists()
+
+
 def test_disabled_by_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(warm_start.WARM_START_ENV, "0")
     with warm_interpreters(tmp_path) as warm:

@@ -235,6 +235,10 @@ class Server:
     def warm_up(self) -> None:
         for module in self.modules:
             self.poll(0)
+            # A task forked early (ingest) runs while the rest is imported: pause until it ends
+            # rather than compete with it for the CPU (2 cores, the other importing TensorFlow).
+            while any(c.pid is not None for c in self.clients.values()):
+                self.poll(None)
             started = time.perf_counter()
             importlib.import_module(module)
             _log(f"imported {module} in {time.perf_counter() - started:.2f}s")

@@ -75,11 +75,11 @@ class WarmStart:
 
 def _run_folder(state: Path) -> Path:
     base = state / "warm"
-    candidate = base / str(os.getpid())
-    if len(str(candidate / "validate.sock")) <= _MAX_SOCKET_PATH and _SHELL_SAFE.match(str(candidate)):
-        shutil.rmtree(candidate, ignore_errors=True)  # a crashed run of a recycled pid
-        candidate.mkdir(parents=True, mode=0o700)
-        return candidate
+    base.mkdir(parents=True, exist_ok=True)
+    # One private folder per run (sockets, launcher); short, shell-safe, else under /tmp.
+    longest = str(base / "run-12345678" / "validate.sock")
+    if len(longest) <= _MAX_SOCKET_PATH and _SHELL_SAFE.match(longest):
+        return Path(tempfile.mkdtemp(prefix="run-", dir=base))
     return Path(tempfile.mkdtemp(prefix="kfkit-warm-"))
 
 
@@ -137,47 +137,51 @@ def warm_interpreters(state: Path, profiles: dict[str, tuple[str, ...]] | None =
         yield WarmStart()
         return
     warm = WarmStart()
-    try:
-        warm.folder = _run_folder(state)
-        profiles = profiles or ROUTES
-        sockets = {profile: warm.folder / f"{profile}.sock" for profile in profiles}
-        for profile, path in sockets.items():
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                # Bound here, before the server starts: tasks can connect at once (see warm_server).
-                listener.bind(str(path))
-                os.chmod(path, 0o600)
-                listener.listen(16)
-                command = [sys.executable, "-m", "kfkit.warm_server", "--fd", str(listener.fileno())]
-                with open(warm.folder / f"{profile}.log", "wb") as log:
-                    warm.servers[profile] = subprocess.Popen(
-                        [*command, "--socket", str(path), "--profile", profile],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        pass_fds=[listener.fileno()],
-                        # Own process group: Ctrl-C reaches the tasks through the launcher, and
-                        # stopping kills the server with every task it forked.
-                        start_new_session=True,
-                    )
-            finally:
-                # Only the server holds it now: when the server dies, connecting fails at once
-                # and launchers run their tasks cold.
-                listener.close()
-        routes = {f: sockets[p] for p, functions in profiles.items() for f in functions}
-        default = routes.pop("")
-        warm.python = str(write_launcher(warm.folder, default, routes))
-    except OSError as exc:
-        print(f"kfkit warm start: not used ({exc})", file=sys.stderr)
-        _stop(warm.servers)
-        warm = WarmStart()
-    try:
+    try:  # one try: servers started before a Ctrl-C during start-up are stopped too
+        try:
+            _start(warm, state, profiles or ROUTES)
+        except OSError as exc:
+            print(f"kfkit warm start: not used ({exc})", file=sys.stderr)
+            _stop(warm.servers)
+            warm.python = None
         yield warm
     finally:
         _stop(warm.servers)
         if warm.folder is not None:
             _keep_logs(warm.folder, state)
             shutil.rmtree(warm.folder, ignore_errors=True)
+
+
+def _start(warm: WarmStart, state: Path, profiles: dict[str, tuple[str, ...]]) -> None:
+    warm.folder = _run_folder(state)
+    sockets = {profile: warm.folder / f"{profile}.sock" for profile in profiles}
+    for profile, path in sockets.items():
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # Bound here, before the server starts: tasks can connect at once (see warm_server).
+            listener.bind(str(path))
+            os.chmod(path, 0o600)
+            listener.listen(16)
+            command = [sys.executable, "-m", "kfkit.warm_server", "--fd", str(listener.fileno())]
+            with open(warm.folder / f"{profile}.log", "wb") as log:
+                warm.servers[profile] = subprocess.Popen(
+                    [*command, "--socket", str(path), "--profile", profile],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=[listener.fileno()],
+                    # Own process group: Ctrl-C reaches the tasks through the launcher, and
+                    # stopping kills the server with every task it forked.
+                    start_new_session=True,
+                )
+        finally:
+            # Only the server holds it now: when the server dies, connecting fails at once
+            # and launchers run their tasks cold.
+            listener.close()
+    routes = {f: sockets[p] for p, functions in profiles.items() for f in functions}
+    # No default route: other functions go to a socket nobody listens on, i.e. run cold.
+    default = routes.pop("", warm.folder / "no-server.sock")
+    warm.python = str(write_launcher(warm.folder, default, routes))
 
 
 def _keep_logs(folder: Path, state: Path) -> None:
