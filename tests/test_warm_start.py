@@ -224,6 +224,15 @@ def test_long_or_unsafe_state_path_puts_sockets_under_tmp(tmp_path):
     assert not warm.folder.exists()
 
 
+def test_a_failing_start_runs_cold_instead(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(warm_start.TIMEOUT_ENV, "not-a-number")
+    with warm_interpreters(tmp_path, profiles={"bare": ("",)}) as warm:
+        assert warm.python is None
+    assert "kfkit warm start: not used" in capsys.readouterr().err
+    assert warm.folder is not None and not warm.folder.exists()
+    assert _processes_mentioning(str(warm.folder)) == []
+
+
 def test_disabled_by_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(warm_start.WARM_START_ENV, "0")
     with warm_interpreters(tmp_path) as warm:

@@ -140,8 +140,8 @@ def warm_interpreters(state: Path, profiles: dict[str, tuple[str, ...]] | None =
     try:  # one try: servers started before a Ctrl-C during start-up are stopped too
         try:
             _start(warm, state, profiles or ROUTES)
-        except OSError as exc:
-            print(f"kfkit warm start: not used ({exc})", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - the optimisation must never fail the run
+            print(f"kfkit warm start: not used ({exc.__class__.__name__}: {exc})", file=sys.stderr)
             _stop(warm.servers)
             warm.python = None
         yield warm
