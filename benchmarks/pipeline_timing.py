@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,7 +64,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2, help="cold+warm pairs (default 2)")
     args = parser.parse_args()
 
-    os.environ["KFKIT_HOME"] = tempfile.mkdtemp(prefix="kfkit-bench-")
+    home = tempfile.mkdtemp(prefix="kfkit-bench-")
+    os.environ["KFKIT_HOME"] = home
     os.environ["KFKIT_REPO"] = str(REPO)
     for key in ("KFKIT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.pop(key, None)
@@ -103,6 +105,7 @@ def main() -> None:
                 print("    note: a task fell back to a cold interpreter in this warm run", file=sys.stderr)
             runs[mode].append(summary)
     os.environ.pop(WARM_START_ENV, None)
+    shutil.rmtree(home, ignore_errors=True)  # the store (stopped above) and every run's files
 
     def median(mode: str, task: str | None) -> float:
         values = [r.seconds if task is None else r.task_seconds.get(task, float("nan")) for r in runs[mode]]
