@@ -11,6 +11,11 @@ UV := $(TOOLS)/bin/uv
 PY311 ?= $(firstword $(wildcard /root/.pyenv/versions/3.11*/bin/python3.11) $(shell command -v python3.11))
 PY312 ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
 export UV_PYTHON_DOWNLOADS := never
+# Compile bytecode at install, as the component images do: uv does not by default, and where
+# PYTHONDONTWRITEBYTECODE=1 is set (as on these machines) every task would otherwise compile
+# TensorFlow's and Beam's thousands of modules from source on each import (measured here:
+# `import tensorflow_data_validation` 12.6 s without .pyc files, 4.5 s with them).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: setup run test test-fast lint compile bench bench-lineage bench-serving clean
 
@@ -21,11 +26,12 @@ $(UV):
 	$(PY311) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-.venv/.synced: uv.lock pyproject.toml | $(UV)
+# The Makefile too: a checkout synced before bytecode compilation was added gets it once.
+.venv/.synced: uv.lock pyproject.toml Makefile | $(UV)
 	$(UV) sync --frozen --all-extras --python $(PY311)
 	@touch $@
 
-serving/.venv/.synced: serving/uv.lock serving/pyproject.toml | $(UV)
+serving/.venv/.synced: serving/uv.lock serving/pyproject.toml Makefile | $(UV)
 	@test -n "$(PY312)" || { echo "make: Python 3.12 not found for the serving env (set PY312=...)"; exit 1; }
 	cd serving && ../$(UV) sync --frozen --python $(PY312)
 	@touch $@

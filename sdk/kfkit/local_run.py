@@ -28,6 +28,7 @@ from kfkit.metadata.recorder import RunRecorder
 from kfkit.settings import state_dir
 from kfkit.steps.runtime import ERROR_FILE_ENV
 from kfkit.storage import ENDPOINT_ENV
+from kfkit.warm_start import warm_interpreters
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '([^']+)'")
@@ -226,9 +227,19 @@ def run_local(
     before = set(pipeline_root.glob(f"{names.PIPELINE_NAME}-*")) if pipeline_root.exists() else set()
     recorder = RunRecorder(store, _pipeline_spec(spec_path), parameters, pipeline_root, error_path)
     started = time.perf_counter()
-    with object_store_env(), _env(ERROR_FILE_ENV, str(error_path)), open(log_path, "w") as log:
+    with (
+        warm_interpreters(root) as warm,  # first: its imports overlap the store's start (warm_start.py)
+        object_store_env(),
+        _env(ERROR_FILE_ENV, str(error_path)),
+        open(log_path, "w") as log,
+    ):
         tee = _TaskLogTee(log, progress, recorder)
-        with contextlib.redirect_stdout(tee), warnings.catch_warnings(), recorder.capture_run_id():
+        with (
+            contextlib.redirect_stdout(tee),
+            warnings.catch_warnings(),
+            recorder.capture_run_id(),
+            warm.as_sys_executable(),
+        ):
             # kfp warns that kfkit's image name does not contain "python": expected here.
             warnings.simplefilter("ignore", RuntimeWarning)
             pipeline_component(**parameters)
