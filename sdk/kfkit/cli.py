@@ -13,6 +13,7 @@ import click
 
 from kfkit.errors import KfkitError
 from kfkit.tables import grid, key_values
+from kfkit.yaml_files import load_yaml
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -58,16 +59,9 @@ METADATA_URI_HELP = (
 
 
 def load_config(path: str | None) -> tuple[str, dict[str, Any]]:
-    import yaml
-
     if not path:
         return "training", {}
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise KfkitError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise KfkitError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = load_yaml(path, "config file")
     if not isinstance(data, dict) or not isinstance(data.get("parameters", {}), dict):
         raise KfkitError(f"{path}: expected a mapping with a `parameters` mapping")
     unknown = sorted(set(data) - {"pipeline", "parameters"})

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from kfkit.cluster.kfp_api import (
@@ -46,6 +45,7 @@ from kfkit.cluster.kfp_api import (
     upload,
 )
 from kfkit.errors import KfkitError
+from kfkit.yaml_files import load_yaml
 
 MANAGED_TAG = "[managed-by: kfkit]"
 SCHEDULE_KEYS = {
@@ -84,14 +84,7 @@ class ScheduleFile:
 
 def load_schedules(path: str) -> ScheduleFile:
     """Read and check a schedules file; every problem is one line naming the file and entry."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise KfkitError(f"{path}: schedules file not found") from None
-    except yaml.YAMLError as exc:
-        raise KfkitError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = load_yaml(path, "schedules file")
     if not isinstance(data, dict) or not isinstance(data.get("schedules", []), list):
         raise KfkitError(f"{path}: expected a mapping with `experiment` and a `schedules` list")
     unknown = sorted(set(data) - {"experiment", "schedules"})
