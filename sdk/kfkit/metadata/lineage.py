@@ -104,27 +104,39 @@ def parse_model_reference(reference: str) -> tuple[str, str | None]:
     return name, version or None
 
 
-def _pushed_versions(store: MetadataStore, model_name: str) -> list[ArtifactRecord]:
-    found = store.find_artifacts(MODEL_TYPE, equals={"model_name": model_name, "pushed": True})
+# The latest version is the highest number among the most recently recorded pushes; a window
+# rather than one, because pushes running side by side may record out of number order.
+LATEST_WINDOW = 50
+
+
+def _pushed_versions(
+    store: MetadataStore, model_name: str, version: str | None = None, newest: int | None = None
+) -> list[ArtifactRecord]:
+    equals: dict[str, Any] = {"model_name": model_name, "pushed": True}
+    if version is not None:
+        equals["version"] = version
+    found = store.find_artifacts(MODEL_TYPE, equals=equals, newest=newest)
     return [a for a in found if str(a.properties.get("version", "")).isdigit()]
 
 
 def model_lineage(store: MetadataStore, reference: str) -> dict[str, Any]:
     """What produced ``<model-name>[:<version>]`` (no version: the latest pushed one)."""
     model_name, version = parse_model_reference(reference)
-    pushed = _pushed_versions(store, model_name)
+    pushed = _pushed_versions(store, model_name, version, newest=None if version else LATEST_WINDOW)
     if not pushed:
-        raise KfkitError(f"no pushed model named {model_name!r} in the metadata store {store.description}")
-    if version is None:
-        chosen = max(pushed, key=lambda a: (int(a.properties["version"]), a.created, a.id))
-    else:
-        matching = [a for a in pushed if str(a.properties["version"]) == version]
-        if not matching:
-            known = ", ".join(sorted({str(a.properties["version"]) for a in pushed}, key=int))
+        if version is None:
             raise KfkitError(
-                f"model {model_name!r} has no pushed version {version}; pushed versions: {known}"
+                f"no pushed model named {model_name!r} in the metadata store {store.description}"
             )
-        chosen = max(matching, key=lambda a: (a.created, a.id))
+        known = ", ".join(
+            sorted({str(a.properties["version"]) for a in _pushed_versions(store, model_name)}, key=int)
+        )
+        if not known:
+            raise KfkitError(
+                f"no pushed model named {model_name!r} in the metadata store {store.description}"
+            )
+        raise KfkitError(f"model {model_name!r} has no pushed version {version}; pushed versions: {known}")
+    chosen = max(pushed, key=lambda a: (int(a.properties["version"]), a.created, a.id))
 
     push_task_ids = store.producers([chosen.id])[chosen.id]
     if not push_task_ids:

@@ -392,6 +392,7 @@ class MlmdStore(MetadataStore):
         type_name: str,
         equals: dict[str, Any] | None = None,
         prefix: dict[str, str] | None = None,
+        newest: int | None = None,
     ) -> list[ArtifactRecord]:
         from ml_metadata.metadata_store import metadata_store
 
@@ -407,7 +408,12 @@ class MlmdStore(MetadataStore):
         for key, value in (prefix or {}).items():
             _check_key(key)
             clauses.append(f"custom_properties.{key}.string_value LIKE {_quote(_like_escape(value) + '%')}")
-        options = metadata_store.ListOptions(filter_query=" AND ".join(clauses))
+        options = metadata_store.ListOptions(
+            filter_query=" AND ".join(clauses),
+            limit=newest,
+            order_by=metadata_store.OrderByField.CREATE_TIME if newest else None,
+            is_asc=not newest,
+        )
         found = self._call(lambda: self._store.get_artifacts(list_options=options))
         return [_artifact_record(a) for a in sorted(found, key=lambda a: a.id)]
 

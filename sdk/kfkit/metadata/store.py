@@ -146,9 +146,11 @@ class MetadataStore(ABC):
         type_name: str,
         equals: dict[str, Any] | None = None,
         prefix: dict[str, str] | None = None,
+        newest: int | None = None,
     ) -> list[ArtifactRecord]:
         """Artifacts of a type whose properties equal (or, for ``prefix``, start with) the
-        given values. Booleans match KFP's encoding (1/0)."""
+        given values. Booleans match KFP's encoding (1/0). ``newest``: only that many of the
+        most recently recorded matches."""
 
     @abstractmethod
     def producers(self, artifact_ids: list[int]) -> dict[int, list[int]]:
