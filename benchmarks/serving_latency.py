@@ -41,18 +41,15 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import kfkit
 from kfkit.model_folder import MODEL_FILE, Feature, ModelManifest, current_python_version, sha256_file
 from kfkit.net import free_port
 from kfkit.serving.model import KfkitModel
 from kfkit.serving.server import start_server
+from kfkit.steps.train import build_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 MLSERVER_VENV = REPO / "benchmarks" / "mlserver" / ".venv"
@@ -67,13 +64,9 @@ def build_model(folder: Path, estimator: Any) -> tuple[Path, pd.DataFrame]:
     frame = pd.read_csv(Path(kfkit.__file__).parent / "data" / "penguins.csv", na_values=["NA"])
     frame = frame.dropna(subset=FEATURES).reset_index(drop=True)
     frame[NUMERIC] = frame[NUMERIC].astype("float64")
-    prep = ColumnTransformer(
-        [
-            ("numeric", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), NUMERIC),
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-        ]
-    )
-    model = Pipeline([("prep", prep), ("model", estimator)]).fit(frame[FEATURES], frame["species"])
+    features = [Feature(n, "numeric") for n in NUMERIC] + [Feature(n, "categorical") for n in CATEGORICAL]
+    # kfkit's own training layout, so the benchmark serves what kfkit's train step writes.
+    model = build_pipeline(features, estimator).fit(frame[FEATURES], frame["species"])
     folder.mkdir(parents=True)
     joblib.dump(model, folder / MODEL_FILE)
     ModelManifest(
@@ -83,7 +76,7 @@ def build_model(folder: Path, estimator: Any) -> tuple[Path, pd.DataFrame]:
         python_version=current_python_version(),
         problem_type="classification",
         label_column="species",
-        features=[Feature(n, "numeric") for n in NUMERIC] + [Feature(n, "categorical") for n in CATEGORICAL],
+        features=features,
         estimator=type(estimator).__name__,
         classes=[str(c) for c in model.classes_],
     ).write(folder)

@@ -463,3 +463,14 @@ def test_stop_ends_a_group_whose_leader_ignores_sigterm(tmp_path: Path):
     served.stop()  # a second stop is harmless
     if process.stdout:
         process.stdout.close()
+
+
+def test_kfkit_layout_is_served_through_the_proven_fast_path(
+    loaded: KfkitModel, model_dir: Path, monkeypatch
+):
+    """The exact-equality tests above therefore cover the fast path; the switch turns it off."""
+    assert loaded.fast is not None
+    monkeypatch.setenv("KFKIT_SERVING_FAST_PATH", "0")
+    plain = KfkitModel(model_dir)
+    plain.load()
+    assert plain.fast is None

@@ -31,6 +31,7 @@ from kfkit.errors import KfkitError
 from kfkit.model_folder import ModelManifest, load_verified_model
 
 MODEL_DIR_ENV = "KFKIT_MODEL_DIR"
+FAST_PATH_ENV = "KFKIT_SERVING_FAST_PATH"
 # Where Seldon's storage initializer puts the model folder (modelUri) in a cluster.
 DEFAULT_MODEL_DIR = "/mnt/models"
 NUMERIC = "numeric"
@@ -113,18 +114,14 @@ def _to_category(value: Any, feature: str, row: int) -> Any:
     )
 
 
-def rows_to_frame(
+def rows_to_columns(
     rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]] | np.ndarray,
     manifest: ModelManifest,
     names: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Build the DataFrame the model was fitted on from request rows; the one conversion path.
-
-    ``rows`` is a list of dicts keyed by feature name, or (with ``names``) a 2-D list or array
-    whose columns ``names`` labels, in any order. The frame has the manifest's features in
-    manifest order: numeric ones float64 with NaN for missing, categorical ones object dtype
-    holding str with NaN for missing. Raises ``FeatureError`` naming the offending feature.
-    """
+) -> dict[str, list[Any]]:
+    """Check request rows against the manifest and convert each feature's values (numeric:
+    float with NaN for missing; categorical: str with NaN for missing), in manifest order.
+    Raises ``FeatureError`` naming the offending feature."""
     if isinstance(rows, np.ndarray):
         if rows.ndim != 2:
             raise FeatureError(
@@ -146,20 +143,42 @@ def rows_to_frame(
         check_feature_names(names, manifest)
         columns = _columns_from_lists(rows, names, manifest)
 
-    data: dict[str, Any] = {}
+    converted: dict[str, list[Any]] = {}
     for feature, values in zip(manifest.features, columns, strict=True):
         if feature.kind == NUMERIC:
-            converted = [_to_float(v, feature.name, i) for i, v in enumerate(values)]
-            data[feature.name] = pd.Series(converted, dtype="float64")
+            converted[feature.name] = [_to_float(v, feature.name, i) for i, v in enumerate(values)]
         elif feature.kind == CATEGORICAL:
-            converted = [_to_category(v, feature.name, i) for i, v in enumerate(values)]
-            data[feature.name] = pd.Series(converted, dtype=object)
+            converted[feature.name] = [_to_category(v, feature.name, i) for i, v in enumerate(values)]
         else:
             raise KfkitError(
                 f"model {manifest.model_name!r}: feature {feature.name!r} has unknown kind "
                 f"{feature.kind!r} (expected {NUMERIC!r} or {CATEGORICAL!r})"
             )
+    return converted
+
+
+def columns_to_frame(columns: dict[str, list[Any]], manifest: ModelManifest) -> pd.DataFrame:
+    """The DataFrame the model was fitted on, from ``rows_to_columns``' checked values."""
+    data = {
+        feature.name: pd.Series(columns[feature.name], dtype="float64" if feature.kind == NUMERIC else object)
+        for feature in manifest.features
+    }
     return pd.DataFrame(data, columns=manifest.feature_names)
+
+
+def rows_to_frame(
+    rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]] | np.ndarray,
+    manifest: ModelManifest,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Build the DataFrame the model was fitted on from request rows; the one conversion path.
+
+    ``rows`` is a list of dicts keyed by feature name, or (with ``names``) a 2-D list or array
+    whose columns ``names`` labels, in any order. The frame has the manifest's features in
+    manifest order: numeric ones float64 with NaN for missing, categorical ones object dtype
+    holding str with NaN for missing. Raises ``FeatureError`` naming the offending feature.
+    """
+    return columns_to_frame(rows_to_columns(rows, manifest, names), manifest)
 
 
 def _columns_from_dicts(rows: Sequence[Any], manifest: ModelManifest) -> list[list[Any]]:
@@ -214,12 +233,20 @@ class KfkitModel:
         self.model_dir = Path(model_dir if model_dir else default_model_dir())
         self.model: Any = None
         self.manifest: ModelManifest | None = None
+        self.fast: Any = None  # a proven FastPredictor, or None
 
     def load(self) -> None:
         """Verify and unpickle the model (Seldon calls this in each worker after forking)."""
         model, manifest = load_verified_model(self.model_dir)
         _check_model_matches_manifest(model, manifest, self.model_dir)
         self.model, self.manifest = model, manifest
+        # A numpy replay of the preprocessing, used only if it answers bit for bit like the
+        # pipeline on probe rows (fast_path.py); KFKIT_SERVING_FAST_PATH=0 turns it off.
+        self.fast = None
+        if os.environ.get(FAST_PATH_ENV, "1") != "0":
+            from kfkit.serving.fast_path import FastPredictor
+
+            self.fast = FastPredictor.build(model, manifest, manifest.problem_type == CLASSIFICATION)
 
     def _loaded(self) -> tuple[Any, ModelManifest]:
         if self.model is None or self.manifest is None:
@@ -247,9 +274,12 @@ class KfkitModel:
                 400,
             )
         try:
-            frame = rows_to_frame(X, manifest, names=names)
+            columns = rows_to_columns(X, manifest, names=names)
         except FeatureError as exc:
             raise _http_error(str(exc), 400) from None
+        if self.fast is not None:
+            return self.fast.predict(columns)
+        frame = columns_to_frame(columns, manifest)
         if manifest.problem_type == CLASSIFICATION:
             return model.predict_proba(frame)
         return np.asarray(model.predict(frame), dtype="float64").reshape(-1, 1)
