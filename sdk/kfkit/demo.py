@@ -73,3 +73,4 @@ def run_demo(
         correct += classes[best] == truth
         out(f"{index:>2}  {truth:<16} {classes[best]:<12} {probs[best]:>11.3f}")
     out(f"{correct}/{len(frame)} correct; whole demo {time.perf_counter() - started:.1f}s")
+    out(f"what produced it: .venv/bin/kfkit lineage model {model_name}:{summary.pushed['version']}")
