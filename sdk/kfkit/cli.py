@@ -185,7 +185,7 @@ def store_start(as_json: bool) -> None:
     """Start the local store (or report the running one) and create its buckets."""
     from kfkit.local_store import LocalObjectStore
 
-    state = LocalObjectStore().start()
+    state = LocalObjectStore().start_kept()
     info = {"endpoint": f"http://127.0.0.1:{state.s3_port}", "pid": state.pid}
     _emit_json(info) if as_json else click.echo(f"local object store at {info['endpoint']}")
 

@@ -108,26 +108,22 @@ class _TaskLogTee:
 
 @contextlib.contextmanager
 def object_store_env() -> Iterator[bool]:
-    """Use the object store from the environment, or start the local one (and stop it after,
-    if this call started it). Yields whether the local store was started here."""
+    """Use the object store from the environment, or a lease on the local one (started if
+    needed, stopped when its last user is done). Yields whether this call started it."""
     if os.environ.get(ENDPOINT_ENV):
         yield False
         return
-    store = LocalObjectStore()
-    was_running = store.running() is not None
-    state = store.start()
-    saved = {k: os.environ.get(k) for k in state.config.to_env()}
-    os.environ.update(state.config.to_env())
-    try:
-        yield not was_running
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if not was_running:
-            store.stop()
+    with LocalObjectStore().lease() as (state, started_here):
+        saved = {k: os.environ.get(k) for k in state.config.to_env()}
+        os.environ.update(state.config.to_env())
+        try:
+            yield started_here
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def _read_executor_outputs(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:

@@ -7,6 +7,8 @@ kfkit starts it, creates its buckets and stops it; components reach it only thro
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -17,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from kfkit.storage import ObjectStore, StoreConfig
 
 BUCKETS = ("raw", "models", "kfkit")
 _STATE_FILE = "store.json"
+_AUTO_MARKER = "started-for-runs"  # present while the store runs only because runs needed it
 # weed ignores SIGTERM for a long time (DESIGN.md): give it a short grace, then SIGKILL.
 _STOP_GRACE_S = 1.0
 
@@ -93,6 +97,51 @@ class LocalObjectStore:
         except OSError:
             return False
         return True
+
+    # -- shared use -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process at a time starts, joins or leaves the store."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[tuple[LocalStoreState, bool]]:
+        """Use the store for a while (a run, an upload): start it if it is not running, and
+        stop it afterwards only if a lease started it and no other live lease holds it, so
+        runs side by side never lose their store mid-run. A store started with ``kfkit store
+        start`` (``start_kept``) is left running. Yields the state and whether this lease
+        started the store."""
+        leases = self.root / "leases"
+        with self._locked():
+            started_here = self.running() is None
+            state = self.start()
+            if started_here:
+                (self.root / _AUTO_MARKER).touch()
+            leases.mkdir(exist_ok=True)
+            mine = leases / f"{os.getpid()}-{secrets.token_hex(4)}"
+            mine.write_text(str(os.getpid()))
+        try:
+            yield state, started_here
+        finally:
+            with self._locked():
+                mine.unlink(missing_ok=True)
+                live = [p for p in leases.iterdir() if _lease_alive(p)]
+                if not live and (self.root / _AUTO_MARKER).exists():
+                    self.stop()
+
+    def start_kept(self) -> LocalStoreState:
+        """Start the store (or take over a running one) to stay up after the runs that use
+        it end, until ``kfkit store stop`` (``kfkit store start``)."""
+        with self._locked():
+            state = self.start()
+            (self.root / _AUTO_MARKER).unlink(missing_ok=True)
+        return state
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> LocalStoreState:
@@ -199,6 +248,7 @@ class LocalObjectStore:
             _reap(state.pid)
             stopped = True
         self.state_path.unlink(missing_ok=True)
+        (self.root / _AUTO_MARKER).unlink(missing_ok=True)
         return stopped
 
 
@@ -217,3 +267,14 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+
+
+def _lease_alive(path: Path) -> bool:
+    """A lease whose process died (killed run) does not keep the store up; clean it."""
+    try:
+        alive = _pid_alive(int(path.read_text()))
+    except (OSError, ValueError):
+        alive = False
+    if not alive:
+        path.unlink(missing_ok=True)
+    return alive
