@@ -1,0 +1,3 @@
+from kfkit.cli import main
+
+main()

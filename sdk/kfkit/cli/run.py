@@ -1,0 +1,169 @@
+"""``kfkit run-local``, ``compile`` and ``demo``: the pipeline on this machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from kfkit.cli._app import (
+    METADATA_URI_HELP,
+    _emit_json,
+    _fail,
+    _progress,
+    main,
+    user_errors,
+)
+from kfkit.errors import KfkitError
+from kfkit.tables import key_values
+from kfkit.yaml_files import load_yaml
+
+# -- run-local -------------------------------------------------------------------------------
+
+
+def load_config(path: str | None) -> tuple[str, dict[str, Any]]:
+    if not path:
+        return "training", {}
+    data = load_yaml(path, "config file")
+    if not isinstance(data, dict) or not isinstance(data.get("parameters", {}), dict):
+        raise KfkitError(f"{path}: expected a mapping with a `parameters` mapping")
+    unknown = sorted(set(data) - {"pipeline", "parameters"})
+    if unknown:
+        raise KfkitError(f"{path}: unknown key(s) {unknown}; expected pipeline, parameters")
+    return data.get("pipeline", "training"), dict(data.get("parameters") or {})
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``name=value``; a value is read as YAML (numbers, dicts) unless it is plain text."""
+    import yaml
+
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise KfkitError(f"--param {pair!r}: expected name=value")
+        try:
+            parsed = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed = value
+        params[name] = value if isinstance(parsed, str) or parsed is None else parsed
+    return params
+
+
+def _coerce_to_pipeline_types(pipeline: str, params: dict[str, Any]) -> dict[str, Any]:
+    """--param data_uri=123 is a string for a STRING input, whatever YAML thinks."""
+    from kfp import components
+
+    from kfkit.catalog import compiled_pipeline_path
+
+    spec_path = compiled_pipeline_path(pipeline)
+    if not spec_path.is_file():
+        return params
+    inputs = components.load_component_from_file(str(spec_path)).component_spec.inputs or {}
+    out = dict(params)
+    for name, value in params.items():
+        spec = inputs.get(name)
+        if spec is not None and spec.type == "String" and not isinstance(value, str):
+            out[name] = str(value)
+    return out
+
+
+def format_summary(summary) -> str:
+    rows = [("run", summary.run_id), ("status", summary.status)]
+    for task, status in summary.tasks.items():
+        seconds = summary.task_seconds.get(task)
+        rows.append((f"  {task}", f"{status}" + (f"  {seconds:.1f}s" if seconds else "")))
+    if summary.dataset_fingerprint:
+        rows.append(("dataset fingerprint", summary.dataset_fingerprint))
+    validation = summary.validation
+    rows.append(
+        (
+            "data validation",
+            "blessed"
+            if validation.get("blessed")
+            else f"NOT blessed ({len(validation.get('anomalies') or {})} anomalies)",
+        )
+    )
+    for name, value in summary.metrics.items():
+        rows.append((f"  {name}", f"{value:.4f}"))
+    rows.append(("model", "blessed" if summary.blessed else "NOT blessed"))
+    if summary.pushed:
+        rows.append(("pushed", f"version {summary.pushed['version']} -> {summary.pushed['uri']}"))
+        rows.append(("  sha256", summary.pushed["sha256"]))
+    else:
+        rows.append(("pushed", "nothing"))
+    rows.append(("wall time", f"{summary.seconds:.1f}s"))
+    rows.append(("log", summary.log))
+    if summary.metadata:
+        rows.append(("lineage", summary.metadata.get("store", "")))
+    return key_values(rows)
+
+
+@main.command("run-local")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML with `parameters`.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override one pipeline parameter (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("--metadata-uri", default=None, help=METADATA_URI_HELP)
+@user_errors
+def run_local_command(
+    config_path: str | None, params: tuple[str, ...], as_json: bool, metadata_uri: str | None
+) -> None:
+    """Run the training pipeline on this machine with kfp.local.
+
+    Starts the local object store when none is configured (KFKIT_S3_ENDPOINT unset) and
+    stops what it started.
+    """
+    from kfkit.local_run import run_local
+
+    pipeline, parameters = load_config(config_path)
+    parameters.update(parse_params(params))
+    parameters = _coerce_to_pipeline_types(pipeline, parameters)
+    summary = run_local(parameters, pipeline=pipeline, progress=_progress, metadata_uri=metadata_uri)
+    if as_json:
+        _emit_json(summary.to_dict())
+    else:
+        click.echo(format_summary(summary))
+    if summary.status != "SUCCEEDED":
+        _fail(summary.error or "pipeline failed")
+
+
+# -- compile ---------------------------------------------------------------------------------
+
+
+@main.command("compile")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def compile_command(as_json: bool) -> None:
+    """Compile every component (component.yaml) and pipeline (pipelines/compiled/)."""
+    from kfkit.catalog import compile_all
+
+    written = [str(p) for p in compile_all()]
+    _emit_json({"written": written}) if as_json else click.echo("\n".join(written))
+
+
+# -- demo: the main job ---------------------------------------------------------------------
+
+
+@main.command("demo")
+@click.option(
+    "--config",
+    "config_path",
+    default="configs/penguins.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
+@click.option("--rows", default=8, show_default=True, help="Eval rows to send to the server.")
+@user_errors
+def demo_command(config_path: str, rows: int) -> None:
+    """The whole story on one machine: start the store, upload the penguins sample, run the
+    pipeline, serve the pushed model with seldon-core-microservice and ask it for
+    predictions. Stops everything it started."""
+    from kfkit.demo import run_demo
+
+    run_demo(config_path, rows, progress=_progress, out=click.echo)
