@@ -195,7 +195,7 @@ def run_local(
 ) -> RunSummary:
     """Run the compiled pipeline locally and record its lineage in the metadata store
     (``metadata_uri``, else ``KFKIT_METADATA_URI``, else SQLite under the state folder).
-    Starts the local object store when none is configured and stops it afterwards. Never
+    Uses the local object store when none is configured (see ``object_store_env``). Never
     raises for a failed task: the summary says."""
     from kfp import components, local
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +13,6 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:.4g}"
     if isinstance(value, dict | list):
-        import json
-
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)
 

@@ -124,18 +124,15 @@ def model_lineage(store: MetadataStore, reference: str) -> dict[str, Any]:
     model_name, version = parse_model_reference(reference)
     pushed = _pushed_versions(store, model_name, version, newest=None if version else LATEST_WINDOW)
     if not pushed:
-        if version is None:
-            raise KfkitError(
-                f"no pushed model named {model_name!r} in the metadata store {store.description}"
-            )
-        known = ", ".join(
-            sorted({str(a.properties["version"]) for a in _pushed_versions(store, model_name)}, key=int)
-        )
+        # Only now read every version: to say which ones exist, or that none does.
+        known = sorted({str(a.properties["version"]) for a in _pushed_versions(store, model_name)}, key=int)
         if not known:
             raise KfkitError(
                 f"no pushed model named {model_name!r} in the metadata store {store.description}"
             )
-        raise KfkitError(f"model {model_name!r} has no pushed version {version}; pushed versions: {known}")
+        raise KfkitError(
+            f"model {model_name!r} has no pushed version {version}; pushed versions: {', '.join(known)}"
+        )
     chosen = max(pushed, key=lambda a: (int(a.properties["version"]), a.created, a.id))
 
     push_task_ids = store.producers([chosen.id])[chosen.id]

@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kfkit.errors import KfkitError
+from kfkit.errors import KfkitError, first_line
 from kfkit.metadata.config import MetadataConfig
 from kfkit.metadata.store import (
     CONTAINER_EXECUTION,
     DAG_EXECUTION,
     PIPELINE_CONTEXT,
     RUN_CONTEXT,
-    RUNNING,
     ArtifactRecord,
     MetadataStore,
     OutputArtifact,
@@ -152,13 +151,13 @@ class MlmdStore(MetadataStore):
                 break
             except errors.StatusError as exc:
                 raise KfkitError(
-                    f"metadata store {self.description}: cannot connect: {_first_line(exc)}"
+                    f"metadata store {self.description}: cannot connect: {first_line(exc)}"
                 ) from None
             except RuntimeError as exc:
                 # Two first connections to an empty MySQL database race to create MLMD's
                 # tables; MLMD says so and asks for a retry.
                 if "concurrent connection" not in str(exc) or attempt == _RETRIES - 1:
-                    raise KfkitError(f"metadata store {self.description}: {_first_line(exc)}") from None
+                    raise KfkitError(f"metadata store {self.description}: {first_line(exc)}") from None
                 time.sleep(0.2 * (attempt + 1))
 
     # -- plumbing ----------------------------------------------------------------------
@@ -171,7 +170,7 @@ class MlmdStore(MetadataStore):
                     return func()
             except (self._errors.AbortedError, self._errors.UnavailableError) as exc:
                 if attempt == _RETRIES - 1:
-                    raise KfkitError(f"metadata store {self.description}: {_first_line(exc)}") from None
+                    raise KfkitError(f"metadata store {self.description}: {first_line(exc)}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
@@ -471,11 +470,3 @@ def _like_escape(text: str) -> str:
 def _check_key(key: str) -> None:
     if not key.replace("_", "").isalnum():
         raise KfkitError(f"{key!r}: not a property name")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-__all__ = ["MlmdStore", "RUNNING", "from_value", "to_value"]

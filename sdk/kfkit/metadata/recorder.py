@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kfkit.errors import first_line
 from kfkit.metadata.store import COMPLETE, FAILED, MetadataStore, OutputArtifact, RunHandle
 
 _PLACEHOLDERS = ("{{$.pipeline_job_name}}", "{{$.pipeline_job_resource_name}}")
@@ -184,8 +185,7 @@ class RunRecorder:
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - lineage must never break the run itself
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.problems.append(f"metadata: could not {what}: {detail}")
+            self.problems.append(f"metadata: could not {what}: {first_line(exc)}")
             return None
 
 
