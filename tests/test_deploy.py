@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import threading
 import time
@@ -159,10 +160,14 @@ class OperatorStandIn:
                 if pred["name"] in self.broken:
                     state = "Failed" if self.fail else "Creating"
                 else:
-                    components[seldon.component_name(name, pred["name"])] = {
-                        "replicas": 1,
-                        "availableReplicas": 1,
-                    }
+                    # As Seldon's operator names a predictor's Deployment (GetDeploymentName):
+                    # <sdep>-<predictor>-<index>-<container names>; short names only here.
+                    for index, spec in enumerate(pred["componentSpecs"]):
+                        containers = "-".join(c["name"] for c in spec["spec"]["containers"])
+                        components[f"{name}-{pred['name']}-{index}-{containers}"] = {
+                            "replicas": 1,
+                            "availableReplicas": 1,
+                        }
             status = {"state": state, "deploymentStatus": components}
             if state == "Failed":
                 status["description"] = "container model: CrashLoopBackOff"
@@ -218,7 +223,7 @@ def _check_predictor(pred: dict[str, Any], version: str) -> None:
         "children": [],
     }
     (component,) = pred["componentSpecs"]
-    assert component["metadata"] == {"name": f"{MODEL}-v{version}"}
+    assert "metadata" not in component  # the operator then names the Deployment <sdep>-v<N>-0-model
     (container,) = component["spec"]["containers"]
     assert container["name"] == "model"
     assert container["image"] == seldon.SERVING_IMAGE
@@ -604,3 +609,31 @@ def test_history_annotation_is_bounded():
     assert len(entries) == seldon.HISTORY_LIMIT
     assert entries[-1]["predictors"][0]["name"] == "v13"
     assert copy.deepcopy(deployment)["spec"]["predictors"][0]["name"] == "v14"
+
+
+def test_operator_deployment_names_follow_seldons_get_deployment_name():
+    """Seldon v1's operator keys status.deploymentStatus by the Deployment name it generates."""
+    pred = seldon.predictor(MODEL, "3", "s3://models/penguins/3")
+    assert seldon.operator_deployment_names("penguins", pred) == ["penguins-v3-0-model"]
+    named = {**pred, "componentSpecs": [{"metadata": {"name": "custom"}, "spec": {"containers": []}}]}
+    assert seldon.operator_deployment_names("penguins", named) == ["penguins-v3-0-custom"]
+    long_name = "penguins-" + "x" * 50  # 70 characters with "-v3-0-model"
+    long_full = f"{long_name}-v3-0-model"
+    digest = hashlib.md5(long_full.encode()).hexdigest()
+    assert seldon.operator_deployment_names(long_name, pred) == [f"seldon-{digest}"]
+    # With DEPLOYMENT_NAME_AS_PREFIX=true the operator uses <sdep>-<md5> when that fits.
+    long_pred = {**pred, "name": "v" + "1" * 50}
+    digest = hashlib.md5(f"penguins-{long_pred['name']}-0-model".encode()).hexdigest()
+    assert seldon.operator_deployment_names("penguins", long_pred) == [
+        f"seldon-{digest}",
+        f"penguins-{digest}",
+    ]
+
+
+def test_ready_reads_the_operators_deployment_names():
+    pred = seldon.predictor(MODEL, "3", "s3://models/penguins/3")
+    obj = {"metadata": {"name": MODEL}, "spec": {"predictors": [pred]}}
+    obj["status"] = {"state": "Available", "deploymentStatus": {f"{MODEL}-v3": {"availableReplicas": 1}}}
+    assert SeldonTarget.ready(obj)[0] is False  # kfkit's old guess of the key is not Seldon's
+    obj["status"]["deploymentStatus"] = {f"{MODEL}-v3-0-model": {"availableReplicas": 1}}
+    assert SeldonTarget.ready(obj) == (True, "Available")

@@ -196,8 +196,7 @@ def _seldon_schema() -> dict:
                 "minItems": 1,
                 "items": closed(
                     {
-                        # named <deployment>-<predictor>, so kfkit can read its Deployment's status
-                        "metadata": closed({"name": {"type": "string", "minLength": 1}}, ["name"]),
+                        # no metadata.name: Seldon then names the Deployment <sdep>-<predictor>-0-model
                         "spec": closed({"containers": {"type": "array", "minItems": 1, "items": container}}),
                     }
                 ),

@@ -6,9 +6,10 @@ predictors computed from what was read, and a JSON merge patch sent carrying the
 between, and the change is recomputed from a fresh read (``conflict_retries`` times).
 
 A rollout then waits until Seldon's operator reports ``status.state == Available`` and every
-predictor's Deployment (``status.deploymentStatus[<deployment>-<predictor>]``) has an
-available replica. ``Failed``, or no success within the timeout, restores the previous
-predictors (or deletes an object this rollout created) and fails with one line.
+predictor's Deployment (``status.deploymentStatus[<deployment>-<predictor>-0-model]``, the
+operator's own naming: ``seldon.operator_deployment_names``) has an available replica.
+``Failed``, or no success within the timeout, restores the previous predictors (or deletes an
+object this rollout created) and fails with one line.
 """
 
 from __future__ import annotations
@@ -190,10 +191,11 @@ class SeldonTarget:
         components = status.get("deploymentStatus") or {}
         name = deployment["metadata"]["name"]
         for pred in deployment["spec"]["predictors"]:
-            component = seldon.component_name(name, pred["name"])
-            available = int((components.get(component) or {}).get("availableReplicas") or 0)
-            if available < 1:
-                return False, f"state {state or 'unset'}, predictor {pred['name']} not available yet"
+            for index in range(len(pred.get("componentSpecs") or [])):
+                names = seldon.operator_deployment_names(name, pred, index)
+                available = max(int((components.get(n) or {}).get("availableReplicas") or 0) for n in names)
+                if available < 1:
+                    return False, f"state {state or 'unset'}, predictor {pred['name']} not available yet"
         if state != AVAILABLE:
             return False, f"state {state or 'unset'}"
         return True, AVAILABLE

@@ -5,9 +5,10 @@ Pure functions on plain dicts; nothing here talks to a cluster (``kfkit.deploy.k
 - The model is fetched from the object store by Seldon's storage initializer, which reads
   rclone-style credentials from the Secret named by ``envSecretRefName``: no credential is
   ever written into the manifest.
-- Each predictor runs kfkit's serving image (``componentSpecs``) whose Deployment is named
-  ``<deployment>-<predictor>`` (``componentSpecs[0].metadata.name``), so a rollout can be
-  checked in ``status.deploymentStatus`` without guessing Seldon's generated names.
+- Each predictor runs kfkit's serving image (``componentSpecs``, one container ``model``).
+  Seldon's operator names its Deployment ``<deployment>-<predictor>-0-model`` and reports it
+  under that name in ``status.deploymentStatus`` (``operator_deployment_names``), which is
+  how a rollout is checked.
 - Strategies (``plan``): ``replace``, ``canary`` (new predictor with N% of the traffic, the
   rest on the current one), ``shadow`` (mirrored traffic, answers discarded), ``promote``
   (the canary or shadow takes 100%), ``rollback`` (the previous predictors, from history).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -62,9 +64,28 @@ def predictor_name(version: str) -> str:
     return resource_name(f"v{version}")
 
 
-def component_name(deployment: str, predictor: str) -> str:
-    """The Kubernetes Deployment Seldon creates for a predictor (we name it ourselves)."""
-    return resource_name(f"{deployment}-{predictor}")[:63]
+def operator_deployment_names(deployment: str, predictor: dict[str, Any], index: int = 0) -> list[str]:
+    """Names Seldon v1's operator may give the Deployment of ``componentSpecs[index]``.
+
+    The operator's ``GetDeploymentName`` (operator/apis/machinelearning.seldon.io/v1/
+    seldondeployment_types.go) builds ``<deployment>-<predictor>-<index>-<suffix>``, the suffix
+    being the componentSpec's ``metadata.name`` or else its container names joined by ``-``.
+    Over 63 characters it becomes ``seldon-<md5 hex>``, or ``<deployment>-<md5 hex>`` when the
+    operator runs with ``DEPLOYMENT_NAME_AS_PREFIX=true``: both are returned then, since that
+    is the operator's setting, not the object's. ``status.deploymentStatus`` is keyed by it.
+    """
+    spec = predictor["componentSpecs"][index]
+    suffix = (spec.get("metadata") or {}).get("name") or "-".join(
+        container["name"] for container in spec["spec"]["containers"]
+    )
+    name = f"{deployment}-{predictor['name']}-{index}-{suffix}"
+    if len(name) <= 63:
+        return [name]
+    digest = hashlib.md5(name.encode()).hexdigest()  # noqa: S324 - Seldon's naming, not security
+    names = [f"seldon-{digest}"]
+    if len(f"{deployment}-{digest}") <= 63:
+        names.append(f"{deployment}-{digest}")
+    return names
 
 
 def predictor(
@@ -91,7 +112,6 @@ def predictor(
         "labels": labels,
         "componentSpecs": [
             {
-                "metadata": {"name": component_name(name, pred_name)},
                 "spec": {
                     "containers": [
                         {
