@@ -6,10 +6,13 @@ The server-starting tests run ``seldon-core-microservice`` from the serving venv
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import signal
 import socket
+import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,9 +39,11 @@ from kfkit.model_folder import (
 )
 from kfkit.serving.model import FeatureError, KfkitModel, rows_to_frame
 from kfkit.serving.server import (
+    SDK_DIR,
     ServingProcess,
     ServingRequestError,
     group_alive,
+    serving_venv,
     start_server,
 )
 
@@ -446,7 +451,6 @@ def test_start_server_refuses_a_busy_port_at_once(model_dir: Path):
 
 def test_stop_ends_a_group_whose_leader_ignores_sigterm(tmp_path: Path):
     """stop() escalates to SIGKILL for the whole group after the grace period."""
-    import subprocess
     import sys
 
     code = (
@@ -474,3 +478,61 @@ def test_kfkit_layout_is_served_through_the_proven_fast_path(
     plain = KfkitModel(model_dir)
     plain.load()
     assert plain.fast is None
+
+
+# ------------------------------------------- kfkit.serving.microservice: Seldon's main, one skip
+
+_METRICS_SEMANTICS = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from seldon_core.metrics import SeldonMetrics
+from kfkit.serving.microservice import skip_empty_metric_updates
+
+calls = [
+    ([], "predict"),
+    ([{"type": "COUNTER", "key": "rows", "value": 2}], "predict"),
+    ([], "predict"),
+    ([{"type": "TIMER", "key": "t", "value": 12.5}, {"type": "GAUGE", "key": "g", "value": 3}], "predict"),
+    ([], "transform-input"),
+    ([{"type": "COUNTER", "key": "rows", "value": 1}], "predict"),
+]
+
+def run():
+    metrics = SeldonMetrics(worker_id_func=lambda: "w")
+    sizes = []
+    for custom, method in calls:
+        metrics.update([dict(m) for m in custom], method)
+        sizes.append(len(metrics.data))
+    return {"text": metrics.generate_metrics()[0], "sizes": sizes}
+
+seldon = run()
+skip_empty_metric_updates()
+skip_empty_metric_updates()  # idempotent: a second call must not wrap twice
+kfkit = run()
+print(json.dumps({"seldon": seldon, "kfkit": kfkit}))
+"""
+
+
+def test_skipping_empty_metric_updates_exposes_the_same_metrics(tmp_path: Path):
+    """Run in the serving venv against seldon-core's real SeldonMetrics (Manager and all)."""
+    script = tmp_path / "semantics.py"
+    script.write_text(_METRICS_SEMANTICS)
+    done = subprocess.run(
+        [str(serving_venv() / "bin" / "python"), str(script), str(SDK_DIR)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    seldon, kfkit_run = result["seldon"], result["kfkit"]
+    assert kfkit_run["text"] == seldon["text"]
+    assert "rows" in kfkit_run["text"] and 'method="predict"' in kfkit_run["text"]  # still recorded
+    # Seldon writes the worker's entry on the first (empty) call; kfkit leaves the Manager alone.
+    assert seldon["sizes"][0] == 1 and kfkit_run["sizes"][0] == 0
+
+
+@pytest.mark.slow
+def test_served_by_seldons_main_with_its_metrics_endpoint(server: ServingProcess):
+    """The process is Seldon's microservice: its metrics server answers next to the REST one."""
+    server.predict([{name: None for name in FEATURES}])
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as response:
+        assert response.status == 200
+    assert "kfkit.serving.microservice" in " ".join(server.process.args)

@@ -81,9 +81,42 @@ def test_fast_path_for_regression_and_unknown_categories(penguins):
     model = build_pipeline(FEATURES, Ridge()).fit(penguins[NAMES], penguins["body_mass_g"])
     fast = FastPredictor.build(model, manifest, classify=False)
     assert fast is not None
+    assert isinstance(fast.head, fast_path._LinearHead)
     rows = [["40.1", 18.0, 190, 2008, "Atlantis", None], [None, None, None, None, None, None]]
     columns = rows_to_columns(rows, manifest, names=NAMES)
     assert np.array_equal(fast.predict(columns), _reference(model, manifest, columns, False))
+    every = rows_to_columns(_request_rows(penguins), manifest, names=NAMES)
+    assert np.array_equal(fast.predict(every), _reference(model, manifest, every, False))
+
+
+@pytest.mark.parametrize("classes", [["Adelie", "Gentoo"], ["Adelie", "Chinstrap", "Gentoo"]])
+def test_linear_replay_of_logistic_regression_is_bit_for_bit(penguins, classes):
+    """Binary (expit) and multinomial (softmax) logistic regression skip sklearn's validation."""
+    manifest = _manifest("classification", "species")
+    frame = penguins[penguins["species"].isin(classes)]
+    model = build_pipeline(FEATURES, LogisticRegression(max_iter=1000)).fit(frame[NAMES], frame["species"])
+    fast = FastPredictor.build(model, manifest, classify=True)
+    assert fast is not None and isinstance(fast.head, fast_path._LinearHead)
+    assert fast.head.kind == ("binary" if len(classes) == 2 else "softmax")
+    rows = _request_rows(penguins)
+    for row in rows:
+        columns = rows_to_columns([row], manifest, names=NAMES)
+        assert np.array_equal(fast.predict(columns), _reference(model, manifest, columns, True))
+    columns = rows_to_columns(rows, manifest, names=NAMES)
+    assert np.array_equal(fast.predict(columns), _reference(model, manifest, columns, True))
+
+
+def test_a_linear_replay_that_differs_falls_back_to_the_estimator(penguins, monkeypatch):
+    manifest = _manifest("classification", "species")
+    model = build_pipeline(FEATURES, LogisticRegression(max_iter=1000)).fit(
+        penguins[NAMES], penguins["species"]
+    )
+    replay = fast_path._LinearHead.__call__
+    monkeypatch.setattr(fast_path._LinearHead, "__call__", lambda self, x: replay(self, x) * (1 + 1e-15))
+    fast = FastPredictor.build(model, manifest, classify=True)
+    assert fast is not None and isinstance(fast.head, fast_path._EstimatorHead)
+    columns = rows_to_columns(_request_rows(penguins), manifest, names=NAMES)
+    assert np.array_equal(fast.predict(columns), _reference(model, manifest, columns, True))
 
 
 def test_another_layout_keeps_the_plain_scikit_learn_path(penguins):

@@ -31,6 +31,7 @@ SDK_DIR = Path(__file__).resolve().parents[2]
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVING_VENV_ENV = "KFKIT_SERVING_VENV"
 INTERFACE_NAME = "kfkit.serving.model.KfkitModel"
+MICROSERVICE_MODULE = "kfkit.serving.microservice"
 PREDICT_PATH = "/api/v1.0/predictions"
 HEALTH_PATH = "/api/v1.0/health/status"
 METADATA_PATH = "/api/v1.0/metadata"
@@ -337,8 +338,11 @@ def start_server(
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # seldon-core-microservice's own main(), minus a per-request metrics round trip
+    # (kfkit/serving/microservice.py says why).
     command = [
-        str(executable),
+        str(venv / "bin" / "python"),
+        "-m", MICROSERVICE_MODULE,
         INTERFACE_NAME,
         "--service-type", "MODEL",
         "--http-port", str(http_port),
