@@ -59,8 +59,10 @@ bench-lineage: setup
 	.venv/bin/python benchmarks/lineage_queries.py
 
 # MLServer's scikit-learn runtime in its own venv (benchmarks/mlserver/uv.lock), only for this benchmark.
+# Python 3.11 like kfkit's env (3.12 works as well: the parallel-worker crash came from uvloop 0.22+,
+# which benchmarks/mlserver/pyproject.toml pins below 0.22, not from the Python version).
 benchmarks/mlserver/.venv/.synced: benchmarks/mlserver/uv.lock benchmarks/mlserver/pyproject.toml | $(UV)
-	cd benchmarks/mlserver && ../../$(UV) sync --frozen --python $(PY312)
+	cd benchmarks/mlserver && ../../$(UV) sync --frozen --python $(PY311)
 	@touch $@
 
 bench-serving: setup benchmarks/mlserver/.venv/.synced
