@@ -2,8 +2,9 @@
 
 Compares, on the same penguins models:
 - in-process ``KfkitModel.predict`` (``predict_proba`` plus the request-row conversion): the floor;
-- kfkit's Seldon server (``seldon-core-microservice``, ``--workers 2 --threads 2``, as
-  ``kfkit serve`` and the SeldonDeployment run it);
+- kfkit's Seldon server (Seldon's microservice main via ``python -m kfkit.serving.microservice``,
+  ``--workers 2 --threads 2``, as ``kfkit serve`` and the serving image run it), and beside it the
+  same model class under Seldon's unchanged ``seldon-core-microservice`` script;
 - MLServer's scikit-learn runtime (``benchmarks/mlserver/.venv``, made by ``make bench-serving``)
   with ``parallel_workers`` 0, 1 and 2, when that venv exists; the best is labelled as such.
 
@@ -409,19 +410,32 @@ def main() -> None:
         lines.append(
             (label, "in-process KfkitModel.predict (floor)", in_process(folder, frame, IN_PROCESS_CALLS))
         )
-        print(f"{label}: kfkit Seldon server", file=sys.stderr)
-        with start_server(folder, workers=2, threads=2, log_path=root / f"{short}-seldon.log") as server:
-            url = server.url + "/api/v1.0/predictions"
-            same = check_same_answer(url, seldon_bodies(frame)[0], list(first), "seldon")
-            notes.append(f"{label}: kfkit server answer equals in-process predict_proba: {same}")
-            result = timed(url, seldon_bodies(frame), f"{short}-seldon")
-            lines.append((label, "kfkit seldon-core-microservice, 2 workers x 2 threads", result))
-            spread = "; ".join(f"{c}: {'/'.join(map(str, n)) or '?'}" for c, n in result["spread"].items())
-            notes.append(
-                f"{label}: kfkit server, client connections per gunicorn worker mid-run (`ss`), by "
-                f"level: {spread}. Keep-alive connections stay with the worker that accepted them: when "
-                "all of them land on one worker, that level runs on one process"
-            )
+        for skip_empty_metrics, server_name in (
+            (True, "kfkit server (`python -m kfkit.serving.microservice`), 2 workers x 2 threads"),
+            (False, "same model class under Seldon's unchanged `seldon-core-microservice`, 2 x 2"),
+        ):
+            print(f"{label}: {server_name}", file=sys.stderr)
+            name = f"{short}-seldon" if skip_empty_metrics else f"{short}-seldon-plain"
+            with start_server(
+                folder,
+                workers=2,
+                threads=2,
+                log_path=root / f"{name}.log",
+                skip_empty_metrics=skip_empty_metrics,
+            ) as server:
+                url = server.url + "/api/v1.0/predictions"
+                same = check_same_answer(url, seldon_bodies(frame)[0], list(first), "seldon")
+                notes.append(f"{label}: {server_name}: answer equals in-process predict_proba: {same}")
+                result = timed(url, seldon_bodies(frame), name)
+                lines.append((label, server_name, result))
+                spread = "; ".join(
+                    f"{c}: {'/'.join(map(str, n)) or '?'}" for c, n in result["spread"].items()
+                )
+                notes.append(
+                    f"{label}: {server_name}: client connections per gunicorn worker mid-run (`ss`), by "
+                    f"level: {spread}. Keep-alive connections stay with the worker that accepted them: "
+                    "when all of them land on one worker, that level runs on one process"
+                )
         if not (MLSERVER_VENV / "bin" / "mlserver").exists():
             notes.append(
                 "MLServer not measured: benchmarks/mlserver/.venv missing (make bench-serving makes it)"
