@@ -530,6 +530,22 @@ def test_skipping_empty_metric_updates_exposes_the_same_metrics(tmp_path: Path):
     assert seldon["sizes"][0] == 1 and kfkit_run["sizes"][0] == 0
 
 
+def _listening_sockets(port: int) -> int:
+    """LISTEN entries for ``port`` in /proc/net/tcp (state 0A), one per bound socket."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
+
+
+@pytest.mark.slow
+def test_each_rest_worker_listens_on_its_own_socket(server: ServingProcess, model_dir: Path):
+    """SO_REUSEPORT: the kernel spreads connections over the 2 workers instead of an accept race
+    that can leave every keep-alive connection on one worker."""
+    assert _listening_sockets(server.http_port) == 2
+    # A second server cannot silently share the port: kfkit's own check still refuses it.
+    with pytest.raises(KfkitError, match=f"port {server.http_port} is in use"):
+        start_server(model_dir, port=server.http_port, timeout=5)
+
+
 @pytest.mark.slow
 def test_served_by_seldons_main_with_its_metrics_endpoint(server: ServingProcess):
     """The process is Seldon's microservice: its metrics server answers next to the REST one."""
