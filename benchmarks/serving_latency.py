@@ -57,6 +57,9 @@ from kfkit.serving.server import start_server
 from kfkit.steps.train import build_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the apt-get helper the tests use for MariaDB
+from debian_packages import ensure_debian_package  # noqa: E402
+
 MLSERVER_VENV = REPO / "benchmarks" / "mlserver" / ".venv"
 RESULTS = REPO / "benchmarks" / "results" / "serving_latency.md"
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
@@ -113,17 +116,9 @@ def in_process(folder: Path, frame: pd.DataFrame, count: int) -> dict[str, Any]:
 
 
 def ensure_wrk() -> None:
-    """Install Debian's ``wrk`` when missing, as tests/mariadb_server.py does for MariaDB."""
-    if Path(WRK).exists():
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    """Install Debian's ``wrk`` when missing, as the tests do for MariaDB."""
+    if not Path(WRK).exists():
+        ensure_debian_package("wrk")
 
 
 # POSTs the prepared bodies in turn (each wrk thread from the first), formatted once in init().

@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from debian_packages import ensure_debian_package
+
 from kfkit.net import free_port
 
 MARIADBD = "/usr/sbin/mariadbd"
@@ -26,14 +28,7 @@ USER = "kfkit"
 def ensure_installed() -> None:
     if Path(MARIADBD).exists() and shutil.which(INSTALL_DB):
         return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mariadb-server"],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    ensure_debian_package("mariadb-server")
 
 
 class MariaDB:
