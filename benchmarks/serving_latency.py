@@ -42,7 +42,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import sklearn
@@ -50,7 +49,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 import kfkit
-from kfkit.model_folder import MODEL_FILE, Feature, ModelManifest, current_python_version, sha256_file
+from kfkit.model_folder import MODEL_FILE, Feature, save_model
 from kfkit.net import free_port
 from kfkit.serving.model import KfkitModel
 from kfkit.serving.server import start_server
@@ -79,19 +78,16 @@ def build_model(folder: Path, estimator: Any) -> tuple[Path, pd.DataFrame]:
     features = [Feature(n, "numeric") for n in NUMERIC] + [Feature(n, "categorical") for n in CATEGORICAL]
     # kfkit's own training layout, so the benchmark serves what kfkit's train step writes.
     model = build_pipeline(features, estimator).fit(frame[FEATURES], frame["species"])
-    folder.mkdir(parents=True)
-    joblib.dump(model, folder / MODEL_FILE)
-    ModelManifest(
+    save_model(
+        folder,
+        model,
         model_name="penguins",
-        sha256=sha256_file(folder / MODEL_FILE),
-        sklearn_version=sklearn.__version__,
-        python_version=current_python_version(),
         problem_type="classification",
         label_column="species",
         features=features,
         estimator=type(estimator).__name__,
         classes=[str(c) for c in model.classes_],
-    ).write(folder)
+    )
     return folder, frame
 
 

@@ -31,13 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import kfkit
 from kfkit.errors import KfkitError
-from kfkit.model_folder import (
-    MODEL_FILE,
-    Feature,
-    ModelManifest,
-    current_python_version,
-    sha256_file,
-)
+from kfkit.model_folder import MODEL_FILE, Feature, ModelManifest, save_model
 from kfkit.serving.model import FeatureError, KfkitModel, rows_to_frame
 from kfkit.serving.server import (
     SDK_DIR,
@@ -85,20 +79,17 @@ def _write_model_folder(
     categorical: list[str],
     classes: list[str],
 ) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, folder / MODEL_FILE)
-    ModelManifest(
+    save_model(
+        folder,
+        model,
         model_name="penguins",
-        sha256=sha256_file(folder / MODEL_FILE),
-        sklearn_version=sklearn.__version__,
-        python_version=current_python_version(),
         problem_type=problem_type,
         label_column=label,
         features=[Feature(name, "numeric") for name in numeric]
         + [Feature(name, "categorical") for name in categorical],
         estimator=type(model[-1]).__name__,
         classes=classes,
-    ).write(folder)
+    )
     return folder
 
 

@@ -119,6 +119,26 @@ def check_sklearn_version(manifest: ModelManifest, installed: str) -> None:
         )
 
 
+def save_model(folder: str | Path, model: Any, **manifest_fields: Any) -> ModelManifest:
+    """Write ``model.joblib`` and then ``kfkit-model.json`` (its sha256, the scikit-learn and
+    Python versions, and ``manifest_fields``). The one way kfkit writes a model folder."""
+    import joblib
+    import sklearn
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MODEL_FILE
+    joblib.dump(model, path)
+    manifest = ModelManifest(
+        sha256=sha256_file(path),
+        sklearn_version=sklearn.__version__,
+        python_version=current_python_version(),
+        **manifest_fields,
+    )
+    manifest.write(folder)
+    return manifest
+
+
 def load_verified_model(folder: str | Path) -> tuple[Any, ModelManifest]:
     """Verify sha256 and scikit-learn version, then unpickle. The one way kfkit loads a model."""
     import joblib

@@ -5,7 +5,6 @@ DESIGN.md contract. Never imports TensorFlow: the schema is read with its protob
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pandas as pd
 
 from kfkit import names
 from kfkit.errors import KfkitError
-from kfkit.model_folder import MODEL_FILE, Feature, ModelManifest, sha256_file
+from kfkit.model_folder import Feature, ModelManifest, save_model
 from kfkit.steps.runtime import check_choice
 
 ESTIMATORS: dict[str, dict[str, str]] = {
@@ -140,9 +139,6 @@ def train(
     dataset_fingerprint: str = "",
     run_id: str = "",
 ) -> ModelManifest:
-    import joblib
-    import sklearn
-
     hyperparameters = dict(hyperparameters or {})
     features = features_from_schema(schema_path, label_column)
     model = build_pipeline(features, build_estimator(problem_type, estimator, hyperparameters, seed))
@@ -159,16 +155,10 @@ def train(
     except (ValueError, TypeError) as exc:
         # scikit-learn's parameter validation already names the parameter and the range.
         raise KfkitError(f"train: {str(exc).splitlines()[0]}") from None
-
-    folder = Path(model_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / MODEL_FILE
-    joblib.dump(model, path)
-    manifest = ModelManifest(
+    return save_model(
+        model_dir,
+        model,
         model_name=model_name,
-        sha256=sha256_file(path),
-        sklearn_version=sklearn.__version__,
-        python_version=".".join(map(str, sys.version_info[:3])),
         problem_type=problem_type,
         label_column=label_column,
         features=features,
@@ -182,8 +172,6 @@ def train(
         training_data_fingerprint=dataset_fingerprint,
         run_id=run_id,
     )
-    manifest.write(folder)
-    return manifest
 
 
 def manifest_metadata(manifest: ModelManifest) -> dict[str, Any]:
