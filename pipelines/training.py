@@ -5,29 +5,21 @@ Pipelines. Gates (no training on unblessed data, no push of an unblessed model) 
 the components, because kfp.local refuses ``dsl.If``.
 
 In a cluster every task reads the object-store credentials from the Kubernetes Secret
-``kfkit-object-store`` and kfkit's settings from the ConfigMap ``kfkit-settings`` (both
-shipped in ``manifests/pipelines/``) through kfp-kubernetes: the compiled YAML names the
-Secret and its keys, never a value, and no credential is a pipeline parameter. kfp.local
-ignores this platform config; ``kfkit run-local`` passes the same variables from its own
-environment instead.
+``kfkit-object-store`` (shipped in ``manifests/pipelines/``) through kfp-kubernetes: the
+compiled YAML names the Secret and its keys, never a value, and no credential is a pipeline
+parameter. kfp.local ignores this platform config; ``kfkit run-local`` passes the same
+variables from its own environment instead.
 """
 
 from kfp import dsl, kubernetes
 
 from kfkit import names
-from kfkit.catalog import load_component
-
-ingest = load_component("ingest")
-validate = load_component("validate")
-train = load_component("train")
-evaluate = load_component("evaluate")
-push = load_component("push")
+from kfkit.components import evaluate, ingest, push, train, validate
 
 
 def _cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Object-store credentials from the Secret, settings from the ConfigMap (never values)."""
+    """Object-store credentials from the Secret (names and keys, never values)."""
     kubernetes.use_secret_as_env(task, names.OBJECT_STORE_SECRET, names.OBJECT_STORE_SECRET_KEYS)
-    kubernetes.use_config_map_as_env(task, names.SETTINGS_CONFIG_MAP, names.SETTINGS_CONFIG_MAP_KEYS)
     return task
 
 
@@ -61,8 +53,8 @@ def training(
     )
     validate_task = _cluster_env(
         validate(
-            train_split=ingest_task.outputs[names.TRAIN_SPLIT],
-            eval_split=ingest_task.outputs[names.EVAL_SPLIT],
+            train_split=ingest_task.outputs["train_split"],
+            eval_split=ingest_task.outputs["eval_split"],
             model_name=model_name,
             policy=validation_policy,
             schema_uri=schema_uri,
@@ -70,9 +62,9 @@ def training(
     )
     train_task = _cluster_env(
         train(
-            train_split=ingest_task.outputs[names.TRAIN_SPLIT],
-            schema=validate_task.outputs[names.SCHEMA],
-            anomalies=validate_task.outputs[names.ANOMALIES],
+            train_split=ingest_task.outputs["train_split"],
+            schema=validate_task.outputs["schema"],
+            anomalies=validate_task.outputs["anomalies"],
             model_name=model_name,
             problem_type=problem_type,
             estimator=estimator,
@@ -83,15 +75,15 @@ def training(
     )
     evaluate_task = _cluster_env(
         evaluate(
-            model=train_task.outputs[names.MODEL],
-            eval_split=ingest_task.outputs[names.EVAL_SPLIT],
+            model=train_task.outputs["model"],
+            eval_split=ingest_task.outputs["eval_split"],
             thresholds=thresholds,
         )
     )
     _cluster_env(
         push(
-            model=train_task.outputs[names.MODEL],
-            blessing=evaluate_task.outputs[names.BLESSING],
+            model=train_task.outputs["model"],
+            blessing=evaluate_task.outputs["blessing"],
             model_name=model_name,
             serving_namespace=serving_namespace,
             deploy_strategy=deploy_strategy,

@@ -1,4 +1,4 @@
-"""kfkit evaluate component: declaration only; the work is kfkit.executors.run_evaluate."""
+"""The evaluate component: its kfp declaration. The logic is ``executor.run``."""
 
 from typing import Optional
 
@@ -16,6 +16,7 @@ def evaluate(
     classification_metrics: Output[ClassificationMetrics],
     blessing: Output[Artifact],
     thresholds: Optional[dict] = None,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Scores the model on the eval split and blesses it by absolute thresholds.
 
@@ -25,12 +26,14 @@ def evaluate(
     Outputs:
         metrics: accuracy, macro_f1, roc_auc_ovr, log_loss (or rmse, mae, r2).
         classification_metrics: Confusion matrix shown by the KFP UI.
-        blessing: metadata `blessed` and the reason; push reads it.
+        blessing: metadata `blessed` and the reason; the gate push reads.
 
     Args:
         thresholds: Metric name to limit: a floor for accuracy, macro_f1, roc_auc_ovr, r2;
             a ceiling for log_loss, rmse, mae. Empty means nothing is blessed.
+        task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
-    from kfkit.executors import run_evaluate
+    from kfkit.components.evaluate.executor import run
+    from kfkit.runtime import execute
 
-    run_evaluate(model, eval_split, thresholds, metrics, classification_metrics, blessing)
+    execute(evaluate, locals(), run)

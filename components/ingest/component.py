@@ -1,4 +1,4 @@
-"""kfkit ingest component: declaration only; the work is kfkit.executors.run_ingest."""
+"""The ingest component: its kfp declaration. The logic is ``executor.run``."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Output
@@ -14,6 +14,7 @@ def ingest(
     eval_split: Output[Dataset],
     eval_fraction: float = 0.2,
     split_key: str = "",
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Reads a CSV or Parquet table and splits it deterministically into train and eval.
 
@@ -29,7 +30,9 @@ def ingest(
         label_column: Column to predict; rows where it is missing are dropped.
         eval_fraction: Share of rows in the eval split, in (0, 1).
         split_key: Column whose value decides the split (e.g. an id); default the whole row.
+        task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
-    from kfkit.executors import run_ingest
+    from kfkit.components.ingest.executor import run
+    from kfkit.runtime import execute
 
-    run_ingest(source_uri, label_column, train_split, eval_split, eval_fraction, split_key)
+    execute(ingest, locals(), run)

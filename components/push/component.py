@@ -1,4 +1,4 @@
-"""kfkit push component: declaration only; the work is kfkit.executors.run_push."""
+"""The push component: its kfp declaration. The logic is ``executor.run``."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
@@ -12,14 +12,15 @@ def push(
     blessing: Input[Artifact],
     model_name: str,
     pushed_model: Output[Model],
-    seldon_deployment: Output[Artifact],
+    deployment: Output[Artifact],
     serving_namespace: str = "kfkit-serving",
     deploy_strategy: str = "local",
     canary_traffic: int = 10,
     deploy_timeout: int = 600,
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
-    """Pushes a blessed model to s3://models/<model_name>/<version>/, emits its
-    SeldonDeployment and deploys it. An unblessed model is not pushed and the task says why.
+    """Pushes a blessed model to s3://models/<model_name>/<version>/ and hands it to a deploy
+    target. An unblessed model is not pushed and the task says why.
 
     Example:
         push(model=..., blessing=..., model_name="penguins", deploy_strategy="canary")
@@ -27,27 +28,21 @@ def push(
     Outputs:
         pushed_model: metadata `pushed`, `version`, `pushed_uri`, `sha256`, `deployed`,
             `deploy_target`, `deploy_strategy`, `deploy_state`, `deploy_predictors`.
-        seldon_deployment: SeldonDeployment YAML that serves the pushed version.
+        deployment: The deploy target's manifest for the pushed version (a SeldonDeployment
+            for Seldon Core), as YAML.
 
     Args:
+        blessing: The gate: pushes only if its metadata says `blessed`.
         model_name: Folder in the models bucket; versions count up from 1, never overwritten.
-        serving_namespace: Namespace of the SeldonDeployment.
+        serving_namespace: Namespace the model is served in.
         deploy_strategy: "local" (record for `kfkit serve`, no cluster), "none", or
             "replace"/"canary"/"shadow" to the configured cluster (in-cluster or kubeconfig;
             with none configured, a local record). A failed rollout is rolled back.
         canary_traffic: Percent of requests the canary gets (1..99).
-        deploy_timeout: Seconds to wait for the SeldonDeployment to become Available.
+        deploy_timeout: Seconds to wait for the deployment to become available.
+        task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
-    from kfkit.executors import run_push
+    from kfkit.components.push.executor import run
+    from kfkit.runtime import execute
 
-    run_push(
-        model,
-        blessing,
-        model_name,
-        serving_namespace,
-        pushed_model,
-        seldon_deployment,
-        deploy_strategy=deploy_strategy,
-        canary_traffic=canary_traffic,
-        deploy_timeout=deploy_timeout,
-    )
+    execute(push, locals(), run, gates=("blessing",))

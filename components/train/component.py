@@ -1,4 +1,4 @@
-"""kfkit train component: declaration only; the work is kfkit.executors.run_train."""
+"""The train component: its kfp declaration. The logic is ``executor.run``."""
 
 from typing import Optional
 
@@ -20,6 +20,7 @@ def train(
     hyperparameters: Optional[dict] = None,
     random_seed: int = 42,
     run_id: str = "",
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Fits a scikit-learn Pipeline on the train split, only if validation blessed the data.
 
@@ -31,25 +32,18 @@ def train(
         model: Folder with model.joblib and kfkit-model.json (sha256, versions, features).
 
     Args:
+        anomalies: The gate: trains only if its metadata says `blessed`.
         model_name: Name recorded in the model manifest.
         problem_type: "classification" or "regression".
         estimator: logistic_regression, random_forest or hist_gradient_boosting (ridge for
             regression).
         hyperparameters: Keyword arguments for the estimator.
         random_seed: Seed for every random choice, so runs repeat exactly.
-        run_id: The pipeline run recorded in the manifest.
+        run_id: The pipeline run recorded in the manifest (pass dsl.PIPELINE_JOB_NAME_PLACEHOLDER;
+            `kfkit run-local` records its own run id).
+        task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
-    from kfkit.executors import run_train
+    from kfkit.components.train.executor import run
+    from kfkit.runtime import execute
 
-    run_train(
-        train_split,
-        schema,
-        anomalies,
-        model_name,
-        problem_type,
-        estimator,
-        hyperparameters,
-        random_seed,
-        run_id,
-        model,
-    )
+    execute(train, locals(), run, gates=("anomalies",))

@@ -1,4 +1,4 @@
-"""kfkit validate component: declaration only; the work is kfkit.executors.run_validate."""
+"""The validate component: its kfp declaration. The logic is ``executor.run``."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
@@ -17,6 +17,7 @@ def validate(
     report: Output[Markdown],
     policy: str = "fail",
     schema_uri: str = "",
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Checks both splits against a schema with TensorFlow Data Validation.
 
@@ -26,16 +27,16 @@ def validate(
     Outputs:
         statistics: TFDV statistics (train.pb, eval.pb).
         schema: The schema used (schema.pbtxt).
-        anomalies: anomalies.pbtxt; metadata `blessed` gates train and push.
+        anomalies: anomalies.pbtxt; metadata `blessed` is the gate train reads.
         report: Markdown report rendered by the KFP UI.
 
     Args:
         model_name: Whose reference schema (learned on its first blessed run) to check against.
         policy: "fail" ends the task on anomalies; "warn" continues unblessed.
         schema_uri: A curated schema (s3:// or local pbtxt) used instead of the reference.
+        task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
-    from kfkit.executors import run_validate
+    from kfkit.components.validate.executor import run
+    from kfkit.runtime import execute
 
-    run_validate(
-        train_split, eval_split, model_name, policy, schema_uri, statistics, schema, anomalies, report
-    )
+    execute(validate, locals(), run)

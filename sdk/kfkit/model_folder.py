@@ -148,3 +148,25 @@ def load_verified_model(folder: str | Path) -> tuple[Any, ModelManifest]:
     path = verify_model_file(folder, manifest)
     check_sklearn_version(manifest, sklearn.__version__)
     return joblib.load(path), manifest
+
+
+def feature_frame(frame: Any, features: list[Feature], where: str) -> Any:
+    """The model's input frame (a pandas DataFrame): manifest columns in order, numeric as float64."""
+    import numpy as np
+    import pandas as pd
+
+    missing = [f.name for f in features if f.name not in frame.columns]
+    if missing:
+        raise KfkitError(f"{where}: feature column(s) {missing} missing")
+    out = frame[[f.name for f in features]].copy()
+    for feature in features:
+        if feature.kind == "categorical":
+            # Parquet gives None for a missing string; the imputers look for NaN.
+            column = out[feature.name].astype(object)
+            out[feature.name] = column.where(column.notna(), np.nan)
+        else:
+            try:
+                out[feature.name] = pd.to_numeric(out[feature.name]).astype("float64")
+            except (ValueError, TypeError) as exc:
+                raise KfkitError(f"{where}: column '{feature.name}' is not numeric: {exc}") from None
+    return out

@@ -310,6 +310,29 @@ class MlmdStore(MetadataStore):
         _, artifact_ids, _ = self._call(lambda: self._store.put_execution(execution, pairs, contexts))
         return {output.name: artifact_id for output, artifact_id in zip(outputs, artifact_ids, strict=True)}
 
+    def run_handle(self, run_id: str) -> RunHandle | None:
+        run_ctx = self._call(lambda: self._store.get_context_by_type_and_name(RUN_CONTEXT, run_id))
+        if run_ctx is None:
+            return None
+        parents = self._call(lambda: self._store.get_parent_contexts_by_context(run_ctx.id))
+        executions = self._call(lambda: self._store.get_executions_by_context(run_ctx.id))
+        dags = [e.id for e in executions if e.type == DAG_EXECUTION]
+        if not parents or not dags:
+            return None
+        return RunHandle(
+            run_id=run_id,
+            pipeline=parents[0].name,
+            ids={"pipeline_context": parents[0].id, "run_context": run_ctx.id, "dag_execution": dags[0]},
+        )
+
+    def artifact_ids_by_uri(self, uris: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for uri in dict.fromkeys(uris):
+            artifacts = self._call(lambda u=uri: self._store.get_artifacts_by_uri(u))
+            if artifacts:
+                found[uri] = max(a.id for a in artifacts)  # the newest record of that URI
+        return found
+
     def finish_run(self, run: RunHandle, state: str) -> None:
         pb = _pb()
         [dag] = self._call(lambda: self._store.get_executions_by_id([run.ids["dag_execution"]]))

@@ -119,6 +119,14 @@ class MetadataStore(ABC):
         Returns output name -> artifact id."""
 
     @abstractmethod
+    def run_handle(self, run_id: str) -> RunHandle | None:
+        """The handle of a run recorded by ``start_run`` (for a task recording into it)."""
+
+    @abstractmethod
+    def artifact_ids_by_uri(self, uris: list[str]) -> dict[str, int]:
+        """uri -> id of the newest artifact recorded with it (absent URIs are left out)."""
+
+    @abstractmethod
     def finish_run(self, run: RunHandle, state: str) -> None:
         """Set the root DAG execution's final state."""
 

@@ -1,4 +1,4 @@
-"""Evaluate: metrics on the eval split and a blessing by absolute thresholds.
+"""Evaluate's logic: metrics on the eval split and a blessing by absolute thresholds.
 
 Nothing is blessed by default: with no thresholds the model is not blessed.
 """
@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from kfkit.errors import KfkitError
-from kfkit.model_folder import ModelManifest, load_verified_model
-from kfkit.steps.train import feature_frame
+from kfkit.model_folder import ModelManifest, feature_frame, load_verified_model
+
+if TYPE_CHECKING:
+    from kfkit.runtime import Task
 
 # Direction of each metric: a threshold is a floor for these, a ceiling for the rest.
 HIGHER_IS_BETTER = {"accuracy", "macro_f1", "roc_auc_ovr", "r2"}
@@ -106,3 +109,37 @@ def blessing_reason(evaluation: Evaluation) -> str:
         f"{m} {c.removesuffix(' FAILED')}" for m, c in evaluation.checks.items() if not c.endswith(" ok")
     ]
     return "all thresholds met" if not failed else "thresholds not met: " + "; ".join(failed)
+
+
+def run(task: Task) -> None:
+    from pathlib import Path
+
+    from kfkit.runtime import write_skipped
+    from kfkit.splits import read_split
+
+    model, out = task.inputs["model"], task.outputs
+    result = evaluate(
+        model.path, read_split(task.inputs["eval_split"].path), dict(task.params["thresholds"] or {})
+    )
+    for name, value in result.metrics.items():
+        out["metrics"].log_metric(name, value)
+    if result.classes:
+        out["classification_metrics"].log_confusion_matrix(result.classes, result.confusion_matrix)
+    else:
+        write_skipped(out["classification_metrics"], "regression: no confusion matrix")
+    reason = blessing_reason(result)
+    blessing = out["blessing"]
+    blessing.metadata.update(
+        {
+            "blessed": result.blessed,
+            "reason": reason,
+            "checks": result.checks,
+            "metrics": result.metrics,
+            "model_sha256": model.metadata.get("sha256", ""),
+            "dataset_fingerprint": model.metadata.get("training_data_fingerprint", ""),
+        }
+    )
+    Path(blessing.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(blessing.path).write_text(("BLESSED" if result.blessed else "NOT_BLESSED") + "\n")
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    task.say(f"{shown}; {'blessed' if result.blessed else 'NOT blessed'}: {reason}")

@@ -1,5 +1,8 @@
-"""Ingest: read CSV or Parquet from the object store or a local path, fingerprint the source
-bytes, and split rows deterministically into train and eval Parquet files."""
+"""Ingest's logic: read CSV or Parquet from the object store or a local path, fingerprint the
+source bytes, and split rows deterministically into train and eval Parquet files.
+
+``ingest()`` is the plain function (testable on local files); ``run()`` is what the component
+runs through :func:`kfkit.runtime.execute`."""
 
 from __future__ import annotations
 
@@ -7,13 +10,17 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from kfkit.errors import KfkitError
-from kfkit.steps.runtime import check_range
+from kfkit.params import check_range
+from kfkit.splits import write_split
 from kfkit.storage import ObjectStore, ObjectUri, is_object_uri
+
+if TYPE_CHECKING:
+    from kfkit.runtime import Task
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 # Read as missing, as R and the penguins data write it, beside pandas' defaults ("" and "NaN").
@@ -181,10 +188,16 @@ def ingest(
     return IngestResult(train=train, eval=evaluation, metadata=metadata)
 
 
-def write_split(frame: pd.DataFrame, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
-
-
-def read_split(path: str) -> pd.DataFrame:
-    return pd.read_parquet(path)
+def run(task: Task) -> None:
+    p = task.params
+    result = ingest(p["source_uri"], p["label_column"], p["eval_fraction"], p["split_key"])
+    for name, split, frame in (("train_split", "train", result.train), ("eval_split", "eval", result.eval)):
+        artifact = task.outputs[name]
+        write_split(frame, artifact.path)
+        artifact.metadata.update(result.metadata)
+        artifact.metadata.update({"split": split, "split_rows": len(frame)})
+    m = result.metadata
+    task.say(
+        f"{m['rows']} rows x {m['columns']} columns from {p['source_uri']} "
+        f"-> train {m['train_rows']}, eval {m['eval_rows']}; fingerprint {m['dataset_fingerprint'][:12]}"
+    )

@@ -1,4 +1,4 @@
-"""Validate: TFDV statistics for each split, a reference schema, anomalies, a report.
+"""Validate's logic: TFDV statistics for each split, a reference schema, anomalies, a report.
 
 The only step that imports TensorFlow (through TFDV); keep it that way, the import costs
 several seconds.
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from kfkit import names
 from kfkit.errors import KfkitError
-from kfkit.steps.runtime import check_choice
+from kfkit.params import check_choice
 from kfkit.storage import ObjectStore, is_object_uri
+
+if TYPE_CHECKING:
+    from kfkit.runtime import Task
 
 # A schema that names these outside their domain is data drift the user must look at.
 _MAX_ANOMALIES_IN_MESSAGE = 5
@@ -134,6 +137,7 @@ def validate(
     result = ValidationResult(blessed=blessed, anomalies=anomalies, schema_source=source, schema_uri=where)
     result.metadata = {
         "blessed": blessed,
+        "reason": "no anomalies" if blessed else f"{len(anomalies)} anomalies: {result.summary()}",
         "policy": policy,
         "anomaly_count": len(anomalies),
         "anomalies": anomalies,
@@ -219,3 +223,37 @@ def report_markdown(protos: dict[str, Any], result: ValidationResult) -> str:
                 )
         lines.append("")
     return "\n".join(lines)
+
+
+def run(task: Task) -> None:
+    from kfkit.splits import read_split
+
+    train_split, eval_split = task.inputs["train_split"], task.inputs["eval_split"]
+    p = task.params
+    result, protos = validate(
+        read_split(train_split.path),
+        read_split(eval_split.path),
+        label_column=train_split.metadata["label_column"],
+        model_name=p["model_name"],
+        policy=p["policy"],
+        schema_uri=p["schema_uri"],
+    )
+    out = task.outputs
+    write_outputs(protos, result, out["statistics"].path, out["schema"].path, out["anomalies"].path)
+    Path(out["report"].path).write_text(report_markdown(protos, result))
+    fingerprint = train_split.metadata.get("dataset_fingerprint", "")
+    for artifact in out.values():
+        artifact.metadata.update(result.metadata)
+        artifact.metadata["dataset_fingerprint"] = fingerprint
+    if result.blessed and result.schema_source == "inferred":
+        keep_reference_schema(protos["schema"], p["model_name"])
+        task.say(f"learned the reference schema {result.schema_uri}")
+    if result.blessed:
+        task.say(f"blessed: no anomalies against the {result.schema_source} schema")
+    elif p["policy"] == "fail":
+        raise KfkitError(
+            f"data validation failed ({len(result.anomalies)} anomalies against the "
+            f"{result.schema_source} schema): {result.summary()}"
+        )
+    else:
+        task.say(f"NOT blessed (policy warn, nothing will be trained or pushed): {result.summary()}")

@@ -1,4 +1,4 @@
-"""Train: a scikit-learn Pipeline (impute + scale numeric, one-hot categorical, types from
+"""Train's logic: a scikit-learn Pipeline (impute + scale numeric, one-hot categorical, types from
 the validated schema) around an estimator chosen by name. Writes the model folder of the
 DESIGN.md contract. Never imports TensorFlow: the schema is read with its protobuf only.
 """
@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from kfkit import names
 from kfkit.errors import KfkitError
-from kfkit.model_folder import Feature, ModelManifest, save_model
-from kfkit.steps.runtime import check_choice
+from kfkit.model_folder import Feature, ModelManifest, feature_frame, save_model
+from kfkit.params import check_choice
+
+if TYPE_CHECKING:
+    from kfkit.runtime import Task
 
 ESTIMATORS: dict[str, dict[str, str]] = {
     "classification": {
@@ -107,25 +110,6 @@ def build_pipeline(features: list[Feature], estimator):
     return Pipeline([("preprocess", ColumnTransformer(transformers)), ("estimator", estimator)])
 
 
-def feature_frame(frame: pd.DataFrame, features: list[Feature], where: str) -> pd.DataFrame:
-    """The model's input frame: manifest columns in order, numeric as float64."""
-    missing = [f.name for f in features if f.name not in frame.columns]
-    if missing:
-        raise KfkitError(f"{where}: feature column(s) {missing} missing")
-    out = frame[[f.name for f in features]].copy()
-    for feature in features:
-        if feature.kind == "categorical":
-            # Parquet gives None for a missing string; the imputers look for NaN.
-            column = out[feature.name].astype(object)
-            out[feature.name] = column.where(column.notna(), np.nan)
-        else:
-            try:
-                out[feature.name] = pd.to_numeric(out[feature.name]).astype("float64")
-            except (ValueError, TypeError) as exc:
-                raise KfkitError(f"{where}: column '{feature.name}' is not numeric: {exc}") from None
-    return out
-
-
 def train(
     frame: pd.DataFrame,
     schema_path: str,
@@ -180,3 +164,25 @@ def manifest_metadata(manifest: ModelManifest) -> dict[str, Any]:
     data["features"] = [f"{f['name']}:{f['kind']}" for f in data["features"]]
     data["trained"] = True
     return data
+
+
+def run(task: Task) -> None:
+    from kfkit.splits import read_split
+
+    train_split, p = task.inputs["train_split"], task.params
+    model = task.outputs["model"]
+    manifest = train(
+        read_split(train_split.path),
+        schema_path=f"{task.inputs['schema'].path}/schema.pbtxt",
+        label_column=train_split.metadata["label_column"],
+        model_name=p["model_name"],
+        model_dir=model.path,
+        problem_type=p["problem_type"],
+        estimator=p["estimator"],
+        hyperparameters=p["hyperparameters"] or {},
+        seed=p["random_seed"],
+        dataset_fingerprint=train_split.metadata.get("dataset_fingerprint", ""),
+        run_id=task.run_id,
+    )
+    model.metadata.update(manifest_metadata(manifest))
+    task.say(f"{p['estimator']} on {len(manifest.features)} features, sha256 {manifest.sha256[:12]}")

@@ -1,0 +1,1 @@
+"""The evaluate component (kfkit.components.evaluate): see README.md beside this file."""

@@ -1,0 +1,1 @@
+"""The ingest component (kfkit.components.ingest): see README.md beside this file."""

@@ -1,0 +1,1 @@
+"""The push component (kfkit.components.push): see README.md beside this file."""

@@ -1,0 +1,113 @@
+"""Push's logic: copy a blessed model folder to ``s3://models/<model-name>/<version>/``,
+verify the upload by sha256, and hand the pushed version to a deploy target
+(:mod:`kfkit.deploy`: which target serves it is not push's business).
+
+Versions are integers counted up from 1 and never overwritten: a push first claims its
+version by creating ``kfkit-claim.json`` only if absent (atomic in the store, so concurrent
+pushes get distinct versions), ``kfkit-model.json`` is written last and marks a version
+complete, and a version whose folder holds anything is never written to again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kfkit import names
+from kfkit.errors import KfkitError
+from kfkit.model_folder import MANIFEST_FILE, ModelManifest, sha256_bytes, verify_model_file
+from kfkit.model_registry import existing_versions, version_folder
+from kfkit.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from kfkit.runtime import Task
+
+CLAIM_FILE = "kfkit-claim.json"  # first object of a version folder, created only if absent
+
+
+@dataclass
+class PushResult:
+    version: str
+    uri: str
+    sha256: str
+
+
+def push(
+    model_dir: str,
+    model_name: str,
+    store: ObjectStore | None = None,
+    max_attempts: int = 5,
+) -> PushResult:
+    store = store or ObjectStore.from_env()
+    manifest = ModelManifest.read(model_dir)
+    if manifest.model_name != model_name:
+        raise KfkitError(f"{model_dir}: model was trained as '{manifest.model_name}', not '{model_name}'")
+    model_bytes = verify_model_file(model_dir, manifest).read_bytes()
+    store.ensure_bucket(names.MODELS_BUCKET)
+
+    for _ in range(max_attempts):
+        version = str((existing_versions(store, model_name) or [0])[-1] + 1)
+        folder = version_folder(model_name, version)
+        if store.list(folder):
+            continue  # another push took this version in the meantime: never overwrite
+        # Claim the version atomically: of two pushes racing for it, exactly one creates the
+        # claim; the other moves on to the next number.
+        claim = json.dumps({"run_id": manifest.run_id, "sha256": manifest.sha256}).encode()
+        if not store.create_bytes(folder.child(CLAIM_FILE), claim, "application/json"):
+            continue
+        model_uri = folder.child(manifest.model_file)
+        store.put_bytes(model_uri, model_bytes)
+        uploaded = sha256_bytes(store.get_bytes(model_uri))
+        if uploaded != manifest.sha256:
+            raise KfkitError(
+                f"{model_uri}: uploaded bytes have sha256 {uploaded[:12]}..., expected "
+                f"{manifest.sha256[:12]}...; version {version} left incomplete (no {MANIFEST_FILE})"
+            )
+        # Written last: a version folder without it is an interrupted push, not a model.
+        store.put_bytes(folder.child(MANIFEST_FILE), manifest.to_json().encode(), "application/json")
+        return PushResult(version, str(folder), manifest.sha256)
+    raise KfkitError(f"s3://models/{model_name}/: could not claim a new version after {max_attempts} tries")
+
+
+def run(task: Task) -> None:
+    import yaml
+
+    from kfkit import deploy
+    from kfkit.runtime import write_record
+
+    p, model = task.params, task.inputs["model"]
+    strategy = p["deploy_strategy"]
+    deploy.check_deploy_strategy(strategy)  # before anything is pushed
+    result = push(model.path, p["model_name"])
+    record = {
+        "pushed": True,
+        "model_name": p["model_name"],
+        "version": result.version,
+        "pushed_uri": result.uri,
+        "sha256": result.sha256,
+        "dataset_fingerprint": model.metadata.get("training_data_fingerprint", ""),
+    }
+    pushed_model = task.outputs["pushed_model"]
+    write_record(pushed_model, record, "kfkit-push.json")  # the model itself lives at the URI
+    pushed_model.metadata.update(record)
+    task.say(f"pushed {p['model_name']} version {result.version} to {result.uri}")
+    request = deploy.DeploymentRequest(
+        model_name=p["model_name"],
+        version=result.version,
+        model_uri=result.uri.rstrip("/"),
+        sha256=result.sha256,
+        strategy=strategy if strategy in deploy.ROLLOUT_STRATEGIES else "replace",
+        traffic=p["canary_traffic"],
+        namespace=p["serving_namespace"],
+    )
+    deployment = task.outputs["deployment"]
+    Path(deployment.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(deployment.path).write_text(yaml.safe_dump(deploy.manifest(request), sort_keys=False))
+    deployment.metadata.update(
+        {"model_name": p["model_name"], "version": result.version, "namespace": p["serving_namespace"]}
+    )
+    pushed_model.metadata.update(
+        deploy.deploy(request, strategy, timeout=p["deploy_timeout"], progress=task.say)
+    )

@@ -1,0 +1,1 @@
+"""The train component (kfkit.components.train): see README.md beside this file."""

@@ -1,0 +1,1 @@
+"""The validate component (kfkit.components.validate): see README.md beside this file."""
