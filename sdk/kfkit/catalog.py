@@ -26,7 +26,9 @@ def _package_folders(package: str) -> list[Path]:
 
 def component_names() -> list[str]:
     return sorted(
-        p.parent.name for folder in _package_folders("kfkit.components") for p in folder.glob("*/component.py")
+        p.parent.name
+        for folder in _package_folders("kfkit.components")
+        for p in folder.glob("*/component.py")
     )
 
 
@@ -74,9 +76,15 @@ def pipeline_spec_file(pipeline: str) -> Path:
         if not path.is_file():
             raise KfkitError(f"{pipeline}: no such file")
         module = _import_file(path)
-        found = [v for v in vars(module).values() if isinstance(v, GraphComponent) and v.__module__ == module.__name__]
+        found = [
+            v
+            for v in vars(module).values()
+            if isinstance(v, GraphComponent) and v.pipeline_func.__module__ == module.__name__
+        ]
         if len(found) != 1:
-            raise KfkitError(f"{pipeline}: expected exactly one @dsl.pipeline in the file, found {len(found)}")
+            raise KfkitError(
+                f"{pipeline}: expected exactly one @dsl.pipeline in the file, found {len(found)}"
+            )
         target = Path(tempfile.mkdtemp(prefix="kfkit-pipeline-")) / f"{path.stem}.yaml"
         compiler.Compiler().compile(found[0], str(target))
         return target
@@ -102,7 +110,9 @@ def compile_all(out_root: Path | None = None) -> list[Path]:
         compiler.Compiler().compile(load_component(name), str(target))
         written.append(target)
     for name in PIPELINES:
-        target = out_root / "pipelines" / "compiled" / f"{name}.yaml" if out_root else compiled_pipeline_path(name)
+        target = (
+            out_root / "pipelines" / "compiled" / f"{name}.yaml" if out_root else compiled_pipeline_path(name)
+        )
         target.parent.mkdir(parents=True, exist_ok=True)
         compiler.Compiler().compile(load_pipeline(name), str(target))
         written.append(target)

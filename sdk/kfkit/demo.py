@@ -26,9 +26,10 @@ def run_demo(
 ) -> None:
     import pandas as pd
 
-    from kfkit.cli import fetch_model, format_summary, load_config
-    from kfkit.local_run import object_store_env, run_local
+    from kfkit import model_registry
+    from kfkit.local_run import format_summary, load_config, object_store_env, run_local
     from kfkit.serving.server import start_server
+    from kfkit.settings import state_dir
     from kfkit.storage import ObjectStore
 
     pipeline, parameters = load_config(config_path)
@@ -41,17 +42,20 @@ def run_demo(
         out(format_summary(summary))
         if summary.status != "SUCCEEDED":
             raise KfkitError(summary.error or "pipeline failed")
-        if not summary.pushed:
+        pushed = summary.pushed_version()
+        if not pushed:
             raise KfkitError("the pipeline pushed no model (not blessed), so there is nothing to serve")
-        model_name = parameters.get("model_name", "penguins")
-        folder = fetch_model(f"{model_name}:{summary.pushed['version']}")
+        model_name, version = parameters.get("model_name", "penguins"), pushed["version"]
+        folder = model_registry.download(
+            objects, model_name, version, state_dir() / "models" / model_name / version
+        )
 
-    eval_split = Path(summary.run_root) / "ingest" / "eval_split"
+    eval_split = next(uri for key, uri in summary.artifact_uris.items() if key.endswith(".eval_split"))
     frame = pd.read_parquet(eval_split)
     # Rows spread over the split, so every class shows up (the file is ordered by species).
     frame = frame.iloc[:: max(1, len(frame) // max(rows, 1))].head(rows).reset_index(drop=True)
     label = parameters.get("label_column", "species")
-    progress(f"serving {model_name} version {summary.pushed['version']} with seldon-core-microservice")
+    progress(f"serving {model_name} version {version} with seldon-core-microservice")
     with start_server(folder) as server:
         features = [c for c in frame.columns if c != label]
         records = [
@@ -73,4 +77,4 @@ def run_demo(
         correct += classes[best] == truth
         out(f"{index:>2}  {truth:<16} {classes[best]:<12} {probs[best]:>11.3f}")
     out(f"{correct}/{len(frame)} correct; whole demo {time.perf_counter() - started:.1f}s")
-    out(f"what produced it: .venv/bin/kfkit lineage model {model_name}:{summary.pushed['version']}")
+    out(f"what produced it: .venv/bin/kfkit lineage model {model_name}:{version}")

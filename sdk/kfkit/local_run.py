@@ -1,9 +1,23 @@
-"""Run a kfkit pipeline on one machine with ``kfp.local`` and summarise it.
+"""Run a pipeline on one machine with ``kfp.local`` and summarise it from its lineage.
 
-The pipeline run is the compiled YAML under ``pipelines/compiled/``, the very file that is
-uploaded to Kubeflow Pipelines, executed by ``kfp.local.SubprocessRunner(use_venv=False)``
-in this environment. kfp.local's own output (every task's log) goes to
-``<state>/runs/<run-id>.log``; the terminal gets one line per task.
+The pipeline run is a compiled YAML (kfkit's own under ``pipelines/compiled/``, the very file
+that is uploaded to Kubeflow Pipelines, or any pipeline built from kfkit's components),
+executed by ``kfp.local.SubprocessRunner(use_venv=False)`` in this environment.
+
+kfp.local has no public hook for task starts and ends, and does not say what it names the
+run, so kfkit uses only what is public:
+
+- the run is named here and recorded in the metadata store before anything runs (the run
+  contexts and the root DAG execution with the parameters, as KFP's root driver does);
+- each task records its own execution, artifacts and final state, as KFP's launcher does in
+  a cluster (:mod:`kfkit.runtime`, told the run by ``KFKIT_RUN_ID``);
+- the summary is derived from the compiled pipeline (which tasks exist) and those records
+  (what each did), so a pipeline with ``train-2`` is summarised like any other;
+- ``raise_on_error=True`` makes kfp.local raise when a task fails; the failed task's own
+  record says why.
+
+kfp.local's output (every task's log) goes to ``<state>/runs/<run-id>.log``; the terminal
+gets kfkit's own progress lines, one per line a task says.
 """
 
 from __future__ import annotations
@@ -11,75 +25,80 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfkit import names
-from kfkit.catalog import compiled_pipeline_path
-from kfkit.errors import KfkitError
+from kfkit.catalog import pipeline_spec_file
+from kfkit.errors import KfkitError, first_line
 from kfkit.local_store import LocalObjectStore
 from kfkit.metadata import open_store
-from kfkit.metadata.recorder import RunRecorder
+from kfkit.metadata.config import URI_ENV
+from kfkit.metadata.store import COMPLETE, CONTAINER_EXECUTION, FAILED, MetadataStore
+from kfkit.runtime import RUN_ID_ENV, TASK_IMAGES_ENV
 from kfkit.settings import state_dir
-from kfkit.steps.runtime import ERROR_FILE_ENV
 from kfkit.storage import ENDPOINT_ENV
-from kfkit.warm_start import warm_interpreters
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_EXECUTING = re.compile(r"Executing task '([^']+)'")
-_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+from kfkit.warm_start import routes_for, warm_interpreters
 
 Progress = Callable[[str], None]
+_STATUS = {COMPLETE: "SUCCEEDED", FAILED: "FAILED"}
 
 
 @dataclass
 class RunSummary:
+    """One local run, derived from the compiled pipeline and the run's lineage records.
+
+    Per-task maps are keyed by the pipeline's task names (``train``, ``train-2``, ...)."""
+
     run_id: str
     pipeline: str
     status: str  # SUCCEEDED or FAILED
-    tasks: dict[str, str]  # task -> SUCCEEDED / FAILED / NOT_RUN
-    dataset_fingerprint: str | None
-    validation: dict[str, Any]
-    metrics: dict[str, float]
-    blessed: bool
-    pushed: dict[str, str] | None
+    tasks: dict[str, str]  # task -> SUCCEEDED / FAILED / NOT_RUN (in pipeline order)
     error: str | None = None
     task_seconds: dict[str, float] = field(default_factory=dict)
+    dataset_fingerprint: str | None = None
+    validation: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> verdict
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metrics
+    blessed: dict[str, bool] = field(default_factory=dict)  # task -> model blessing
+    pushed: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> version, uri, sha256
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # "task.output" -> metadata
+    artifact_uris: dict[str, str] = field(default_factory=dict)  # "task.output" -> uri
     seconds: float = 0.0
     parameters: dict[str, Any] = field(default_factory=dict)
     log: str = ""
-    run_root: str = ""  # the run's folder under the local pipeline root
-    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run_root: str = ""  # the run's folder of artifacts (kfp.local's pipeline root)
     metadata: dict[str, Any] = field(default_factory=dict)  # where lineage was recorded
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def pushed_version(self) -> dict[str, str] | None:
+        """The one pushed version, for pipelines with a single push (None if nothing was)."""
+        return next(iter(self.pushed.values()), None)
 
-class _TaskLogTee:
-    """Stands in for sys.stdout during a kfp.local run: everything to the log file; task
-    starts, ends and kfkit's own one-line messages to the progress callback."""
 
-    def __init__(self, log_file, progress: Progress, recorder: RunRecorder | None = None) -> None:
+class _ProgressTee:
+    """Stands in for sys.stdout during a kfp.local run: everything to the log file, and the
+    lines kfkit's own tasks print (``kfkit <task>: ...``) to the progress callback."""
+
+    def __init__(self, log_file, progress: Progress) -> None:
         self.log_file = log_file
         self.progress = progress
-        self.recorder = recorder
         self.buffer = ""
-        self.status: dict[str, str] = {}
-        self.started: dict[str, float] = {}
-        self.seconds: dict[str, float] = {}
 
     def write(self, text: str) -> int:
         self.log_file.write(text)
         self.buffer += text
         while "\n" in self.buffer:
             line, self.buffer = self.buffer.split("\n", 1)
-            self._line(_ANSI.sub("", line).strip())
+            line = line.strip()
+            if line.startswith("kfkit ") and ": " in line:
+                task, message = line[len("kfkit ") :].split(": ", 1)
+                self.progress(f"[{task}] {message}")
         return len(text)
 
     def flush(self) -> None:
@@ -87,23 +106,6 @@ class _TaskLogTee:
 
     def isatty(self) -> bool:
         return False
-
-    def _line(self, line: str) -> None:
-        if match := _EXECUTING.search(line):
-            task = match.group(1)
-            self.started[task] = time.perf_counter()
-            self.progress(f"[{task}] running")
-            if self.recorder:
-                self.recorder.task_started(task)
-        elif match := _FINISHED.search(line):
-            task, status = match.groups()
-            self.seconds[task] = round(time.perf_counter() - self.started.get(task, 0), 2)
-            self.status[task] = "SUCCEEDED" if status == "SUCCESS" else "FAILED"
-            self.progress(f"[{task}] {self.status[task].lower()} in {self.seconds[task]:.1f}s")
-            if self.recorder:
-                self.recorder.task_finished(task, self.status[task] == "SUCCEEDED")
-        elif line.startswith("kfkit ") and ": " in line:
-            self.progress("    " + line.split(": ", 1)[1])
 
 
 @contextlib.contextmanager
@@ -113,78 +115,22 @@ def object_store_env() -> Iterator[bool]:
     if os.environ.get(ENDPOINT_ENV):
         yield False
         return
-    with LocalObjectStore().lease() as (state, started_here):
-        saved = {k: os.environ.get(k) for k in state.config.to_env()}
-        os.environ.update(state.config.to_env())
-        try:
-            yield started_here
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with LocalObjectStore().lease() as (state, started_here), _environ(state.config.to_env()):
+        yield started_here
 
 
-def _read_executor_outputs(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """task -> output name -> artifact metadata, from each task's executor_output.json."""
-    found: dict[str, dict[str, dict[str, Any]]] = {}
-    for path in sorted(run_dir.glob("*/executor_output.json")):
-        data = json.loads(path.read_text())
-        outputs = {}
-        for name, artifact_list in data.get("artifacts", {}).items():
-            artifacts = artifact_list.get("artifacts", [])
-            outputs[name] = artifacts[0].get("metadata", {}) if artifacts else {}
-        found[path.parent.name] = outputs
-    return found
-
-
-def _read_errors(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def summarise(
-    run_id: str,
-    run_dir: Path | None,
-    status_by_task: dict[str, str],
-    errors: list[dict[str, str]],
-) -> RunSummary:
-    outputs = _read_executor_outputs(run_dir) if run_dir and run_dir.exists() else {}
-    tasks = {task: status_by_task.get(task, "NOT_RUN") for task in names.TASKS}
-    ingest = outputs.get(names.INGEST, {}).get(names.TRAIN_SPLIT, {})
-    anomalies = outputs.get(names.VALIDATE, {}).get(names.ANOMALIES, {})
-    metrics = outputs.get(names.EVALUATE, {}).get(names.METRICS, {})
-    blessing = outputs.get(names.EVALUATE, {}).get(names.BLESSING, {})
-    pushed = outputs.get(names.PUSH, {}).get(names.PUSHED_MODEL, {})
-    failed = [t for t, s in tasks.items() if s == "FAILED"]
-    error = None
-    if errors:
-        error = f"{errors[0]['task']}: {errors[0]['error']}"
-    elif failed:
-        error = f"task {failed[0]} failed; see the run log"
-    return RunSummary(
-        run_id=run_id,
-        pipeline=names.PIPELINE_NAME,
-        status="FAILED" if failed or errors else "SUCCEEDED",
-        tasks=tasks,
-        dataset_fingerprint=ingest.get("dataset_fingerprint"),
-        validation={
-            "blessed": bool(anomalies.get("blessed", False)),
-            "anomalies": anomalies.get("anomalies", {}),
-            "schema_source": anomalies.get("schema_source"),
-        },
-        metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
-        blessed=bool(blessing.get("blessed", False)),
-        pushed=(
-            {"version": pushed["version"], "uri": pushed["pushed_uri"], "sha256": pushed["sha256"]}
-            if pushed.get("pushed")
-            else None
-        ),
-        error=error,
-        artifacts={f"{task}.{name}": meta for task, outs in outputs.items() for name, meta in outs.items()},
-    )
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_local(
@@ -193,89 +139,142 @@ def run_local(
     progress: Progress | None = None,
     metadata_uri: str | None = None,
 ) -> RunSummary:
-    """Run the compiled pipeline locally and record its lineage in the metadata store
-    (``metadata_uri``, else ``KFKIT_METADATA_URI``, else SQLite under the state folder).
-    Uses the local object store when none is configured (see ``object_store_env``). Never
-    raises for a failed task: the summary says."""
+    """Run a pipeline locally (kfkit's by name, or a .py / compiled .yaml file) and record its
+    lineage in the metadata store (``metadata_uri``, else ``KFKIT_METADATA_URI``, else SQLite
+    under the state folder). Uses the local object store when none is configured (see
+    ``object_store_env``). Never raises for a failed task: the summary says."""
     from kfp import components, local
 
     progress = progress or (lambda line: None)
-    spec_path = compiled_pipeline_path(pipeline)
-    if not spec_path.is_file():
-        raise KfkitError(f"{spec_path}: compiled pipeline not found; run `kfkit compile`")
+    spec_path = pipeline_spec_file(pipeline)
     pipeline_component = components.load_component_from_file(str(spec_path))
     _check_parameters(pipeline_component, parameters, spec_path)
+    spec = pipeline_spec(spec_path)
     store = open_store(metadata_uri)  # before anything runs: an unreachable store loses nothing
 
+    name = spec["pipelineInfo"]["name"]
+    run_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     root = state_dir()
     runs_dir = root / "runs"
     runs_dir.mkdir(exist_ok=True)
-    pipeline_root = root / "pipeline_root"
-    run_stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-    log_path = runs_dir / f"{run_stamp}.log"
-    error_path = runs_dir / f"{run_stamp}.errors.jsonl"
+    run_root = root / "pipeline_root" / run_id
+    log_path = runs_dir / f"{run_id}.log"
+    values = with_defaults(spec, parameters)
+    run = store.start_run(name, run_id, values, str(run_root))
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root),
-        raise_on_error=False,
+        pipeline_root=str(run_root),
+        raise_on_error=True,
     )
-    before = set(pipeline_root.glob(f"{names.PIPELINE_NAME}-*")) if pipeline_root.exists() else set()
-    recorder = RunRecorder(store, _pipeline_spec(spec_path), parameters, pipeline_root, error_path)
+    task_env = {
+        RUN_ID_ENV: run_id,
+        URI_ENV: store.description,  # the store's URI, never with a password
+        TASK_IMAGES_ENV: json.dumps(task_images(spec)),
+    }
+    failure = None
     started = time.perf_counter()
     with (
-        warm_interpreters(root) as warm,  # first: its imports overlap the store's start (warm_start.py)
+        warm_interpreters(root, routes_for(spec)) as warm,  # first: its imports overlap the store's start (warm_start.py)
         object_store_env(),
-        _env(ERROR_FILE_ENV, str(error_path)),
+        _environ(task_env),
         open(log_path, "w") as log,
     ):
-        tee = _TaskLogTee(log, progress, recorder)
         with (
-            contextlib.redirect_stdout(tee),
+            contextlib.redirect_stdout(_ProgressTee(log, progress)),
             warnings.catch_warnings(),
-            recorder.capture_run_id(),
             warm.as_sys_executable(),
         ):
             # kfp warns that kfkit's image name does not contain "python": expected here.
             warnings.simplefilter("ignore", RuntimeWarning)
-            pipeline_component(**parameters)
+            try:
+                pipeline_component(**parameters)
+            except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
+                failure = first_line(exc)
     seconds = round(time.perf_counter() - started, 2)
-    if recorder.run_id and (pipeline_root / recorder.run_id).is_dir():
-        run_dir: Path | None = pipeline_root / recorder.run_id  # exact, even with runs side by side
-    else:
-        new_dirs = sorted(set(pipeline_root.glob(f"{names.PIPELINE_NAME}-*")) - before)
-        run_dir = new_dirs[-1] if new_dirs else None
-    run_id = run_dir.name if run_dir else f"{names.PIPELINE_NAME}-{run_stamp}"
-    summary = summarise(run_id, run_dir, tee.status, _read_errors(error_path))
-    summary.task_seconds = tee.seconds
+    summary = summarise(store, spec, run_id, failure)
+    store.finish_run(run, COMPLETE if summary.status == "SUCCEEDED" else FAILED)
+    store.close()
     summary.seconds = seconds
     summary.parameters = parameters
     summary.log = str(log_path)
-    summary.run_root = str(run_dir or "")
-    recorder.finish(summary.status == "SUCCEEDED")
-    store.close()
-    for problem in recorder.problems:
-        progress(f"warning: {problem}")
-    summary.metadata = {
-        "store": store.description,
-        "recorded": recorder.run is not None and not recorder.problems,
-        "problems": recorder.problems,
-    }
+    summary.run_root = str(run_root)
+    summary.metadata = {"store": store.description, "recorded": True}
     (runs_dir / f"{run_id}.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
 
 
-@contextlib.contextmanager
-def _env(key: str, value: str) -> Iterator[None]:
-    saved = os.environ.get(key)
-    os.environ[key] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = saved
+def task_order(spec: dict[str, Any]) -> list[str]:
+    """The pipeline's tasks in dependency order (ties by name), from the compiled spec."""
+    tasks = spec["root"]["dag"]["tasks"]
+    order: list[str] = []
+    waiting = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
+    while waiting:
+        ready = sorted(name for name, needs in waiting.items() if needs <= set(order))
+        if not ready:  # not a DAG: keep the rest in name order
+            ready = sorted(waiting)
+        for name in ready:
+            order.append(name)
+            waiting.pop(name)
+    return order
+
+
+def task_images(spec: dict[str, Any]) -> dict[str, str]:
+    """task -> the image its executor names in the compiled spec."""
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    images = {}
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        label = spec["components"][task["componentRef"]["name"]].get("executorLabel", "")
+        images[name] = executors.get(label, {}).get("container", {}).get("image", "")
+    return images
+
+
+def summarise(store: MetadataStore, spec: dict[str, Any], run_id: str, failure: str | None) -> RunSummary:
+    """What each task of the compiled pipeline did, from the records the tasks wrote."""
+    records = {t.task_name: t for t in store.run_tasks(run_id) if t.type == CONTAINER_EXECUTION}
+    summary = RunSummary(run_id=run_id, pipeline=spec["pipelineInfo"]["name"], status="SUCCEEDED", tasks={})
+    for task in task_order(spec):
+        record = records.get(task)
+        if record is None:
+            summary.tasks[task] = "NOT_RUN" if failure else "NOT_RECORDED"
+            continue
+        summary.tasks[task] = _STATUS.get(record.state, "FAILED")  # RUNNING: it died unrecorded
+        summary.task_seconds[task] = round(record.updated - record.created, 2)
+        if summary.tasks[task] == "FAILED" and summary.error is None:
+            summary.error = f"{task}: {record.error or 'task failed; see the run log'}"
+        ids = [i for found in record.output_artifacts.values() for i in found]
+        for artifact in store.artifacts(ids):
+            _add_artifact(summary, task, artifact)
+    if failure or summary.error or "FAILED" in summary.tasks.values():
+        summary.status = "FAILED"
+        summary.error = summary.error or f"pipeline failed: {failure}"
+    return summary
+
+
+def _add_artifact(summary: RunSummary, task: str, artifact: Any) -> None:
+    """File one output artifact under the summary's views, by what its metadata says."""
+    meta = {k: v for k, v in artifact.properties.items() if k != "display_name"}
+    key = f"{task}.{artifact.name}"
+    summary.artifacts[key] = meta
+    summary.artifact_uris[key] = artifact.uri
+    if artifact.type == "system.Dataset" and summary.dataset_fingerprint is None:
+        summary.dataset_fingerprint = meta.get("dataset_fingerprint")
+    if "schema_source" in meta and task not in summary.validation:
+        summary.validation[task] = {
+            "blessed": bool(meta.get("blessed", False)),
+            "anomalies": meta.get("anomalies", {}),
+            "schema_source": meta.get("schema_source"),
+        }
+    if artifact.type == "system.Metrics":
+        summary.metrics[task] = {k: v for k, v in meta.items() if isinstance(v, int | float)}
+    if "checks" in meta:
+        summary.blessed[task] = meta.get("blessed") is True
+    if meta.get("pushed") is True:
+        summary.pushed[task] = {
+            "version": str(meta["version"]),
+            "uri": meta["pushed_uri"],
+            "sha256": meta["sha256"],
+        }
 
 
 def _check_parameters(component: Any, parameters: dict[str, Any], spec_path: Path) -> None:
@@ -291,9 +290,84 @@ def _check_parameters(component: Any, parameters: dict[str, Any], spec_path: Pat
         raise KfkitError(f"missing pipeline parameter(s) {missing} for {spec_path.name}")
 
 
-def _pipeline_spec(spec_path: Path) -> dict[str, Any]:
+def pipeline_spec(spec_path: Path) -> dict[str, Any]:
     """The PipelineSpec document of a compiled pipeline (a second document, the Kubernetes
     platform spec from kfp-kubernetes, may follow it)."""
     import yaml
 
     return next(yaml.safe_load_all(spec_path.read_text()))
+
+
+def with_defaults(spec: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    values = {name: d["defaultValue"] for name, d in declared.items() if "defaultValue" in d}
+    values.update(parameters)
+    return values
+
+
+def load_config(path: str | None) -> tuple[str, dict[str, Any]]:
+    """A run configuration file: ``pipeline`` (a name or file; default training) and
+    ``parameters``. A relative pipeline file is relative to the configuration file."""
+    from kfkit.yaml_files import load_yaml
+
+    if not path:
+        return "training", {}
+    data = load_yaml(path, "config file")
+    if not isinstance(data, dict) or not isinstance(data.get("parameters", {}), dict):
+        raise KfkitError(f"{path}: expected a mapping with a `parameters` mapping")
+    unknown = sorted(set(data) - {"pipeline", "parameters"})
+    if unknown:
+        raise KfkitError(f"{path}: unknown key(s) {unknown}; expected pipeline, parameters")
+    pipeline = str(data.get("pipeline", "training"))
+    if pipeline.endswith((".py", ".yaml", ".yml")) and not Path(pipeline).is_absolute():
+        pipeline = str(Path(path).parent / pipeline)
+    return pipeline, dict(data.get("parameters") or {})
+
+
+def format_summary(summary: RunSummary) -> str:
+    """The summary as a terminal table: each task with its status, time and outcome."""
+    from kfkit.tables import key_values
+
+    rows: list[tuple[str, Any]] = [("run", summary.run_id), ("status", summary.status)]
+    for task, status in summary.tasks.items():
+        seconds = summary.task_seconds.get(task)
+        rows.append(
+            (
+                f"  {task}",
+                " ".join(
+                    filter(None, [status, f"{seconds:.1f}s" if seconds else "", _outcome(summary, task)])
+                ),
+            )
+        )
+    if summary.dataset_fingerprint:
+        rows.append(("dataset fingerprint", summary.dataset_fingerprint))
+    rows.append(("wall time", f"{summary.seconds:.1f}s"))
+    rows.append(("log", summary.log))
+    if summary.metadata:
+        rows.append(("lineage", summary.metadata.get("store", "")))
+    return key_values(rows)
+
+
+def _outcome(summary: RunSummary, task: str) -> str:
+    """What one task did, from its artifacts: the data verdict, metrics and blessing, a push."""
+    parts = []
+    if task in summary.validation:
+        verdict = summary.validation[task]
+        parts.append(
+            "data blessed"
+            if verdict["blessed"]
+            else f"data NOT blessed ({len(verdict.get('anomalies') or {})} anomalies)"
+        )
+    if task in summary.metrics:
+        parts.append(", ".join(f"{k} {v:.4f}" for k, v in summary.metrics[task].items()))
+    if task in summary.blessed:
+        parts.append("model blessed" if summary.blessed[task] else "model NOT blessed")
+    if task in summary.pushed:
+        pushed = summary.pushed[task]
+        parts.append(f"pushed version {pushed['version']} -> {pushed['uri']}")
+    skipped = [
+        m.get("reason") for k, m in summary.artifacts.items() if k.startswith(f"{task}.") and m.get("skipped")
+    ]
+    if skipped and not parts:
+        parts.append(f"not run: {skipped[0]}")
+    return "; ".join(parts)

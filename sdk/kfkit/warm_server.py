@@ -49,11 +49,12 @@ PROFILES: dict[str, list[str]] = {
         "kfp.dsl.executor",
         "pandas",
         "pyarrow.parquet",
-        "kfkit.executors",
-        "kfkit.steps.ingest",
+        "kfkit.runtime",
+        "kfkit.metadata.mlmd_store",
+        "ml_metadata.metadata_store.metadata_store",
         "kfkit.storage",
         "tensorflow_data_validation",
-        "kfkit.steps.validate",
+        "kfkit.components.validate.executor",
     ],
     # Tests and debugging: only what every task imports.
     "bare": ["kfp.dsl.executor"],
@@ -62,9 +63,11 @@ PROFILES: dict[str, list[str]] = {
         "kfp.dsl.executor",
         "pandas",
         "pyarrow.parquet",
-        "kfkit.executors",
-        "kfkit.steps.ingest",
+        "kfkit.runtime",
+        "kfkit.metadata.mlmd_store",
+        "ml_metadata.metadata_store.metadata_store",
         "kfkit.storage",
+        "kfkit.components.ingest.executor",
         "yaml",
         "tensorflow_metadata.proto.v0.schema_pb2",
         "joblib",
@@ -75,9 +78,9 @@ PROFILES: dict[str, list[str]] = {
         "sklearn.linear_model",
         "sklearn.ensemble",
         "sklearn.metrics",
-        "kfkit.steps.train",
-        "kfkit.steps.evaluate",
-        "kfkit.steps.push",
+        "kfkit.components.train.executor",
+        "kfkit.components.evaluate.executor",
+        "kfkit.components.push.executor",
     ],
 }
 # Component functions a profile may start before its imports are done (see Server.poll).
@@ -403,7 +406,7 @@ def main(args: list[str] | None = None) -> None:
     options = parser.parse_args(args)
     # As the compiled task command sets it: kfp imports less at runtime with it.
     os.environ["_KFP_RUNTIME"] = "true"
-    # What kfkit.steps.validate sets before importing TFDV.
+    # What kfkit.components.validate.executor sets before importing TFDV.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not hasattr(os, "pidfd_open"):  # Linux >= 5.3; without it, launchers run every task cold
         raise SystemExit("kfkit warm server: os.pidfd_open is not available here")

@@ -38,8 +38,24 @@ WARM_START_ENV = "KFKIT_WARM_START"
 TIMEOUT_ENV = "KFKIT_WARM_START_TIMEOUT"
 _DEFAULT_READY_TIMEOUT_S = 120.0
 # Server profile (kfkit.warm_server.PROFILES) -> component functions it serves; "" routes
-# every other function. Only validate may pay TensorFlow's import.
+# every other function. Only validate may pay TensorFlow's import. ``routes_for`` derives
+# the same from a compiled pipeline: every function whose image is the validate image.
 ROUTES: dict[str, tuple[str, ...]] = {"validate": ("validate",), "tasks": ("",)}
+
+
+def routes_for(spec: dict) -> dict[str, tuple[str, ...]]:
+    """Profiles for one compiled pipeline: functions that run on the TensorFlow image go to
+    the validate server, all others to the tasks server (from the executors' image and
+    ``--function_to_execute`` argument in the spec)."""
+    from kfkit.images import VALIDATE_IMAGE
+
+    functions = []
+    for executor in spec.get("deploymentSpec", {}).get("executors", {}).values():
+        container = executor.get("container", {})
+        args = list(container.get("args", []))
+        if container.get("image") == VALIDATE_IMAGE and "--function_to_execute" in args:
+            functions.append(args[args.index("--function_to_execute") + 1])
+    return {"validate": tuple(sorted(set(functions))), "tasks": ("",)}
 _STOP_GRACE_S = 1.0
 # AF_UNIX paths are limited to 108 bytes; the launcher's path lands in a `sh -c` script.
 _MAX_SOCKET_PATH = 100

@@ -12,7 +12,8 @@ from kfkit.cli._app import (
     main,
     user_errors,
 )
-from kfkit.cli.run import load_config, parse_params
+from kfkit.cli.run import parse_params
+from kfkit.local_run import load_config
 from kfkit.errors import KfkitError
 
 # -- cluster: upload, submit, schedule (Kubeflow Pipelines through kfp.Client) -----------------

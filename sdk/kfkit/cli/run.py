@@ -15,22 +15,8 @@ from kfkit.cli._app import (
     user_errors,
 )
 from kfkit.errors import KfkitError
-from kfkit.tables import key_values
-from kfkit.yaml_files import load_yaml
 
 # -- run-local -------------------------------------------------------------------------------
-
-
-def load_config(path: str | None) -> tuple[str, dict[str, Any]]:
-    if not path:
-        return "training", {}
-    data = load_yaml(path, "config file")
-    if not isinstance(data, dict) or not isinstance(data.get("parameters", {}), dict):
-        raise KfkitError(f"{path}: expected a mapping with a `parameters` mapping")
-    unknown = sorted(set(data) - {"pipeline", "parameters"})
-    if unknown:
-        raise KfkitError(f"{path}: unknown key(s) {unknown}; expected pipeline, parameters")
-    return data.get("pipeline", "training"), dict(data.get("parameters") or {})
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -54,11 +40,9 @@ def _coerce_to_pipeline_types(pipeline: str, params: dict[str, Any]) -> dict[str
     """--param data_uri=123 is a string for a STRING input, whatever YAML thinks."""
     from kfp import components
 
-    from kfkit.catalog import compiled_pipeline_path
+    from kfkit.catalog import pipeline_spec_file
 
-    spec_path = compiled_pipeline_path(pipeline)
-    if not spec_path.is_file():
-        return params
+    spec_path = pipeline_spec_file(pipeline)
     inputs = components.load_component_from_file(str(spec_path)).component_spec.inputs or {}
     out = dict(params)
     for name, value in params.items():
@@ -66,37 +50,6 @@ def _coerce_to_pipeline_types(pipeline: str, params: dict[str, Any]) -> dict[str
         if spec is not None and spec.type == "String" and not isinstance(value, str):
             out[name] = str(value)
     return out
-
-
-def format_summary(summary) -> str:
-    rows = [("run", summary.run_id), ("status", summary.status)]
-    for task, status in summary.tasks.items():
-        seconds = summary.task_seconds.get(task)
-        rows.append((f"  {task}", f"{status}" + (f"  {seconds:.1f}s" if seconds else "")))
-    if summary.dataset_fingerprint:
-        rows.append(("dataset fingerprint", summary.dataset_fingerprint))
-    validation = summary.validation
-    rows.append(
-        (
-            "data validation",
-            "blessed"
-            if validation.get("blessed")
-            else f"NOT blessed ({len(validation.get('anomalies') or {})} anomalies)",
-        )
-    )
-    for name, value in summary.metrics.items():
-        rows.append((f"  {name}", f"{value:.4f}"))
-    rows.append(("model", "blessed" if summary.blessed else "NOT blessed"))
-    if summary.pushed:
-        rows.append(("pushed", f"version {summary.pushed['version']} -> {summary.pushed['uri']}"))
-        rows.append(("  sha256", summary.pushed["sha256"]))
-    else:
-        rows.append(("pushed", "nothing"))
-    rows.append(("wall time", f"{summary.seconds:.1f}s"))
-    rows.append(("log", summary.log))
-    if summary.metadata:
-        rows.append(("lineage", summary.metadata.get("store", "")))
-    return key_values(rows)
 
 
 @main.command("run-local")
@@ -108,20 +61,34 @@ def format_summary(summary) -> str:
     metavar="NAME=VALUE",
     help="Override one pipeline parameter (repeatable).",
 )
+@click.option(
+    "--pipeline",
+    "pipeline_option",
+    default=None,
+    metavar="NAME|FILE",
+    help="kfkit's pipeline by name (training), a .py file with one @dsl.pipeline, or a compiled "
+    ".yaml. Default: the config's `pipeline`, else training.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("--metadata-uri", default=None, help=METADATA_URI_HELP)
 @user_errors
 def run_local_command(
-    config_path: str | None, params: tuple[str, ...], as_json: bool, metadata_uri: str | None
+    config_path: str | None,
+    params: tuple[str, ...],
+    pipeline_option: str | None,
+    as_json: bool,
+    metadata_uri: str | None,
 ) -> None:
-    """Run the training pipeline on this machine with kfp.local.
+    """Run a pipeline on this machine with kfp.local: kfkit's training pipeline, or any
+    pipeline built from kfkit's components.
 
     Starts the local object store when none is configured (KFKIT_S3_ENDPOINT unset) and
     stops what it started.
     """
-    from kfkit.local_run import run_local
+    from kfkit.local_run import format_summary, load_config, run_local
 
     pipeline, parameters = load_config(config_path)
+    pipeline = pipeline_option or pipeline
     parameters.update(parse_params(params))
     parameters = _coerce_to_pipeline_types(pipeline, parameters)
     summary = run_local(parameters, pipeline=pipeline, progress=_progress, metadata_uri=metadata_uri)
