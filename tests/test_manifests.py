@@ -122,7 +122,6 @@ def test_every_built_object_validates(built, target):
     assert kinds == {
         "Namespace",
         "ServiceAccount",
-        "ConfigMap",
         "Secret",
         "Role",
         "RoleBinding",
@@ -297,9 +296,6 @@ def test_references_between_namespaces_point_at_the_built_names(built, target):
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": names.PIPELINE_RUNNER_SERVICE_ACCOUNT, "namespace": pipelines_ns}
     ]
-    settings = one(built, target, "ConfigMap", names.SETTINGS_CONFIG_MAP)
-    assert settings["metadata"]["namespace"] == pipelines_ns
-    assert settings["data"]["KFKIT_SERVING_NAMESPACE"] == serving_ns
     policy = one(built, target, "NetworkPolicy")
     assert policy["metadata"]["namespace"] == serving_ns
     allowed = [
@@ -321,11 +317,10 @@ def test_references_between_namespaces_point_at_the_built_names(built, target):
         for k in ("TYPE", "PROVIDER", "ENV_AUTH", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "ENDPOINT")
     }
     assert base64.b64decode(rclone["data"]["RCLONE_CONFIG_S3_TYPE"]) == b"s3"
-    # The pipeline's Secret and ConfigMap exist where runs execute, with the keys it reads.
+    # The pipeline's Secret exists where runs execute, with the keys it reads.
     store = one(built, target, "Secret", names.OBJECT_STORE_SECRET)
     assert store["metadata"]["namespace"] == pipelines_ns
     assert set(store["data"]) == set(names.OBJECT_STORE_SECRET_KEYS)
-    assert set(names.SETTINGS_CONFIG_MAP_KEYS) <= set(settings["data"])
 
 
 def test_network_policy_admits_only_seldon_ports_from_outside(built):
@@ -431,9 +426,63 @@ def test_real_env_files_are_git_ignored_and_required(tree, tmp_path):
     assert proc.returncode != 0 and "object-store.env" in proc.stderr
 
 
+def check_compiled_pipeline_env(spec: dict, platform: dict) -> None:
+    """Every task's executor, as the compiled spec itself lists them (root.dag.tasks ->
+    components -> executorLabel, and deploymentSpec.executors), gets the object-store Secret
+    by name and keys, and only that Secret; nothing refers to a ConfigMap."""
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks, "no tasks in root.dag"
+    task_executors = {spec["components"][t["componentRef"]["name"]]["executorLabel"] for t in tasks.values()}
+    assert task_executors == set(spec["deploymentSpec"]["executors"])
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == task_executors
+    for label, executor in executors.items():
+        config_maps = [key for key in executor if "configmap" in key.lower()]
+        assert not config_maps, f"{label}: {config_maps}"
+        (secret,) = executor["secretAsEnv"]
+        assert secret["secretName"] == names.OBJECT_STORE_SECRET
+        assert {(m["secretKey"], m["envVar"]) for m in secret["keyToEnv"]} == set(
+            names.OBJECT_STORE_SECRET_KEYS.items()
+        )
+    assert "configmap" not in yaml.safe_dump(platform).lower(), "the pipeline refers to a ConfigMap"
+
+
+def _minimal_compiled_pipeline(tasks: list[str]) -> tuple[dict, dict]:
+    """The parts of a compiled spec check_compiled_pipeline_env reads, as kfp 2 writes them."""
+    secret = {
+        "secretName": names.OBJECT_STORE_SECRET,
+        "secretNameParameter": {"runtimeValue": {"constant": names.OBJECT_STORE_SECRET}},
+        "keyToEnv": [{"secretKey": k, "envVar": v} for k, v in names.OBJECT_STORE_SECRET_KEYS.items()],
+    }
+    spec = {
+        "root": {"dag": {"tasks": {t: {"componentRef": {"name": f"comp-{t}"}} for t in tasks}}},
+        "components": {f"comp-{t}": {"executorLabel": f"exec-{t}"} for t in tasks},
+        "deploymentSpec": {"executors": {f"exec-{t}": {} for t in tasks}},
+    }
+    executors = {f"exec-{t}": {"secretAsEnv": [dict(secret)]} for t in tasks}
+    return spec, {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
+def test_compiled_pipeline_check_catches_a_config_map_and_a_task_without_the_secret():
+    """The check is not a rubber stamp: it passes a spec like the compiled one and fails one
+    that injects a ConfigMap or leaves a task without the Secret."""
+    check_compiled_pipeline_env(*_minimal_compiled_pipeline(["ingest", "train"]))
+    spec, platform = _minimal_compiled_pipeline(["ingest", "train"])
+    platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]["configMapAsEnv"] = [
+        {"configMapName": "kfkit-settings", "keyToEnv": [{"configMapKey": "K", "envVar": "K"}]}
+    ]
+    with pytest.raises(AssertionError, match="configMapAsEnv"):
+        check_compiled_pipeline_env(spec, platform)
+    spec, platform = _minimal_compiled_pipeline(["ingest", "train"])
+    del platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    with pytest.raises(AssertionError):
+        check_compiled_pipeline_env(spec, platform)
+
+
 def test_compiled_pipeline_reads_credentials_from_the_secret_never_values(tmp_path, monkeypatch):
     """Compile with planted credentials in the environment: the YAML names the Secret and its
-    keys on every task, has no credential parameter, and carries no value."""
+    keys on every task, refers to no ConfigMap, has no credential parameter, and carries no
+    value."""
     from kfkit.catalog import compile_all
 
     for key, value in PLANTED.items():
@@ -448,13 +497,4 @@ def test_compiled_pipeline_reads_credentials_from_the_secret_never_values(tmp_pa
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     words = ("access_key", "secret", "password", "token", "credential")
     assert not [n for n in inputs if any(w in n.lower() for w in words)]
-    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(executors) == {f"exec-{task}" for task in names.TASKS}
-    for executor in executors.values():
-        (secret,) = executor["secretAsEnv"]
-        assert secret["secretName"] == names.OBJECT_STORE_SECRET
-        assert {(m["secretKey"], m["envVar"]) for m in secret["keyToEnv"]} == set(
-            names.OBJECT_STORE_SECRET_KEYS.items()
-        )
-        (config,) = executor["configMapAsEnv"]
-        assert config["configMapName"] == names.SETTINGS_CONFIG_MAP
+    check_compiled_pipeline_env(spec, platform)
