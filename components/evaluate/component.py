@@ -29,6 +29,8 @@ def evaluate(
         blessing: metadata `blessed` and the reason; the gate push reads.
 
     Args:
+        model: The trained model folder (from train); skipped when train did not run.
+        eval_split: The eval rows (from ingest).
         thresholds: Metric name to limit: a floor for accuracy, macro_f1, roc_auc_ovr, r2;
             a ceiling for log_loss, rmse, mae. Empty means nothing is blessed.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.

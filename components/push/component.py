@@ -32,6 +32,7 @@ def push(
             for Seldon Core), as YAML.
 
     Args:
+        model: The trained model folder (from train).
         blessing: The gate: pushes only if its metadata says `blessed`.
         model_name: Folder in the models bucket; versions count up from 1, never overwritten.
         serving_namespace: Namespace the model is served in.

@@ -32,6 +32,9 @@ def train(
         model: Folder with model.joblib and kfkit-model.json (sha256, versions, features).
 
     Args:
+        train_split: The train rows (from ingest); its metadata names the label column.
+        schema: The validated schema (from validate): INT/FLOAT features are numeric, BYTES
+            categorical.
         anomalies: The gate: trains only if its metadata says `blessed`.
         model_name: Name recorded in the model manifest.
         problem_type: "classification" or "regression".

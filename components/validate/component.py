@@ -31,6 +31,8 @@ def validate(
         report: Markdown report rendered by the KFP UI.
 
     Args:
+        train_split: The train rows (from ingest); its metadata names the label column.
+        eval_split: The eval rows (from ingest).
         model_name: Whose reference schema (learned on its first blessed run) to check against.
         policy: "fail" ends the task on anomalies; "warn" continues unblessed.
         schema_uri: A curated schema (s3:// or local pbtxt) used instead of the reference.

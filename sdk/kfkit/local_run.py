@@ -268,8 +268,8 @@ def _add_artifact(summary: RunSummary, task: str, artifact: Any) -> None:
     if artifact.type == "system.Metrics":
         summary.metrics[task] = {k: v for k, v in meta.items() if isinstance(v, int | float)}
     if "checks" in meta:
-        summary.blessed[task] = meta.get("blessed") is True
-    if meta.get("pushed") is True:
+        summary.blessed[task] = bool(meta.get("blessed"))  # MLMD keeps booleans as 1/0
+    if meta.get("pushed"):
         summary.pushed[task] = {
             "version": str(meta["version"]),
             "uri": meta["pushed_uri"],

@@ -167,7 +167,7 @@ def skip_reason(inputs: dict[str, Any], gates: Sequence[str] = ()) -> str | None
         artifact = inputs.get(name)
         if artifact is None:
             return f"gate input '{name}' was not given"
-        if artifact.metadata.get("blessed") is not True:
+        if not artifact.metadata.get("blessed"):  # True here, 1 after a trip through MLMD
             return f"'{name}' is not blessed: {artifact.metadata.get('reason', 'no blessing recorded')}"
     return None
 

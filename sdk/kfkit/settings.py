@@ -1,4 +1,4 @@
-"""Where kfkit keeps local state, and where the repository's pipelines live.
+"""Where kfkit keeps local state.
 
 Precedence for every setting: command-line flag > environment variable > default.
 """
@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 STATE_DIR_ENV = "KFKIT_HOME"
-REPO_ENV = "KFKIT_REPO"
 
 
 def state_dir() -> Path:
@@ -17,18 +16,3 @@ def state_dir() -> Path:
     path = Path(os.environ.get(STATE_DIR_ENV, ".kfkit")).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def repo_root() -> Path:
-    """The kfkit checkout holding ``pipelines/`` and ``components/``.
-
-    ``KFKIT_REPO`` wins; else the current folder or a parent of it; else the checkout this
-    package is installed from (uv installs the project editable).
-    """
-    if os.environ.get(REPO_ENV):
-        return Path(os.environ[REPO_ENV]).resolve()
-    here = Path.cwd().resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "pipelines" / "compiled").is_dir() and (candidate / "components").is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 from conftest import PENGUINS
 
 from kfkit.errors import KfkitError
-from kfkit.steps.ingest import ingest
+from kfkit.components.ingest.executor import ingest
 
 
 def test_split_and_fingerprint_are_deterministic():
@@ -72,3 +72,49 @@ def test_missing_local_path_and_bad_fraction():
         KfkitError, match="The 'eval_fraction' parameter of ingest must be a float in the range"
     ):
         ingest(str(PENGUINS), "species", eval_fraction=1.5)
+
+
+def test_component_writes_both_splits_with_their_metadata(tmp_path):
+    from conftest import make_artifact
+    from kfp.dsl import Dataset
+
+    from kfkit.components import ingest as component
+    from kfkit.splits import read_split
+
+    train_split = make_artifact(Dataset, tmp_path, "train_split")
+    eval_split = make_artifact(Dataset, tmp_path, "eval_split")
+    component.python_func(
+        source_uri=str(PENGUINS),
+        label_column="species",
+        train_split=train_split,
+        eval_split=eval_split,
+        eval_fraction=0.2,
+        split_key="",
+        task_name="ingest-2",
+    )
+    rows = len(read_split(train_split.path)) + len(read_split(eval_split.path))
+    assert rows == 344 == train_split.metadata["rows"]
+    assert train_split.metadata["split"] == "train" and eval_split.metadata["split"] == "eval"
+    assert train_split.metadata["dataset_fingerprint"] == eval_split.metadata["dataset_fingerprint"]
+    assert eval_split.metadata["split_rows"] == len(read_split(eval_split.path))
+
+
+def test_component_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
+    from conftest import make_artifact
+    from kfp.dsl import Dataset
+
+    from kfkit.components import ingest as component
+
+    with pytest.raises(SystemExit) as exit_info:
+        component.python_func(
+            source_uri=str(PENGUINS),
+            label_column="no_such_column",
+            train_split=make_artifact(Dataset, tmp_path, "train_split"),
+            eval_split=make_artifact(Dataset, tmp_path, "eval_split"),
+            eval_fraction=0.2,
+            split_key="",
+            task_name="ingest",
+        )
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kfkit ingest: error: ") and "no_such_column" in err[0]

@@ -9,7 +9,7 @@ import pytest
 
 from kfkit.model_folder import MANIFEST_FILE, Feature, ModelManifest, sha256_bytes
 from kfkit.model_registry import existing_versions, version_folder
-from kfkit.steps import push
+from kfkit.components.push import executor as push
 from kfkit.storage import ObjectStore
 
 
@@ -57,3 +57,39 @@ def test_concurrent_pushes_get_distinct_versions_and_overwrite_nothing(objects, 
         # Each version holds exactly the bytes of the push that claimed it.
         stored = objects.get_bytes(version_folder("racing", result.version).child("model.joblib"))
         assert sha256_bytes(stored) == result.sha256 == ModelManifest.read(folder).sha256
+
+
+def test_closed_gate_pushes_nothing_and_says_why(objects, tmp_path, capsys):
+    from conftest import make_artifact
+    from kfp.dsl import Artifact, Model
+
+    from kfkit.components import push as component
+
+    model = make_artifact(Model, tmp_path, "model")
+    _model_folder(tmp_path / "model", "gated")
+    before = existing_versions(objects, "racing")
+    outputs = {
+        "pushed_model": make_artifact(Model, tmp_path, "pushed"),
+        "deployment": make_artifact(Artifact, tmp_path, "d"),
+    }
+    blessing = make_artifact(
+        Artifact, tmp_path, "blessing", {"blessed": False, "reason": "thresholds not met: accuracy"}
+    )
+    component.python_func(
+        model=model,
+        blessing=blessing,
+        model_name="racing",
+        serving_namespace="kfkit-serving",
+        deploy_strategy="local",
+        canary_traffic=10,
+        deploy_timeout=60,
+        task_name="push",
+        **outputs,
+    )
+    assert existing_versions(objects, "racing") == before
+    assert outputs["pushed_model"].metadata["skipped"] is True
+    assert (
+        "'blessing' is not blessed: thresholds not met: accuracy"
+        in outputs["pushed_model"].metadata["reason"]
+    )
+    assert "kfkit push: not run: 'blessing' is not blessed" in capsys.readouterr().out

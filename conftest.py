@@ -1,4 +1,5 @@
-"""Shared fixtures: a real SeaweedFS S3 server for the session and the real `kfkit` CLI."""
+"""Shared fixtures for tests/ and every components/<name>/tests/: a real SeaweedFS S3 server
+for the session and the real `kfkit` CLI."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from mariadb_server import MariaDB
 
-from kfkit.local_store import LocalObjectStore
-from kfkit.storage import ObjectStore
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))  # the test helpers beside the tests
 
-REPO = Path(__file__).resolve().parents[1]
+from mariadb_server import MariaDB  # noqa: E402
+
+from kfkit.local_store import LocalObjectStore  # noqa: E402
+from kfkit.storage import ObjectStore  # noqa: E402
+
+REPO = Path(__file__).resolve().parent
 KFKIT = str(Path(sys.executable).parent / "kfkit")
 PENGUINS = REPO / "sdk" / "kfkit" / "data" / "penguins.csv"
 
@@ -41,7 +45,6 @@ def store_env(local_store, kfkit_home) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KFKIT_", "AWS_"))}
     env.update(local_store.config.to_env())
     env["KFKIT_HOME"] = str(kfkit_home)
-    env["KFKIT_REPO"] = str(REPO)
     return env
 
 
@@ -86,3 +89,24 @@ def mariadb(tmp_path_factory):
         server.stop()
         if saved is None:
             os.environ.pop("KFKIT_METADATA_MYSQL_PASSWORD", None)
+
+
+def make_artifact(kind, folder: Path, name: str, metadata: dict | None = None):
+    """A kfp artifact as kfp's executor hands it to a component: a URI under ``folder``
+    (its ``.path``) and metadata."""
+    return kind(name=name, uri=str(folder / name), metadata=dict(metadata or {}))
+
+
+def write_schema(frame, folder: Path) -> Path:
+    """A schema.pbtxt as validate writes it (FLOAT for numbers, BYTES for text), without
+    TensorFlow: for tests of the components downstream of validate."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = schema_pb2.Schema()
+    for column, dtype in frame.dtypes.items():
+        feature = schema.feature.add(name=str(column))
+        feature.type = schema_pb2.FLOAT if dtype.kind in "fi" else schema_pb2.BYTES
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "schema.pbtxt").write_text(text_format.MessageToString(schema))
+    return folder
