@@ -120,7 +120,7 @@ def select(name: str | None = None, *, connect: bool = True) -> Selection:
     ``connect=False`` is for rendering only: a cluster target named with no cluster configured
     is still selected (its ``manifest`` needs no cluster) instead of refused.
     """
-    source = f"deploy target {name!r}"
+    source = f"deploy target {name!r} was asked for"
     if name in (None, "", AUTO):
         name = os.environ.get(TARGET_ENV, "").strip().lower()
         source = f"{TARGET_ENV}={name}"
