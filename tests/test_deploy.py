@@ -12,10 +12,14 @@ path is exercised over HTTP. The operator's part, setting ``status``, is played 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import copy
+import dataclasses
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,13 +29,17 @@ from typing import Any
 import kmock
 import pytest
 import yaml
+from click.testing import CliRunner
 from conftest import run_kfkit
 from kubernetes import client
 
-from kfkit.deploy import seldon
+import kfkit.deploy
+from kfkit.deploy import registry, request, seldon
+from kfkit.deploy import target as target_module
 from kfkit.deploy.kube import SeldonTarget
-from kfkit.deploy.local import LocalTarget, read_record, served_version
-from kfkit.deploy.target import Rollout, cluster_config
+from kfkit.deploy.local import LocalTarget, read_record, record_path, served_version
+from kfkit.deploy.request import DeploymentRequest
+from kfkit.deploy.target import TargetContext, cluster_config
 from kfkit.errors import KfkitError
 
 NAMESPACE = "serving-test"
@@ -192,8 +200,8 @@ def target(kube: KmockApi) -> SeldonTarget:
     return SeldonTarget(kube.api(), NAMESPACE, poll_interval=0.05)
 
 
-def _rollout(version: str, strategy: str = "replace", traffic: int = 10) -> Rollout:
-    return Rollout(MODEL, version, f"s3://models/{MODEL}/{version}", "0" * 64, strategy, traffic)
+def _rollout(version: str, strategy: str = "replace", traffic: int = 10) -> DeploymentRequest:
+    return DeploymentRequest(MODEL, version, f"s3://models/{MODEL}/{version}", "0" * 64, strategy, traffic)
 
 
 def _read(kube: KmockApi) -> dict[str, Any]:
@@ -637,3 +645,308 @@ def test_ready_reads_the_operators_deployment_names():
     assert SeldonTarget.ready(obj)[0] is False  # kfkit's old guess of the key is not Seldon's
     obj["status"]["deploymentStatus"] = {f"{MODEL}-v3-0-model": {"availableReplicas": 1}}
     assert SeldonTarget.ready(obj) == (True, "Available")
+
+
+# ------------------------------------------------------------------ targets are plugins
+
+
+@pytest.fixture
+def no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No cluster configured (no service account, no kubeconfig); local state in tmp_path/home."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KFKIT_DEPLOY_TARGET", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KFKIT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _unreachable_kubeconfig(path: Path) -> Path:
+    """A kubeconfig for a cluster nobody answers at: a test that reaches it fails."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
+
+
+class NotebookTarget:
+    """A throwaway deploy target, known to kfkit only through ``registry.register``: it writes
+    rollouts into a class-level list (the registry builds the instance, the test reads the list)."""
+
+    applied: list[tuple[DeploymentRequest, str, float]] = []
+
+    def __init__(self, context: TargetContext) -> None:
+        self.context = context
+
+    def manifest(self, request: DeploymentRequest) -> dict[str, Any]:
+        return {"kind": "NotebookEntry", "name": request.name, "version": request.version,
+                "namespace": self.context.namespace}  # fmt: skip
+
+    def apply(self, rollout: DeploymentRequest, timeout: float) -> dict[str, Any]:
+        NotebookTarget.applied.append((rollout, self.context.namespace, timeout))
+        self.context.progress(f"notebook: {rollout.strategy} v{rollout.version}")
+        return self.status(rollout.model_name)
+
+    def status(self, model_name: str) -> dict[str, Any]:
+        mine = [r for r, _, _ in NotebookTarget.applied if r.model_name == model_name]
+        if not mine:
+            raise KfkitError(f"no notebook entry for {model_name}")
+        return {"target": "notebook", "name": mine[-1].name, "state": "Written",
+                "predictors": [{"name": f"v{mine[-1].version}", "traffic": 100}],
+                "candidate": None, "history": len(mine) - 1}  # fmt: skip
+
+    def history(self, model_name: str) -> list[dict[str, Any]]:
+        return []
+
+    def promote(self, model_name: str, timeout: float) -> dict[str, Any]:
+        raise KfkitError("a notebook has nothing to promote")
+
+    def rollback(self, model_name: str, timeout: float) -> dict[str, Any]:
+        raise KfkitError("a notebook has nothing to roll back")
+
+
+@pytest.fixture
+def notebook() -> Iterator[type[NotebookTarget]]:
+    NotebookTarget.applied = []
+    registry.register("notebook", NotebookTarget)
+    try:
+        yield NotebookTarget
+    finally:
+        registry.unregister("notebook")
+
+
+def test_registered_target_is_used_by_deploy_manifest_and_cli(
+    notebook: type[NotebookTarget], no_cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """One register() call is all a new target needs: deploy, manifest and `kfkit deploy` use it."""
+    from kfkit.cli import main
+
+    # A configured (unreachable) cluster: were the env setting ignored, seldon would be picked
+    # and the test would fail reaching it.
+    monkeypatch.setenv("KUBECONFIG", str(_unreachable_kubeconfig(tmp_path / "kubeconfig")))
+    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "notebook")
+    request_ = DeploymentRequest(MODEL, "7", f"s3://models/{MODEL}/7", "b" * 64, namespace="team-a")
+    lines: list[str] = []
+    record = kfkit.deploy.deploy(request_, "canary", 3.0, progress=lines.append)
+    assert record == {
+        "deployed": True,
+        "deploy_target": "notebook",
+        "deploy_strategy": "canary",
+        "deploy_state": "Written",
+        "deploy_predictors": json.dumps([{"name": "v7", "traffic": 100}], sort_keys=True),
+    }
+    assert notebook.applied == [(dataclasses.replace(request_, strategy="canary"), "team-a", 3.0)]
+    assert lines == ["notebook: canary v7"]  # no "recording a local ... instead"
+    assert not record_path(MODEL, no_cluster).exists()  # the local record was not touched
+
+    # Named explicitly, it wins over KFKIT_DEPLOY_TARGET.
+    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "local")
+    assert kfkit.deploy.deploy(request_, "replace", 1.0, target="notebook")["deploy_target"] == "notebook"
+    assert not record_path(MODEL, no_cluster).exists()
+    assert kfkit.deploy.manifest(request_, "notebook") == {
+        "kind": "NotebookEntry", "name": MODEL, "version": "7", "namespace": "team-a",
+    }  # fmt: skip
+
+    result = CliRunner().invoke(
+        main, ["deploy", "status", "--model", MODEL, "--target", "notebook", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert (status["target"], status["state"], status["history"]) == ("notebook", "Written", 1)
+
+
+def test_registry_refuses_clashes_and_unknown_targets_in_one_line(
+    notebook: type[NotebookTarget], no_cluster: Path
+):
+    with pytest.raises(KfkitError, match="deploy target 'notebook' is already registered"):
+        registry.register("notebook", NotebookTarget)
+    for reserved in ("cluster", "auto", "none", "Bad Name"):
+        with pytest.raises(KfkitError, match="use lowercase letters"):
+            registry.register(reserved, NotebookTarget)
+    with pytest.raises(KfkitError, match="'local' deploy target is the fallback"):
+        registry.unregister("local")
+    registry.unregister("notebook")
+    request_ = DeploymentRequest(MODEL, "1", "s3://models/penguins/1")
+    with pytest.raises(KfkitError) as info:
+        kfkit.deploy.deploy(request_, "replace", 1.0, target="notebook")
+    assert str(info.value) == (
+        "unknown deploy target 'notebook': expected 'auto', 'cluster' or one of 'local', 'seldon'"
+    )
+    registry.register("notebook", NotebookTarget)  # for the fixture's unregister
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add(node.module or "")
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_local_target_does_not_import_seldon(tmp_path: Path):
+    source = Path(kfkit.deploy.local.__file__)
+    imported = _imported_modules(source)
+    assert "kfkit.deploy.request" in imported
+    assert not [m for m in imported if "seldon" in m or m.startswith("kfkit.deploy.kube")], imported
+    # Strategy constants are the request module's; seldon.py only imports them.
+    seldon_tree = ast.parse(Path(seldon.__file__).read_text())
+    assigned = {t.id for n in seldon_tree.body if isinstance(n, ast.Assign) for t in n.targets
+                if isinstance(t, ast.Name)}  # fmt: skip
+    assert not assigned & {"REPLACE", "CANARY", "SHADOW", "HISTORY_LIMIT", "DEFAULT_NAMESPACE"}
+    # Nor transitively: a local deployment end to end loads neither Seldon's code nor kubernetes.
+    code = (
+        "import sys, kfkit.deploy as d\n"
+        "r = d.DeploymentRequest('penguins', '1', 's3://models/penguins/1')\n"
+        "assert d.deploy(r, 'replace', 1.0)['deploy_target'] == 'local'\n"
+        "print(sorted(m for m in sys.modules if 'seldon' in m or m.split('.')[0] == 'kubernetes'"
+        " or m == 'kfkit.deploy.kube'))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KFKIT_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert served_version(MODEL, tmp_path / "home") == "1"
+
+
+def test_manifest_of_each_target_renders_without_a_cluster(
+    no_cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    request_ = DeploymentRequest(MODEL, "3", f"s3://models/{MODEL}/3", "c" * 64, "canary", 20, NAMESPACE)
+    rendered = kfkit.deploy.manifest(request_, "seldon")
+    assert rendered == seldon.seldon_deployment(MODEL, "3", f"s3://models/{MODEL}/3", NAMESPACE)
+    assert (rendered["kind"], rendered["metadata"]["namespace"]) == ("SeldonDeployment", NAMESPACE)
+    (pred,) = rendered["spec"]["predictors"]
+    _check_predictor(pred, "3")
+    assert pred["traffic"] == 100
+
+    local = kfkit.deploy.manifest(request_, "local")
+    assert local == {
+        "model_name": MODEL,
+        "serving": {"version": "3", "uri": f"s3://models/{MODEL}/3", "sha256": "c" * 64},
+        "candidate": None,
+        "history": [],
+    }
+    assert not record_path(MODEL, no_cluster).exists()  # rendering writes nothing
+    # It is what a replace of that version records (less the time it was recorded).
+    LocalTarget().apply(dataclasses.replace(request_, strategy="replace"))
+    written = read_record(MODEL)
+    assert {k: v for k, v in written["serving"].items() if k != "at"} == local["serving"]
+    assert json.loads(json.dumps(local)) == local  # plain JSON
+
+    # With no target named: the selected one, local here, seldon once a cluster is configured
+    # (rendered without contacting it: that cluster does not answer).
+    assert kfkit.deploy.manifest(request_) == local
+    monkeypatch.setenv("KUBECONFIG", str(_unreachable_kubeconfig(tmp_path / "kubeconfig")))
+    assert kfkit.deploy.manifest(request_) == rendered
+
+
+def test_deploy_entry_point_without_a_cluster(no_cluster: Path):
+    request_ = DeploymentRequest(MODEL, "4", f"s3://models/{MODEL}/4", "a" * 64)
+    lines: list[str] = []
+    assert kfkit.deploy.deploy(request_, "none", 1.0) == {"deployed": False, "deploy_target": "none"}
+    assert read_record(MODEL) is None
+
+    recorded = kfkit.deploy.deploy(request_, "local", 1.0, progress=lines.append)
+    assert (recorded["deploy_target"], recorded["deploy_strategy"]) == ("local", "replace")
+    assert not [line for line in lines if "instead" in line]  # asked for local: nothing to explain
+
+    canary = dataclasses.replace(request_, version="5", model_uri=f"s3://models/{MODEL}/5", traffic=30)
+    recorded = kfkit.deploy.deploy(canary, "canary", 1.0, progress=lines.append)
+    assert (recorded["deploy_target"], recorded["deploy_strategy"]) == ("local", "canary")
+    assert lines[-1].startswith("deploy: recorded local deployment")
+    assert lines[-2] == (
+        "no Kubernetes cluster configured (no in-cluster service account, no kubeconfig): "
+        "recording a local canary deployment instead"
+    )
+    assert [(p["version"], p["traffic"]) for p in json.loads(recorded["deploy_predictors"])] == [
+        ("4", 70),
+        ("5", 30),
+    ]
+    assert served_version(MODEL) == "4"
+
+    with pytest.raises(KfkitError) as info:
+        kfkit.deploy.check_deploy_strategy("blue-green")
+    assert str(info.value) == (
+        "The 'deploy_strategy' parameter of push must be one of 'local', 'none', 'replace', "
+        "'canary', 'shadow'. Got 'blue-green' instead."
+    )
+    with pytest.raises(KfkitError, match="parameter of push must be one of"):
+        kfkit.deploy.deploy(request_, "blue-green", 1.0)
+    with pytest.raises(KfkitError) as info:
+        kfkit.deploy.deploy(request_, "replace", 1.0, target="seldon")
+    assert str(info.value).startswith("deploy target 'seldon' was asked for but no cluster is configured")
+    assert served_version(MODEL) == "4"  # neither refusal changed anything
+
+
+@pytest.mark.parametrize(
+    ("strategy", "traffic", "message"),
+    [
+        ("canary", 0, "canary traffic must be an integer percentage in 1..99, got 0"),
+        ("canary", 100, "canary traffic must be an integer percentage in 1..99, got 100"),
+        ("canary", True, "canary traffic must be an integer percentage in 1..99, got True"),
+        ("blue-green", 10, "unknown deploy strategy 'blue-green'"),
+        ("promote", 10, "strategy 'promote' is not a rollout of a new version"),
+    ],
+)
+def test_deployment_request_is_checked_when_built(strategy: str, traffic: Any, message: str):
+    with pytest.raises(KfkitError) as info:
+        DeploymentRequest(MODEL, "2", "s3://models/penguins/2", strategy=strategy, traffic=traffic)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    # Traffic only matters to a canary; the strategy names are the request module's.
+    assert DeploymentRequest(MODEL, "2", "s3://m/2", strategy=request.SHADOW, traffic=0).traffic == 0
+    assert request.ROLLOUT_STRATEGIES == ("replace", "canary", "shadow")
+
+
+def test_target_selection_order(no_cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Named target > KFKIT_DEPLOY_TARGET > in-cluster service account > kubeconfig > local."""
+    assert registry.select() == registry.Selection("local", None, registry.NO_CLUSTER)
+    kubeconfig = _unreachable_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert (registry.select().name, registry.select().cluster) == ("seldon", f"kubeconfig:{kubeconfig}")
+    token = tmp_path / "token"
+    token.write_text("t")
+    monkeypatch.setattr(target_module, "SERVICE_ACCOUNT_TOKEN", token)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert (registry.select().name, registry.select().cluster) == ("seldon", "in-cluster")
+    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "local")
+    assert registry.select().name == "local" and cluster_config() is None
+    assert registry.select("cluster") == registry.Selection(
+        "seldon", "in-cluster", "deploy target 'cluster' was asked for"
+    )
+    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "kserve")
+    with pytest.raises(KfkitError, match="KFKIT_DEPLOY_TARGET must be 'auto', 'cluster' or a deploy target"):
+        registry.select()
+    assert registry.select("local").name == "local"  # a named target does not read the env
+
+
+def test_deploy_entry_point_on_kmock_api(kube: KmockApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig(tmp_path / "kubeconfig")))
+    monkeypatch.delenv("KFKIT_DEPLOY_TARGET", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    request_ = DeploymentRequest(MODEL, "1", f"s3://models/{MODEL}/1", "a" * 64, namespace=NAMESPACE)
+    with OperatorStandIn(kube.api()):
+        recorded = kfkit.deploy.deploy(request_, "replace", 20)
+        assert (recorded["deploy_target"], recorded["deploy_state"]) == ("seldon", "Available")
+        second = dataclasses.replace(request_, version="2", model_uri=f"s3://models/{MODEL}/2")
+        recorded = kfkit.deploy.deploy(second, "shadow", 20)
+    assert recorded["deploy_strategy"] == "shadow"
+    assert _shares(_read(kube)) == [("v1", 100), ("v2", "shadow")]
+    _check_predictor(_read(kube)["spec"]["predictors"][1], "2")
+    # A target bound to one namespace refuses a request for another before sending anything.
+    bound = SeldonTarget(kube.api(), NAMESPACE)
+    with pytest.raises(KfkitError, match="asks for namespace 'elsewhere', but this SeldonDeployment"):
+        bound.apply(dataclasses.replace(second, version="3", namespace="elsewhere"), timeout=1)
+    assert _shares(_read(kube)) == [("v1", 100), ("v2", "shadow")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,9 @@ from kfkit.cli._app import (
     main,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from kfkit.deploy.target import DeployTarget
 
 # -- deploy: status, history, promote, rollback (kfkit.deploy) -------------------------------
 
@@ -35,26 +38,27 @@ def deploy_group() -> None:
 
 def _deploy_options(func):
     func = click.option("--json", "as_json", is_flag=True)(func)
+    # A name checked by the registry when used, not a click.Choice fixed at import: a target
+    # registered later (a plugin) is as usable here as a built-in one.
     func = click.option(
         "--target",
-        type=click.Choice(["auto", "cluster", "local"]),
         default="auto",
         show_default=True,
-        help="auto: the configured cluster if any (KFKIT_DEPLOY_TARGET, in-cluster, kubeconfig), else local.",
+        metavar="auto|cluster|NAME",
+        help="auto: KFKIT_DEPLOY_TARGET, else the configured cluster if any (in-cluster, kubeconfig), "
+        "else local. cluster: the default cluster target (seldon). NAME: a registered deploy "
+        "target (local, seldon).",
     )(func)
     func = click.option("--namespace", default="kfkit-serving", show_default=True)(func)
     func = click.option("--model", "model_name", required=True, metavar="NAME")(func)
     return func
 
 
-def _deploy_target(target: str, namespace: str):
-    import os
+def _deploy_target(target: str, namespace: str) -> DeployTarget:
+    """The named target, else the selected one (kfkit.deploy.registry.select)."""
+    from kfkit.deploy.registry import get_target
 
-    from kfkit.deploy.target import TARGET_ENV, get_target
-
-    if target != "auto":
-        os.environ[TARGET_ENV] = target
-    return get_target(namespace, progress=_progress)
+    return get_target(target, namespace=namespace, progress=_progress)
 
 
 def _print_state(state: dict[str, Any]) -> None:

@@ -1,1 +1,87 @@
-"""Deployment targets. Today: Seldon Core v1 ``SeldonDeployment`` manifests."""
+"""Deploying a pushed model: what push and ``kfkit deploy`` call, whatever the target.
+
+``deploy(request, strategy, timeout, progress)`` rolls a version out and returns the small
+record push keeps in lineage; ``manifest(request, target)`` renders what a target would serve,
+for push to keep as an artifact. Neither knows any target: targets are plugins found through
+``kfkit.deploy.registry`` (built in: ``local``, ``seldon``), all speaking the
+``kfkit.deploy.target.DeployTarget`` protocol about a ``kfkit.deploy.request.DeploymentRequest``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace as _with
+from typing import Any
+
+from kfkit.deploy.registry import LOCAL, Selection, get_target, register, select, unregister
+from kfkit.deploy.request import (
+    DEFAULT_NAMESPACE,
+    DEPLOY_STRATEGIES,
+    NONE,
+    REPLACE,
+    DeploymentRequest,
+    check_deploy_strategy,
+)
+from kfkit.deploy.target import DeployTarget
+
+__all__ = [
+    "DEPLOY_STRATEGIES",
+    "DeployTarget",
+    "DeploymentRequest",
+    "check_deploy_strategy",
+    "deploy",
+    "get_target",
+    "manifest",
+    "register",
+    "select",
+    "unregister",
+]
+
+
+def deploy(
+    request: DeploymentRequest,
+    strategy: str,
+    timeout: float,
+    progress: Callable[[str], None] | None = None,
+    *,
+    target: str | None = None,
+) -> dict[str, Any]:
+    """Deploy a pushed version as push's ``deploy_strategy`` says; a small record for lineage.
+
+    ``none``: nothing deployed. ``local``: the local record (what ``kfkit serve`` serves) with
+    ``replace``, never a cluster. ``replace``/``canary``/``shadow``: that rollout on ``target``
+    if named, else the selected one (``KFKIT_DEPLOY_TARGET``, in-cluster, kubeconfig), waiting
+    until it serves and rolled back otherwise; with nothing configured, the local record with
+    the same strategy, said through ``progress`` (a pipeline run on a laptop still deploys).
+    ``strategy`` overrides ``request.strategy``: push has one parameter for both.
+    """
+    check_deploy_strategy(strategy)
+    if strategy == NONE:
+        return {"deployed": False, "deploy_target": NONE}
+    say = progress or (lambda line: None)
+    if strategy == LOCAL:
+        selection = Selection(LOCAL, None, "deploy_strategy 'local'")
+        rollout = _with(request, strategy=REPLACE)
+    else:
+        selection = select(target)
+        rollout = _with(request, strategy=strategy)
+        if selection.name == LOCAL and target is None:
+            say(f"{selection.reason}: recording a local {strategy} deployment instead")
+    chosen = get_target(selection, namespace=request.namespace or DEFAULT_NAMESPACE, progress=say)
+    state = chosen.apply(rollout, timeout)
+    return {
+        "deployed": True,
+        "deploy_target": selection.name,
+        "deploy_strategy": rollout.strategy,
+        "deploy_state": state.get("state"),
+        "deploy_predictors": json.dumps(state.get("predictors", []), sort_keys=True),
+    }
+
+
+def manifest(request: DeploymentRequest, target: str | None = None) -> dict[str, Any]:
+    """What ``target`` (else the selected one) serves for ``request``'s version on its own:
+    the SeldonDeployment for ``seldon``, the JSON record for ``local``. Pure rendering: a
+    cluster target renders without a cluster configured, and nothing is read or written."""
+    selection = select(target, connect=False)
+    return get_target(selection, namespace=request.namespace or DEFAULT_NAMESPACE).manifest(request)

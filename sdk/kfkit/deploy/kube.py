@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kfkit.deploy import seldon
-from kfkit.deploy.target import Rollout
+from kfkit.deploy.request import DEFAULT_NAMESPACE, DeploymentRequest
+from kfkit.deploy.target import TargetContext
 from kfkit.errors import KfkitError
 
 AVAILABLE = "Available"
@@ -52,21 +53,44 @@ def _api_message(exc: Any) -> str:
 
 
 class SeldonTarget:
-    """``DeployTarget`` for Seldon Core v1 SeldonDeployments in one namespace."""
+    """``DeployTarget`` for Seldon Core v1 SeldonDeployments in one namespace.
+
+    ``api`` is a ``CustomObjectsApi``; without one it is made from ``cluster`` (see
+    ``kfkit.deploy.target.detect_cluster``) on the first call that needs the cluster, so a
+    target built with neither still renders manifests.
+    """
 
     def __init__(
         self,
-        api: Any,
-        namespace: str,
+        api: Any = None,
+        namespace: str = DEFAULT_NAMESPACE,
         progress: Callable[[str], None] | None = None,
         poll_interval: float = 1.0,
         conflict_retries: int = 5,
+        cluster: str | None = None,
     ) -> None:
-        self.api = api
+        self._api = api
+        self.cluster = cluster
         self.namespace = namespace
         self.progress = progress or (lambda line: None)
         self.poll_interval = poll_interval
         self.conflict_retries = conflict_retries
+
+    @classmethod
+    def from_context(cls, context: TargetContext) -> SeldonTarget:
+        """The registry's factory (``seldon``)."""
+        return cls(namespace=context.namespace, progress=context.progress, cluster=context.cluster)
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            if self.cluster is None:
+                raise KfkitError(
+                    "the seldon deploy target needs a Kubernetes cluster: no in-cluster service "
+                    "account and no kubeconfig ($KUBECONFIG or ~/.kube/config)"
+                )
+            self._api = custom_objects_api(self.cluster)
+        return self._api
 
     # -- the API calls, with errors as one line ------------------------------------------------
 
@@ -245,7 +269,18 @@ class SeldonTarget:
 
     # -- DeployTarget -------------------------------------------------------------------------------
 
-    def apply(self, rollout: Rollout, timeout: float) -> dict[str, Any]:
+    def manifest(self, request: DeploymentRequest) -> dict[str, Any]:
+        """The SeldonDeployment serving ``request``'s version alone (pure; no cluster needed)."""
+        return seldon.seldon_deployment(
+            request.model_name, request.version, request.model_uri, request.namespace or self.namespace
+        )
+
+    def apply(self, rollout: DeploymentRequest, timeout: float) -> dict[str, Any]:
+        if rollout.namespace and rollout.namespace != self.namespace:
+            raise KfkitError(
+                f"deployment of {rollout.model_name} asks for namespace {rollout.namespace!r}, "
+                f"but this SeldonDeployment target serves {self.namespace!r}"
+            )
         new = seldon.predictor(rollout.model_name, rollout.version, rollout.model_uri)
 
         def compute(current: dict[str, Any] | None) -> dict[str, Any]:

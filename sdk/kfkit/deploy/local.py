@@ -11,6 +11,10 @@
 Strategies mean the same as on a cluster, but one local server serves only ``serving``:
 a canary or shadow is recorded as ``candidate`` until promoted. The file is replaced
 atomically (write to a temporary file, then rename).
+
+Everything target-neutral (strategies, their checks, the record's name, the history limit)
+comes from ``kfkit.deploy.request``: this module does not import any other target, so the
+local record keeps working, and keeps its meaning, whatever happens to Seldon's code.
 """
 
 from __future__ import annotations
@@ -24,12 +28,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kfkit.deploy import seldon
-from kfkit.deploy.target import Rollout
+from kfkit.deploy.request import (
+    CANARY,
+    HISTORY_LIMIT,
+    REPLACE,
+    SHADOW,
+    DeploymentRequest,
+    check_canary_traffic,
+    check_strategy,
+    record_name,
+)
+from kfkit.deploy.target import TargetContext
 from kfkit.errors import KfkitError
 from kfkit.settings import state_dir
-
-HISTORY_LIMIT = seldon.HISTORY_LIMIT
 
 
 def _now() -> str:
@@ -37,7 +48,7 @@ def _now() -> str:
 
 
 def record_path(model_name: str, root: Path | None = None) -> Path:
-    return (root or state_dir()) / "deployments" / f"{seldon.resource_name(model_name)}.json"
+    return (root or state_dir()) / "deployments" / f"{record_name(model_name)}.json"
 
 
 def read_record(model_name: str, root: Path | None = None) -> dict[str, Any] | None:
@@ -64,6 +75,24 @@ class LocalTarget:
     def __init__(self, root: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
         self.root = root
         self.progress = progress or (lambda line: None)
+
+    @classmethod
+    def from_context(cls, context: TargetContext) -> LocalTarget:
+        """The registry's factory: the local record has no namespace and needs no cluster."""
+        return cls(progress=context.progress)
+
+    @staticmethod
+    def _entry(request: DeploymentRequest) -> dict[str, Any]:
+        return {"version": str(request.version), "uri": request.model_uri, "sha256": request.sha256}
+
+    def manifest(self, request: DeploymentRequest) -> dict[str, Any]:
+        """The record that serving ``request``'s version alone writes (what ``replace`` makes).
+
+        Without the times ``apply`` adds, so the same request always renders the same JSON;
+        a canary or shadow needs the serving state first, which only ``apply`` reads.
+        """
+        return {"model_name": request.model_name, "serving": self._entry(request), "candidate": None,
+                "history": []}  # fmt: skip
 
     def _write(self, model_name: str, record: dict[str, Any]) -> None:
         path = record_path(model_name, self.root)
@@ -95,18 +124,13 @@ class LocalTarget:
         after["last_change"] = {"at": _now(), "change": change}
         self._write(model_name, after)
 
-    def apply(self, rollout: Rollout, timeout: float = 0.0) -> dict[str, Any]:
+    def apply(self, rollout: DeploymentRequest, timeout: float = 0.0) -> dict[str, Any]:
         before = read_record(rollout.model_name, self.root)
-        entry = {
-            "version": str(rollout.version),
-            "uri": rollout.model_uri,
-            "sha256": rollout.sha256,
-            "at": _now(),
-        }
+        entry = {**self._entry(rollout), "at": _now()}
         after = copy.deepcopy(before) if before else {"model_name": rollout.model_name}
-        if rollout.strategy == seldon.REPLACE:
+        if rollout.strategy == REPLACE:
             after["serving"], after["candidate"] = entry, None
-        elif rollout.strategy in (seldon.CANARY, seldon.SHADOW):
+        elif rollout.strategy in (CANARY, SHADOW):
             if not (before and before.get("serving")):
                 raise KfkitError(
                     f"{rollout.model_name} has no local deployment yet: deploy it with strategy "
@@ -114,16 +138,15 @@ class LocalTarget:
                 )
             if before["serving"]["version"] == entry["version"]:
                 raise KfkitError(f"{rollout.model_name}: version {entry['version']} is already serving")
-            if rollout.strategy == seldon.CANARY and not 0 < rollout.traffic < 100:
-                raise KfkitError(
-                    f"canary traffic must be an integer percentage in 1..99, got {rollout.traffic!r}"
-                )
+            if rollout.strategy == CANARY:
+                check_canary_traffic(rollout.traffic)
             entry["mode"] = rollout.strategy
-            if rollout.strategy == seldon.CANARY:
+            if rollout.strategy == CANARY:
                 entry["traffic"] = rollout.traffic
             after["candidate"] = entry
         else:
-            seldon.plan(None, rollout.strategy)  # raises the one-line "unknown strategy" error
+            check_strategy(rollout.strategy)  # raises the one-line "unknown strategy" error
+            raise KfkitError(f"strategy {rollout.strategy!r} is not a rollout of a new version")
         self._save(rollout.model_name, before, after, f"{rollout.strategy} v{rollout.version}")
         self.progress(
             f"deploy: recorded local deployment of {rollout.model_name} version {rollout.version} "
@@ -175,12 +198,12 @@ class LocalTarget:
         if candidate:
             predictors.append(
                 {"name": f"v{candidate['version']}", "version": candidate["version"],
-                 "traffic": candidate.get("traffic"), "shadow": candidate["mode"] == seldon.SHADOW,
+                 "traffic": candidate.get("traffic"), "shadow": candidate["mode"] == SHADOW,
                  "model_uri": candidate["uri"]}
             )  # fmt: skip
         return {
             "target": "local",
-            "name": seldon.resource_name(model_name),
+            "name": record_name(model_name),
             "record": str(record_path(model_name, self.root)),
             "state": "Recorded",
             "serving_version": serving.get("version"),

@@ -1,6 +1,8 @@
 """Build and change the SeldonDeployment (``machinelearning.seldon.io/v1``) serving a model.
 
 Pure functions on plain dicts; nothing here talks to a cluster (``kfkit.deploy.kube`` does).
+The strategies, their checks, the history limit and the deployment's name are not Seldon's
+but every target's (``kfkit.deploy.request``); this module only says how Seldon expresses them.
 
 - The model is fetched from the object store by Seldon's storage initializer, which reads
   rclone-style credentials from the Secret named by ``envSecretRefName``: no credential is
@@ -24,10 +26,22 @@ import copy
 import datetime
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
+from kfkit.deploy.request import (
+    CANARY,
+    DEFAULT_NAMESPACE,
+    HISTORY_LIMIT,
+    PROMOTE,
+    REPLACE,
+    ROLLBACK,
+    ROLLOUT_STRATEGIES,
+    SHADOW,
+    check_canary_traffic,
+    check_strategy,
+    record_name,
+)
 from kfkit.errors import KfkitError
 from kfkit.images import SERVING_IMAGE  # noqa: E402 - re-exported for callers
 
@@ -35,7 +49,6 @@ GROUP = "machinelearning.seldon.io"
 VERSION = "v1"
 PLURAL = "seldondeployments"
 KIND = "SeldonDeployment"
-DEFAULT_NAMESPACE = "kfkit-serving"
 STORAGE_SECRET = "kfkit-seldon-rclone"
 MODEL_CLASS = "kfkit.serving.model.KfkitModel"
 
@@ -43,20 +56,14 @@ HISTORY_ANNOTATION = "kfkit.io/history"
 CANDIDATE_ANNOTATION = "kfkit.io/candidate"
 CHANGE_ANNOTATION = "kfkit.io/last-change"
 VERSION_LABEL = "kfkit.io/model-version"
-HISTORY_LIMIT = 10
 
-REPLACE = "replace"
-CANARY = "canary"
-SHADOW = "shadow"
-PROMOTE = "promote"
-ROLLBACK = "rollback"
-ROLLOUT_STRATEGIES = (REPLACE, CANARY, SHADOW)
+# The strategies, history limit, default namespace and record name are every target's, from
+# kfkit.deploy.request; what follows is only how Seldon expresses them.
 
 
 def resource_name(model_name: str) -> str:
-    """A DNS-1123 name for the deployment (Kubernetes refuses anything else)."""
-    name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
-    return name[:63].rstrip("-") or "model"
+    """The SeldonDeployment's name: the target-neutral ``record_name`` (already DNS-1123)."""
+    return record_name(model_name)
 
 
 def predictor_name(version: str) -> str:
@@ -262,8 +269,7 @@ def plan(
         if new["name"] == main["name"]:
             raise KfkitError(f"{where}: version {new['name']} is already the serving predictor")
         if strategy == CANARY:
-            if not isinstance(traffic, int) or not 0 < traffic < 100:
-                raise KfkitError(f"canary traffic must be an integer percentage in 1..99, got {traffic!r}")
+            check_canary_traffic(traffic)
             main["traffic"] = 100 - traffic
             new.pop("shadow", None)
             new["traffic"] = traffic
@@ -283,10 +289,8 @@ def plan(
         new.pop("shadow", None)
         new["traffic"] = 100
         return [new], None
-    raise KfkitError(
-        f"unknown deploy strategy {strategy!r}: expected one of "
-        f"{', '.join(repr(s) for s in (*ROLLOUT_STRATEGIES, PROMOTE, ROLLBACK))}"
-    )
+    check_strategy(strategy)  # raises the one-line "unknown deploy strategy" error
+    raise KfkitError(f"{where}: strategy {strategy!r} is not planned here (see rolled_back)")
 
 
 def changed(

@@ -1,17 +1,17 @@
-"""Where a pushed model is deployed: a small interface, and how kfkit picks the target.
+"""What a deploy target is (``DeployTarget``), what it is built from, and cluster detection.
 
-``DeployTarget`` is what push and ``kfkit deploy`` talk to. Two implementations today:
+``DeployTarget`` is all that push and ``kfkit deploy`` know of a target; which one is used is
+the registry's business (``kfkit.deploy.registry``). Two implementations today:
 
-- ``kfkit.deploy.kube.SeldonTarget``: a SeldonDeployment (Seldon Core v1) through the
-  Kubernetes API; Seldon Core v2 (``Model``/``Experiment``) or KServe (``InferenceService``)
-  would be further implementations of the same five methods.
-- ``kfkit.deploy.local.LocalTarget``: a JSON record in the local state folder, which
-  ``kfkit serve --model NAME`` (no version) serves. Used when no cluster is configured.
+- ``seldon``: ``kfkit.deploy.kube.SeldonTarget``, a SeldonDeployment (Seldon Core v1) through
+  the Kubernetes API; Seldon Core v2 (``Model``/``Experiment``) or KServe
+  (``InferenceService``) would be further implementations of the same methods.
+- ``local``: ``kfkit.deploy.local.LocalTarget``, a JSON record in the local state folder,
+  which ``kfkit serve --model NAME`` (no version) serves. Used when no cluster is configured.
 
-Target selection (``cluster_config``), flag > environment > detection:
-``KFKIT_DEPLOY_TARGET=local|cluster`` forces one; otherwise a pod's service account
-(in-cluster, as in a Kubeflow pipeline step), else ``$KUBECONFIG`` or ``~/.kube/config``,
-else local.
+Cluster detection (``detect_cluster``): a pod's service account (in-cluster, as in a Kubeflow
+pipeline step), else ``$KUBECONFIG`` or ``~/.kube/config``, else none. The registry puts
+``KFKIT_DEPLOY_TARGET`` (and an explicitly named target) in front of it.
 """
 
 from __future__ import annotations
@@ -22,29 +22,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from kfkit.errors import KfkitError
+from kfkit.deploy.request import DEFAULT_NAMESPACE, NONE, DeploymentRequest
 
 TARGET_ENV = "KFKIT_DEPLOY_TARGET"
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-NO_DEPLOY = "none"
+NO_DEPLOY = NONE
+
+# Kept for callers written before DeploymentRequest existed (kfkit.steps.push until it calls
+# kfkit.deploy.deploy): the same class, the same positional fields first.
+Rollout = DeploymentRequest
+
+
+def _no_progress(line: str) -> None:
+    """Progress nobody listens to."""
 
 
 @dataclass(frozen=True)
-class Rollout:
-    """One model version to roll out with a strategy (``replace``, ``canary`` or ``shadow``)."""
+class TargetContext:
+    """What a target factory is given: where to deploy and whom to tell.
 
-    model_name: str
-    version: str
-    model_uri: str
-    sha256: str = ""
-    strategy: str = "replace"
-    traffic: int = 10  # the canary's share, percent
+    ``cluster`` is ``in-cluster``, ``kubeconfig:<path>`` or None. A target that talks to a
+    cluster must still build with None (and fail with one line only when it has to talk),
+    so that ``kfkit.deploy.manifest`` can render its objects on a machine without a cluster.
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
+    progress: Callable[[str], None] = _no_progress
+    cluster: str | None = None
 
 
 class DeployTarget(Protocol):
-    """A place that serves models. Each method returns ``summary``-shaped JSON (see seldon.py)."""
+    """A place that serves models. Each method but ``manifest`` and ``history`` returns a
+    status dict (``target``, ``name``, ``state``, ``predictors``, ``candidate``, ``history``),
+    the shape ``kfkit deploy status`` prints and push records."""
 
-    def apply(self, rollout: Rollout, timeout: float) -> dict[str, Any]:
+    def manifest(self, request: DeploymentRequest) -> dict[str, Any]:
+        """The target's own rendering of what serving ``request`` alone looks like (a
+        SeldonDeployment, a JSON record...): pure, no I/O, so push can keep it as an artifact."""
+        ...
+
+    def apply(self, rollout: DeploymentRequest, timeout: float) -> dict[str, Any]:
         """Roll out; wait until it serves; on failure or timeout restore the previous state
         and raise one clear KfkitError."""
         ...
@@ -58,13 +75,8 @@ class DeployTarget(Protocol):
     def rollback(self, model_name: str, timeout: float) -> dict[str, Any]: ...
 
 
-def cluster_config() -> str | None:
-    """``in-cluster``, ``kubeconfig:<path>``, or None (no cluster configured: deploy locally)."""
-    forced = os.environ.get(TARGET_ENV, "").strip().lower()
-    if forced not in ("", "local", "cluster"):
-        raise KfkitError(f"{TARGET_ENV} must be 'local' or 'cluster', got {forced!r}")
-    if forced == "local":
-        return None
+def detect_cluster() -> str | None:
+    """``in-cluster``, ``kubeconfig:<path>``, or None: the configured cluster, if any."""
     if os.environ.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_TOKEN.is_file():
         return "in-cluster"
     configured = os.environ.get("KUBECONFIG", "")
@@ -74,12 +86,18 @@ def cluster_config() -> str | None:
     for path in candidates:
         if path.is_file():
             return f"kubeconfig:{path}"
-    if forced == "cluster":
-        raise KfkitError(
-            f"{TARGET_ENV}=cluster but no cluster is configured: no in-cluster service account "
-            "and no kubeconfig ($KUBECONFIG or ~/.kube/config)"
-        )
     return None
+
+
+def cluster_config() -> str | None:
+    """The cluster the selected target deploys to (None: a target without one, e.g. local).
+
+    ``KFKIT_DEPLOY_TARGET`` first (``local``, ``cluster`` or a registered target's name),
+    then detection; see ``kfkit.deploy.registry.select``.
+    """
+    from kfkit.deploy.registry import select
+
+    return select().cluster
 
 
 def get_target(
@@ -87,13 +105,14 @@ def get_target(
     progress: Callable[[str], None] | None = None,
     config: str | None = "detect",
 ) -> DeployTarget:
-    """The Seldon target when a cluster is configured, else the local record."""
+    """Kept for callers written before the registry: the cluster target when ``config`` names
+    a cluster, else the local record. New code: ``kfkit.deploy.registry.get_target``."""
+    from kfkit.deploy import registry
+
     if config == "detect":
-        config = cluster_config()
-    if config is None:
-        from kfkit.deploy.local import LocalTarget
-
-        return LocalTarget(progress=progress)
-    from kfkit.deploy.kube import SeldonTarget, custom_objects_api
-
-    return SeldonTarget(custom_objects_api(config), namespace, progress=progress)
+        selection = registry.select()
+    elif config is None:
+        selection = registry.Selection(registry.LOCAL, None, registry.NO_CLUSTER)
+    else:
+        selection = registry.Selection(registry.CLUSTER_TARGET, config, f"cluster from {config}")
+    return registry.get_target(selection, namespace=namespace, progress=progress)

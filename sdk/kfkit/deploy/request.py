@@ -1,0 +1,107 @@
+"""What every deploy target agrees on: the request, the strategies and their rules, the names.
+
+Kept apart from any one target so that a target is only a renderer and an applier: the local
+record (``kfkit.deploy.local``) and Seldon (``kfkit.deploy.seldon`` + ``kfkit.deploy.kube``)
+both import from here, and neither imports the other. A new target (KServe, Seldon Core v2)
+reads the same ``DeploymentRequest`` and inherits the same checks, so a request refused by
+one target for a bad strategy or traffic share is refused by all of them, before anything
+is written anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kfkit.errors import KfkitError
+
+# How a version is rolled out (the request's ``strategy``).
+REPLACE = "replace"  # the new version takes all the traffic
+CANARY = "canary"  # the new version takes ``traffic`` percent, the serving one the rest
+SHADOW = "shadow"  # the new version gets a mirror of the traffic; its answers are discarded
+ROLLOUT_STRATEGIES = (REPLACE, CANARY, SHADOW)
+
+# Changes that are not rollouts of a new version (``kfkit deploy promote|rollback``).
+PROMOTE = "promote"
+ROLLBACK = "rollback"
+
+# The push step's ``deploy_strategy``: a rollout strategy, or where not to go.
+LOCAL = "local"  # always the local record, never a cluster (a ``replace`` there)
+NONE = "none"  # push only, deploy nothing
+DEPLOY_STRATEGIES = (LOCAL, NONE, REPLACE, CANARY, SHADOW)
+
+DEFAULT_NAMESPACE = "kfkit-serving"
+# Previous states a target keeps for rollback: bounded, because Seldon keeps them in an
+# annotation (262144 bytes for all annotations) and the local record should not grow forever.
+HISTORY_LIMIT = 10
+
+
+def record_name(model_name: str) -> str:
+    """The name of a model's deployment record in every target: a DNS-1123 label (Kubernetes
+    refuses anything else, and one rule for all targets keeps file and object names alike)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
+    return name[:63].rstrip("-") or "model"
+
+
+def check_deploy_strategy(strategy: str) -> None:
+    """Checked before anything is pushed, in scikit-learn's one shape of parameter error."""
+    if strategy not in DEPLOY_STRATEGIES:
+        raise KfkitError(
+            f"The 'deploy_strategy' parameter of push must be one of "
+            f"{', '.join(repr(s) for s in DEPLOY_STRATEGIES)}. Got {strategy!r} instead."
+        )
+
+
+def check_strategy(strategy: str) -> None:
+    """One line naming the strategies every target understands."""
+    if strategy not in (*ROLLOUT_STRATEGIES, PROMOTE, ROLLBACK):
+        raise KfkitError(
+            f"unknown deploy strategy {strategy!r}: expected one of "
+            f"{', '.join(repr(s) for s in (*ROLLOUT_STRATEGIES, PROMOTE, ROLLBACK))}"
+        )
+
+
+def check_canary_traffic(traffic: object) -> None:
+    """A canary's share must leave some traffic to each side: 0 is no canary, 100 a replace."""
+    if not isinstance(traffic, int) or isinstance(traffic, bool) or not 0 < traffic < 100:
+        raise KfkitError(f"canary traffic must be an integer percentage in 1..99, got {traffic!r}")
+
+
+@dataclass(frozen=True)
+class DeploymentRequest:
+    """One model version to serve, and how; checked when built, so no target sees a bad one.
+
+    ``traffic`` is the canary's share (ignored by ``replace`` and ``shadow``). ``namespace``
+    None means the target's own (``kfkit-serving`` unless the target was built for another);
+    a target bound to a namespace refuses a request naming a different one rather than
+    deploying somewhere the caller did not ask for.
+    """
+
+    model_name: str
+    version: str
+    model_uri: str
+    sha256: str = ""
+    strategy: str = REPLACE
+    traffic: int = 10
+    namespace: str | None = None
+
+    def __post_init__(self) -> None:
+        if not str(self.model_name).strip():
+            raise KfkitError("a deployment request needs a model name")
+        if not str(self.version).strip():
+            raise KfkitError(f"deployment request for {self.model_name}: empty model version")
+        if not str(self.model_uri).strip():
+            raise KfkitError(f"deployment request for {self.model_name}: empty model URI")
+        if self.strategy not in ROLLOUT_STRATEGIES:
+            check_strategy(self.strategy)  # unknown: says which exist
+            raise KfkitError(
+                f"strategy {self.strategy!r} is not a rollout of a new version: expected one of "
+                f"{', '.join(repr(s) for s in ROLLOUT_STRATEGIES)}"
+            )
+        if self.strategy == CANARY:
+            check_canary_traffic(self.traffic)
+
+    @property
+    def name(self) -> str:
+        """``record_name(model_name)``: what the target calls this model's deployment."""
+        return record_name(self.model_name)
