@@ -49,11 +49,11 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 import kfkit
+from kfkit.components.train.executor import build_pipeline
 from kfkit.model_folder import MODEL_FILE, Feature, save_model
 from kfkit.net import free_port
 from kfkit.serving.model import KfkitModel
 from kfkit.serving.server import start_server
-from kfkit.components.train.executor import build_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the apt-get helper the tests use for MariaDB

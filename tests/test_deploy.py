@@ -559,45 +559,8 @@ def test_cluster_config_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         cluster_config()
 
 
-def test_push_deploys_locally_without_a_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The push step's deploy with a cluster strategy and no cluster: a local record, said so."""
-    from kfkit.steps.push import PushResult, check_deploy_strategy, deploy
-
-    monkeypatch.setenv("KFKIT_HOME", str(tmp_path))
-    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "local")
-    lines: list[str] = []
-    result = PushResult("4", "s3://models/penguins/4/", "a" * 64, {})
-    assert deploy(result, MODEL, "none") == {"deployed": False, "deploy_target": "none"}
-    recorded = deploy(result, MODEL, "replace", progress=lines.append)
-    assert recorded["deploy_target"] == "local" and recorded["deployed"] is True
-    assert "no Kubernetes cluster configured" in lines[0]
-    assert read_record(MODEL, tmp_path)["serving"] == {
-        "version": "4",
-        "uri": "s3://models/penguins/4",
-        "sha256": "a" * 64,
-        "at": read_record(MODEL, tmp_path)["serving"]["at"],
-    }
-    with pytest.raises(KfkitError, match="The 'deploy_strategy' parameter of push must be one of"):
-        check_deploy_strategy("blue-green")
-
-
-def test_push_deploys_to_the_cluster_on_kmock_api(
-    kube: KmockApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from kfkit.steps.push import PushResult, deploy
-
-    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig(tmp_path / "kubeconfig")))
-    monkeypatch.delenv("KFKIT_DEPLOY_TARGET", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    result = PushResult("1", "s3://models/penguins/1/", "a" * 64, {})
-    with OperatorStandIn(kube.api()):
-        recorded = deploy(result, MODEL, "replace", namespace=NAMESPACE, timeout=20)
-    assert recorded["deploy_target"] == "seldon" and recorded["deploy_state"] == "Available"
-    _check_predictor(_read(kube)["spec"]["predictors"][0], "1")
-
-
 def test_serve_picks_the_locally_deployed_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from kfkit.cli import deployed_reference
+    from kfkit.cli.deploy import deployed_reference
 
     monkeypatch.setenv("KFKIT_HOME", str(tmp_path))
     assert deployed_reference(MODEL) == MODEL  # nothing deployed: the latest version

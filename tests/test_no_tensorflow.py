@@ -1,4 +1,4 @@
-"""Train, evaluate and push logic must not import TensorFlow (it costs seconds per task)."""
+"""ingest, train, evaluate and push must not import TensorFlow (it costs seconds per task)."""
 
 from __future__ import annotations
 
@@ -10,40 +10,45 @@ from conftest import PENGUINS, REPO
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, tempfile, types
+    import sys, tempfile
     from pathlib import Path
+    from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Metrics, Model
     from tensorflow_metadata.proto.v0 import schema_pb2
     from google.protobuf import text_format
-    from kfkit import executors
-    from kfkit.steps import ingest, train, evaluate, push
+    from kfkit.components import evaluate, ingest, push, train
 
     work = Path(tempfile.mkdtemp())
-    result = ingest.ingest({penguins!r}, "species")
+
+    def artifact(kind, name, **metadata):
+        return kind(name=name, uri=str(work / name), metadata=dict(metadata))
+
+    train_split, eval_split = artifact(Dataset, "train_split"), artifact(Dataset, "eval_split")
+    ingest.python_func(source_uri={penguins!r}, label_column="species", train_split=train_split,
+                       eval_split=eval_split, eval_fraction=0.2, split_key="", task_name="ingest")
     schema = schema_pb2.Schema()
-    for column in result.train.columns:
-        kind = schema_pb2.BYTES if result.train[column].dtype == object else schema_pb2.FLOAT
+    for column in ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex",
+                   "year", "species"):
+        kind = schema_pb2.BYTES if column in ("island", "sex", "species") else schema_pb2.FLOAT
         schema.feature.add(name=column, type=kind)
     (work / "schema").mkdir()
     (work / "schema" / "schema.pbtxt").write_text(text_format.MessageToString(schema))
-    ingest.write_split(result.train, str(work / "train.parquet"))
-    ingest.write_split(result.eval, str(work / "eval.parquet"))
 
-    def artifact(name, **metadata):
-        return types.SimpleNamespace(
-            path=str(work / name), metadata=dict(metadata),
-            log_metric=lambda k, v: None, log_confusion_matrix=lambda c, m: None,
-        )
-
-    split = artifact("train.parquet", label_column="species", dataset_fingerprint="f")
-    model = artifact("model")
-    executors.run_train(split, artifact("schema"), artifact("a", blessed=True), "m", "classification",
-                        "random_forest", {{"n_estimators": 10}}, 0, "run", model)
-    blessing = artifact("blessing")
-    executors.run_evaluate(model, artifact("eval.parquet"), {{"accuracy": 0.5}}, artifact("metrics"),
-                           artifact("cm"), blessing)
+    model = artifact(Model, "model")
+    train.python_func(train_split=train_split, schema=artifact(Artifact, "schema"),
+                      anomalies=artifact(Artifact, "a", blessed=True), model_name="m", model=model,
+                      problem_type="classification", estimator="random_forest",
+                      hyperparameters={{"n_estimators": 10}}, random_seed=0, run_id="run", task_name="train")
+    blessing = artifact(Artifact, "blessing")
+    evaluate.python_func(model=model, eval_split=eval_split, thresholds={{"accuracy": 0.5}},
+                         metrics=artifact(Metrics, "metrics"),
+                         classification_metrics=artifact(ClassificationMetrics, "cm"), blessing=blessing,
+                         task_name="evaluate")
     assert blessing.metadata["blessed"] is True, blessing.metadata
     # push without a store: not blessed, so it must decide without touching S3 or TensorFlow.
-    executors.run_push(model, artifact("nb", blessed=False), "m", "ns", artifact("pm"), artifact("sd"))
+    push.python_func(model=model, blessing=artifact(Artifact, "nb", blessed=False), model_name="m",
+                     pushed_model=artifact(Model, "pm"), deployment=artifact(Artifact, "d"),
+                     serving_namespace="ns", deploy_strategy="local", canary_traffic=10, deploy_timeout=5,
+                     task_name="push")
     loaded = sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow."))
     print("TF:", loaded)
     assert "tensorflow_data_validation" not in sys.modules
@@ -69,7 +74,7 @@ def test_validate_is_the_step_that_imports_tensorflow():
         [
             sys.executable,
             "-c",
-            "import sys, kfkit.steps.validate as v; v._tfdv(); print('tensorflow' in sys.modules)",
+            "import sys; from kfkit.components.validate import executor as v; v._tfdv(); print('tensorflow' in sys.modules)",
         ],
         capture_output=True,
         text=True,

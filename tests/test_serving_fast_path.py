@@ -12,11 +12,11 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from kfkit.components.train.executor import build_pipeline
 from kfkit.model_folder import Feature, ModelManifest
 from kfkit.serving import fast_path
 from kfkit.serving.fast_path import FastPredictor
 from kfkit.serving.model import columns_to_frame, rows_to_columns
-from kfkit.components.train.executor import build_pipeline
 
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "year"]
 CATEGORICAL = ["island", "sex"]

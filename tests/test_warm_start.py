@@ -49,10 +49,12 @@ def probe(out_dir: str, mode: str):
         raise SystemExit(3)
     if mode == "kfkit_error":
         from kfkit.errors import KfkitError
-        from kfkit.steps.runtime import task_errors
+        from kfkit.runtime import execute
 
-        with task_errors("probe"):
+        def fail(task):
             raise KfkitError("probe: something clear went wrong")
+
+        execute(probe, {"out_dir": out_dir, "mode": mode}, fail)
 """
 
 
@@ -135,16 +137,10 @@ def _parent_of(pid: int) -> int | None:
 def test_exit_status_and_one_line_errors_come_back(bare_warm, tmp_path):
     proc = _run(_task_command(bare_warm.python, tmp_path, "exit3"), tmp_path)
     assert proc.returncode == 3
-    errors = tmp_path / "errors.jsonl"
-    proc = _run(
-        _task_command(bare_warm.python, tmp_path, "kfkit_error"),
-        tmp_path,
-        KFKIT_ERROR_FILE=str(errors),
-    )
+    proc = _run(_task_command(bare_warm.python, tmp_path, "kfkit_error"), tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "kfkit probe: error: probe: something clear went wrong"
-    assert json.loads(errors.read_text()) == {"task": "probe", "error": "probe: something clear went wrong"}
 
 
 def test_signal_to_the_launcher_reaches_the_task(bare_warm, tmp_path):

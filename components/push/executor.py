@@ -11,7 +11,7 @@ complete, and a version whose folder holds anything is never written to again.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,7 +79,15 @@ def run(task: Task) -> None:
 
     p, model = task.params, task.inputs["model"]
     strategy = p["deploy_strategy"]
-    deploy.check_deploy_strategy(strategy)  # before anything is pushed
+    # Checked before anything is pushed: the strategy, and the request's own rules (traffic).
+    deploy.check_deploy_strategy(strategy)
+    request = deploy.DeploymentRequest(
+        model_name=p["model_name"],
+        version="0",  # the version is claimed by the push below
+        model_uri="",
+        traffic=p["canary_traffic"],
+        namespace=p["serving_namespace"],
+    )
     result = push(model.path, p["model_name"])
     record = {
         "pushed": True,
@@ -93,18 +101,12 @@ def run(task: Task) -> None:
     write_record(pushed_model, record, "kfkit-push.json")  # the model itself lives at the URI
     pushed_model.metadata.update(record)
     task.say(f"pushed {p['model_name']} version {result.version} to {result.uri}")
-    request = deploy.DeploymentRequest(
-        model_name=p["model_name"],
-        version=result.version,
-        model_uri=result.uri.rstrip("/"),
-        sha256=result.sha256,
-        strategy=strategy if strategy in deploy.ROLLOUT_STRATEGIES else "replace",
-        traffic=p["canary_traffic"],
-        namespace=p["serving_namespace"],
-    )
+    request = replace(request, version=result.version, model_uri=result.uri.rstrip("/"), sha256=result.sha256)
+    # The manifest of the target the strategy deploys to (the local record for `local`).
+    target = deploy.LOCAL if strategy == deploy.LOCAL else None
     deployment = task.outputs["deployment"]
     Path(deployment.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(deployment.path).write_text(yaml.safe_dump(deploy.manifest(request), sort_keys=False))
+    Path(deployment.path).write_text(yaml.safe_dump(deploy.manifest(request, target), sort_keys=False))
     deployment.metadata.update(
         {"model_name": p["model_name"], "version": result.version, "namespace": p["serving_namespace"]}
     )

@@ -175,7 +175,8 @@ def run_local(
     failure = None
     started = time.perf_counter()
     with (
-        warm_interpreters(root, routes_for(spec)) as warm,  # first: its imports overlap the store's start (warm_start.py)
+        # First: the servers' imports overlap the store's start (warm_start.py).
+        warm_interpreters(root, routes_for(spec)) as warm,
         object_store_env(),
         _environ(task_env),
         open(log_path, "w") as log,

@@ -56,6 +56,8 @@ def routes_for(spec: dict) -> dict[str, tuple[str, ...]]:
         if container.get("image") == VALIDATE_IMAGE and "--function_to_execute" in args:
             functions.append(args[args.index("--function_to_execute") + 1])
     return {"validate": tuple(sorted(set(functions))), "tasks": ("",)}
+
+
 _STOP_GRACE_S = 1.0
 # AF_UNIX paths are limited to 108 bytes; the launcher's path lands in a `sh -c` script.
 _MAX_SOCKET_PATH = 100

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from conftest import PENGUINS
 
-from kfkit.errors import KfkitError
 from kfkit.components.ingest.executor import ingest
+from kfkit.errors import KfkitError
 
 
 def test_split_and_fingerprint_are_deterministic():

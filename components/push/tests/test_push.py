@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from kfkit.components.push import executor as push
 from kfkit.model_folder import MANIFEST_FILE, Feature, ModelManifest, sha256_bytes
 from kfkit.model_registry import existing_versions, version_folder
-from kfkit.components.push import executor as push
 from kfkit.storage import ObjectStore
 
 

@@ -13,8 +13,8 @@ from kfkit.cli._app import (
     user_errors,
 )
 from kfkit.cli.run import parse_params
-from kfkit.local_run import load_config
 from kfkit.errors import KfkitError
+from kfkit.local_run import load_config
 
 # -- cluster: upload, submit, schedule (Kubeflow Pipelines through kfp.Client) -----------------
 # Logic lives in kfkit.cluster; these commands only parse flags and print.

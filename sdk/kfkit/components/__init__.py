@@ -5,7 +5,9 @@
 Each lives in its own folder, ``components/<name>/`` in the repository (the wheel installs the
 folders here): ``component.py`` (the kfp declaration), ``executor.py`` (the logic), README,
 ``metadata.yaml``, OWNERS and tests. ``kfkit.components.<name>`` is the kfp component; the
-folder's modules import as ``kfkit.components.<name>.executor`` and so on.
+folder's modules import with ``from kfkit.components.<name>.executor import run`` or
+``from kfkit.components.<name> import executor`` (not ``import kfkit.components.<name>.executor
+as x``, whose attribute lookup meets the component).
 """
 
 import importlib

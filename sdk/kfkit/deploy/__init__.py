@@ -27,6 +27,7 @@ from kfkit.deploy.target import DeployTarget
 
 __all__ = [
     "DEPLOY_STRATEGIES",
+    "LOCAL",
     "DeployTarget",
     "DeploymentRequest",
     "check_deploy_strategy",

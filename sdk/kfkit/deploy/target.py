@@ -28,10 +28,6 @@ TARGET_ENV = "KFKIT_DEPLOY_TARGET"
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 NO_DEPLOY = NONE
 
-# Kept for callers written before DeploymentRequest existed (kfkit.steps.push until it calls
-# kfkit.deploy.deploy): the same class, the same positional fields first.
-Rollout = DeploymentRequest
-
 
 def _no_progress(line: str) -> None:
     """Progress nobody listens to."""
@@ -98,21 +94,3 @@ def cluster_config() -> str | None:
     from kfkit.deploy.registry import select
 
     return select().cluster
-
-
-def get_target(
-    namespace: str,
-    progress: Callable[[str], None] | None = None,
-    config: str | None = "detect",
-) -> DeployTarget:
-    """Kept for callers written before the registry: the cluster target when ``config`` names
-    a cluster, else the local record. New code: ``kfkit.deploy.registry.get_target``."""
-    from kfkit.deploy import registry
-
-    if config == "detect":
-        selection = registry.select()
-    elif config is None:
-        selection = registry.Selection(registry.LOCAL, None, registry.NO_CLUSTER)
-    else:
-        selection = registry.Selection(registry.CLUSTER_TARGET, config, f"cluster from {config}")
-    return registry.get_target(selection, namespace=namespace, progress=progress)
