@@ -36,12 +36,12 @@ def test_clean_run_reports_every_task_and_pushes(two_clean_runs, objects):
     first = two_clean_runs[0]
     assert first["status"] == "SUCCEEDED"
     assert first["tasks"] == {t: "SUCCEEDED" for t in ("ingest", "validate", "train", "evaluate", "push")}
-    assert first["validation"] == {"blessed": True, "anomalies": {}, "schema_source": "inferred"}
-    assert first["blessed"] is True
-    assert first["metrics"]["accuracy"] >= 0.9
-    assert set(first["metrics"]) == {"accuracy", "macro_f1", "roc_auc_ovr", "log_loss"}
+    assert first["validation"] == {"validate": {"blessed": True, "anomalies": {}, "schema_source": "inferred"}}
+    assert first["blessed"] == {"evaluate": True}
+    assert first["metrics"]["evaluate"]["accuracy"] >= 0.9
+    assert set(first["metrics"]["evaluate"]) == {"accuracy", "macro_f1", "roc_auc_ovr", "log_loss"}
     # The pushed bytes in the store are the model train wrote, by sha256.
-    pushed = first["pushed"]
+    pushed = first["pushed"]["push"]
     folder = version_folder(MODEL, pushed["version"])
     manifest = ModelManifest.from_dict(yaml.safe_load(objects.get_bytes(folder.child("kfkit-model.json"))))
     assert (
@@ -59,29 +59,22 @@ def test_same_data_twice_gives_same_fingerprint_splits_and_metrics(two_clean_run
         assert first["artifacts"]["ingest.train_split"][key] == second["artifacts"]["ingest.train_split"][key]
     assert first["metrics"] == second["metrics"]
     # The second run checks against the schema the first one learned.
-    assert second["validation"]["schema_source"] == "reference"
+    assert second["validation"]["validate"]["schema_source"] == "reference"
 
 
 def test_versions_count_up_and_are_never_overwritten(two_clean_runs, objects):
-    versions = [run["pushed"]["version"] for run in two_clean_runs]
+    versions = [run["pushed"]["push"]["version"] for run in two_clean_runs]
     assert versions == ["1", "2"]
     assert existing_versions(objects, MODEL) == [1, 2]
 
 
-def test_push_emits_a_seldon_deployment_without_credentials(two_clean_runs, store_env):
-    from pathlib import Path
-
+def test_push_emits_the_deploy_targets_manifest_without_credentials(two_clean_runs, store_env):
     run = two_clean_runs[1]
-    run_root = Path(run["run_root"])
-    files = list((run_root / "push" / "seldon_deployment").glob("*")) or [
-        run_root / "push" / "seldon_deployment"
-    ]
-    text = files[0].read_text()
-    deployment = yaml.safe_load(text)
-    assert deployment["kind"] == "SeldonDeployment"
-    graph = deployment["spec"]["predictors"][0]["graph"]
-    assert graph["modelUri"] == f"s3://models/{MODEL}/2"
-    assert graph["envSecretRefName"]
+    text = Path(run["artifact_uris"]["push.deployment"]).read_text()
+    record = yaml.safe_load(text)  # deploy_strategy local: the local target's record
+    assert record["model_name"] == MODEL
+    assert record["serving"]["version"] == "2" and record["serving"]["uri"] == f"s3://models/{MODEL}/2"
+    assert run["artifacts"]["push.deployment"]["version"] == "2"
     assert store_env["AWS_SECRET_ACCESS_KEY"] not in text
 
 
@@ -104,7 +97,7 @@ def test_numeric_column_flooded_with_text_fails_against_learned_schema(
     line = error_line(proc)
     assert "validate" in line and "bill_length_mm" in line and "FLOAT" in line
     assert document["tasks"]["validate"] == "FAILED"
-    assert document["tasks"]["train"] == "NOT_RUN" and document["pushed"] is None
+    assert document["tasks"]["train"] == "NOT_RUN" and document["pushed"] == {}
     assert existing_versions(objects, MODEL) == before
 
 
@@ -114,10 +107,12 @@ def test_warn_policy_continues_but_trains_and_pushes_nothing(two_clean_runs, sto
         store_env, f"data_uri={_flooded_csv(tmp_path)}", f"model_name={MODEL}", "validation_policy=warn"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert document["validation"]["blessed"] is False
-    assert any("bill_length_mm" in key for key in document["validation"]["anomalies"])
-    assert document["artifacts"]["train.model"]["trained"] is False
-    assert document["blessed"] is False and document["pushed"] is None
+    assert document["validation"]["validate"]["blessed"] is False
+    assert any("bill_length_mm" in key for key in document["validation"]["validate"]["anomalies"])
+    assert document["artifacts"]["train.model"]["skipped"]
+    assert "'anomalies' is not blessed" in document["artifacts"]["train.model"]["reason"]
+    assert document["tasks"] == {t: "SUCCEEDED" for t in ("ingest", "validate", "train", "evaluate", "push")}
+    assert document["blessed"] == {} and document["pushed"] == {}
     assert existing_versions(objects, MODEL) == before
 
 
@@ -127,8 +122,8 @@ def test_unblessed_model_is_not_pushed_and_the_run_says_why(two_clean_runs, stor
         store_env, f"data_uri={PENGUINS}", f"model_name={MODEL}", "thresholds={accuracy: 0.9999}"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert document["blessed"] is False and document["pushed"] is None
-    assert "not pushed: model not blessed" in proc.stderr and "accuracy" in proc.stderr
+    assert document["blessed"] == {"evaluate": False} and document["pushed"] == {}
+    assert "[push] not run: 'blessing' is not blessed: thresholds not met: accuracy" in proc.stderr
     assert existing_versions(objects, MODEL) == before
 
 
@@ -191,16 +186,16 @@ def _lineage(env: dict[str, str], reference: str) -> dict:
 
 def test_lineage_of_each_pushed_version_is_the_run_that_pushed_it(two_clean_runs, store_env):
     for run in two_clean_runs:
-        found = _lineage(store_env, f"{MODEL}:{run['pushed']['version']}")
+        found = _lineage(store_env, f"{MODEL}:{run['pushed']['push']['version']}")
         assert found["run"]["run_id"] == run["run_id"]
         assert found["dataset_fingerprint"] == run["dataset_fingerprint"]
         assert (
-            found["model"]["uri"] == run["pushed"]["uri"]
-            and found["model"]["sha256"] == run["pushed"]["sha256"]
+            found["model"]["uri"] == run["pushed"]["push"]["uri"]
+            and found["model"]["sha256"] == run["pushed"]["push"]["sha256"]
         )
         assert found["validation"]["blessed"] is True
-        assert found["validation"]["schema_source"] == run["validation"]["schema_source"]
-        assert found["metrics"] == pytest.approx(run["metrics"], abs=1e-6)  # MLMD keeps 6 decimals
+        assert found["validation"]["schema_source"] == run["validation"]["validate"]["schema_source"]
+        assert found["metrics"] == pytest.approx(run["metrics"]["evaluate"], abs=1e-6)
         assert found["blessing"]["blessed"] is True
         assert found["training"]["parameters"]["estimator"] == run["parameters"].get(
             "estimator", "logistic_regression"
@@ -246,8 +241,8 @@ def test_two_concurrent_runs_are_both_recorded_completely(two_clean_runs, store_
     for n, document in enumerate(documents):
         found = _lineage(env, f"concurrent-{n}")
         assert found["run"]["run_id"] == document["run_id"]
-        assert found["model"]["version"] == document["pushed"]["version"]
-        assert found["metrics"] == pytest.approx(document["metrics"], abs=1e-6)
+        assert found["model"]["version"] == document["pushed"]["push"]["version"]
+        assert found["metrics"] == pytest.approx(document["metrics"]["evaluate"], abs=1e-6)
         shown = json.loads(run_kfkit(["runs", "show", document["run_id"], "--json"], env).stdout)
         assert [(t["task"], t["state"]) for t in shown["tasks"]] == [
             (t, "COMPLETE") for t in ("ingest", "validate", "train", "evaluate", "push")
@@ -264,7 +259,7 @@ def test_pipeline_records_into_mariadb_and_answers_the_same(two_clean_runs, stor
     found = _lineage(env, "penguins-mysql")
     assert found["run"]["run_id"] == document["run_id"]
     assert found["dataset_fingerprint"] == document["dataset_fingerprint"]
-    assert found["metrics"] == pytest.approx(document["metrics"], abs=1e-6)
+    assert found["metrics"] == pytest.approx(document["metrics"]["evaluate"], abs=1e-6)
     assert mariadb.password not in proc.stdout + proc.stderr
 
 

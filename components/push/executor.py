@@ -11,7 +11,7 @@ complete, and a version whose folder holds anything is never written to again.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,19 +75,15 @@ def run(task: Task) -> None:
     import yaml
 
     from kfkit import deploy
+    from kfkit.deploy.request import check_canary_traffic
     from kfkit.runtime import write_record
 
     p, model = task.params, task.inputs["model"]
     strategy = p["deploy_strategy"]
-    # Checked before anything is pushed: the strategy, and the request's own rules (traffic).
+    # Checked before anything is pushed: the strategy and the canary's share.
     deploy.check_deploy_strategy(strategy)
-    request = deploy.DeploymentRequest(
-        model_name=p["model_name"],
-        version="0",  # the version is claimed by the push below
-        model_uri="",
-        traffic=p["canary_traffic"],
-        namespace=p["serving_namespace"],
-    )
+    if strategy == "canary":
+        check_canary_traffic(p["canary_traffic"])
     result = push(model.path, p["model_name"])
     record = {
         "pushed": True,
@@ -101,7 +97,14 @@ def run(task: Task) -> None:
     write_record(pushed_model, record, "kfkit-push.json")  # the model itself lives at the URI
     pushed_model.metadata.update(record)
     task.say(f"pushed {p['model_name']} version {result.version} to {result.uri}")
-    request = replace(request, version=result.version, model_uri=result.uri.rstrip("/"), sha256=result.sha256)
+    request = deploy.DeploymentRequest(
+        model_name=p["model_name"],
+        version=result.version,
+        model_uri=result.uri.rstrip("/"),
+        sha256=result.sha256,
+        traffic=p["canary_traffic"],
+        namespace=p["serving_namespace"],
+    )
     # The manifest of the target the strategy deploys to (the local record for `local`).
     target = deploy.LOCAL if strategy == deploy.LOCAL else None
     deployment = task.outputs["deployment"]
