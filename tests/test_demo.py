@@ -38,7 +38,9 @@ def test_demo_serves_predictions_and_stops_everything(tmp_path):
     assert lineage.returncode == 0, lineage.stderr
     found = json.loads(lineage.stdout)
     fingerprint = re.search(r"^dataset fingerprint\s+([0-9a-f]{64})$", proc.stdout, re.M).group(1)
-    version, uri = re.search(r"^pushed\s+version (\d+) -> (\S+)$", proc.stdout, re.M).groups()
+    version, uri = re.search(
+        r"^\s+push\s+SUCCEEDED .*pushed version (\d+) -> (\S+)$", proc.stdout, re.M
+    ).groups()
     assert found["dataset_fingerprint"] == fingerprint
     assert (found["model"]["version"], found["model"]["uri"]) == (version, uri)
     assert found["validation"]["blessed"] is True

@@ -74,7 +74,8 @@ def test_validate_is_the_step_that_imports_tensorflow():
         [
             sys.executable,
             "-c",
-            "import sys; from kfkit.components.validate import executor as v; v._tfdv(); print('tensorflow' in sys.modules)",
+            "import sys; from kfkit.components.validate import executor as v; v._tfdv(); "
+            "print('tensorflow' in sys.modules)",
         ],
         capture_output=True,
         text=True,

@@ -36,7 +36,8 @@ def test_clean_run_reports_every_task_and_pushes(two_clean_runs, objects):
     first = two_clean_runs[0]
     assert first["status"] == "SUCCEEDED"
     assert first["tasks"] == {t: "SUCCEEDED" for t in ("ingest", "validate", "train", "evaluate", "push")}
-    assert first["validation"] == {"validate": {"blessed": True, "anomalies": {}, "schema_source": "inferred"}}
+    verdict = {"blessed": True, "anomalies": {}, "schema_source": "inferred"}
+    assert first["validation"] == {"validate": verdict}
     assert first["blessed"] == {"evaluate": True}
     assert first["metrics"]["evaluate"]["accuracy"] >= 0.9
     assert set(first["metrics"]["evaluate"]) == {"accuracy", "macro_f1", "roc_auc_ovr", "log_loss"}
