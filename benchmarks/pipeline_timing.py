@@ -7,7 +7,13 @@ cold, ...) against one local store, each run with its own model name so that eve
 the same work (infers a schema, pushes version 1). The table gives medians and warm/cold
 ratios, beside fixed costs measured in the same run. Writes benchmarks/results/pipeline_timing.md.
 
-    .venv/bin/python benchmarks/pipeline_timing.py [--pairs 2]
+With ``--against REF`` it also times ``kfkit run-local`` of this checkout against the same
+command of another commit (checked out as a temporary git worktree, run with the same
+environment through ``PYTHONPATH``), alternating in ABBA order against one running store:
+the ratio shows whether a change made local runs slower. Writes
+benchmarks/results/pipeline_timing_against.md.
+
+    .venv/bin/python benchmarks/pipeline_timing.py [--pairs 2] [--against REF]
 """
 
 from __future__ import annotations
@@ -62,14 +68,16 @@ def _order(pairs: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=2, help="cold+warm pairs (default 2)")
+    parser.add_argument("--against", metavar="REF", help="also compare with this git commit's run-local")
     args = parser.parse_args()
+    if args.against:
+        compare_with(args.against, args.pairs)
+        return
 
     home = tempfile.mkdtemp(prefix="kfkit-bench-")
     os.environ["KFKIT_HOME"] = home
-    os.environ["KFKIT_REPO"] = str(REPO)
     for key in ("KFKIT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.pop(key, None)
-    from kfkit import names
     from kfkit.local_run import object_store_env, run_local
     from kfkit.warm_start import WARM_START_ENV
 
@@ -124,7 +132,7 @@ def main() -> None:
         "| task | cold s | warm s | warm / cold |",
         "|---|---:|---:|---:|",
     ]
-    for task in names.TASKS:
+    for task in runs["warm"][0].tasks:
         cold, warm = median("cold", task), median("warm", task)
         lines.append(f"| {task} | {cold:.2f} | {warm:.2f} | {warm / cold:.2f} |")
     cold_total, warm_total = median("cold", None), median("warm", None)
@@ -165,6 +173,77 @@ def main() -> None:
     print(report)
     out = REPO / "benchmarks" / "results" / "pipeline_timing.md"
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out}", file=sys.stderr)
+
+
+def compare_with(ref: str, pairs: int) -> None:
+    """Median wall time of `kfkit run-local` (warm start, the default) here and at ``ref``."""
+    from kfkit.local_store import LocalObjectStore
+
+    home = Path(tempfile.mkdtemp(prefix="kfkit-bench-against-"))
+    tree = home / "baseline"
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", ref], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), commit], check=True)
+    store = LocalObjectStore(root=home / "store")
+    state = store.start()
+    seconds: dict[str, list[float]] = {"this checkout": [], f"at {commit}": []}
+    trees = {"this checkout": REPO, f"at {commit}": tree}
+    try:
+        order: list[str] = []
+        for index in range(pairs):
+            names = list(seconds)
+            order += names if index % 2 == 0 else names[::-1]
+        for index, label in enumerate(order):
+            root = trees[label]
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("KFKIT_", "AWS_"))}
+            env.update(state.config.to_env())
+            # Each tree's own library on the path first (the environment is the same lock).
+            env.update(
+                PYTHONPATH=str(root / "sdk"), KFKIT_HOME=str(home / f"run-{index}"), KFKIT_REPO=str(root)
+            )
+            args = [
+                sys.executable,
+                "-m",
+                "kfkit.cli",
+                "run-local",
+                "--config",
+                str(root / "configs/penguins.yaml"),
+            ]
+            args += ["--param", f"data_uri={REPO / 'sdk/kfkit/data/penguins.csv'}"]
+            args += ["--param", f"model_name=penguins-against-{index}"]
+            print(f"run {index + 1}/{len(order)} ({label}) ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            proc = subprocess.run(args, env=env, cwd=root, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"{label}: run failed: {proc.stderr[-2000:]}")
+            seconds[label].append(time.perf_counter() - started)
+    finally:
+        store.stop()
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+        shutil.rmtree(home, ignore_errors=True)
+    here, there = (statistics.median(v) for v in seconds.values())
+    lines = [
+        f"# `kfkit run-local` (penguins, warm start) here against {commit}",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores (shared with other work), "
+        f"{pairs} runs each in ABBA order against one running local store; wall time of the whole "
+        "command (CLI start, run, summary).",
+        "",
+        "| code | median s | every run, s |",
+        "|---|---:|---|",
+        *(
+            f"| {label} | {statistics.median(v):.2f} | {', '.join(f'{x:.1f}' for x in v)} |"
+            for label, v in seconds.items()
+        ),
+        "",
+        f"Ratio this checkout / {commit}: **{here / there:.2f}**.",
+    ]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    out = REPO / "benchmarks" / "results" / "pipeline_timing_against.md"
     out.write_text(report)
     print(f"written to {out}", file=sys.stderr)
 

@@ -1,6 +1,7 @@
 """Train's logic: a scikit-learn Pipeline (impute + scale numeric, one-hot categorical, types from
-the validated schema) around an estimator chosen by name. Writes the model folder of the
-DESIGN.md contract. Never imports TensorFlow: the schema is read with its protobuf only.
+the validated schema) around an estimator chosen by name. Writes the model folder
+(``kfkit.model_folder``: model.joblib and its kfkit-model.json manifest). Never imports
+TensorFlow: the schema is read with its protobuf only.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from kfkit.storage import ObjectStore, StoreConfig
 BUCKETS = ("raw", "models", "kfkit")
 _STATE_FILE = "store.json"
 _AUTO_MARKER = "started-for-runs"  # present while the store runs only because runs needed it
-# weed ignores SIGTERM for a long time (DESIGN.md): give it a short grace, then SIGKILL.
+# weed ignores SIGTERM for a long time (measured here): give it a short grace, then SIGKILL.
 _STOP_GRACE_S = 1.0
 
 

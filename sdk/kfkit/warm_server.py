@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 # The modules each profile pre-imports, in order. The cheap ones that every task needs come
 # first: the server answers waiting tasks between imports, so ingest need not wait for sklearn.
 PROFILES: dict[str, list[str]] = {
-    # Only validate may pay TensorFlow's import (DESIGN.md): this server serves validate only.
+    # Only validate may pay TensorFlow's import (~10 s): this server serves validate only.
     "validate": [
         "kfp.dsl.executor",
         "pandas",
@@ -404,8 +404,9 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--socket", required=True, help="its path, removed when stopping")
     parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
     options = parser.parse_args(args)
-    # As the compiled task command sets it: kfp imports less at runtime with it.
-    os.environ["_KFP_RUNTIME"] = "true"
+    # kfp's task command sets its own private runtime switch for the task; the server does not
+    # touch kfp's private variables, so its pre-import is kfp's full dsl (a superset: a forked
+    # task runs the same executor code, and the import happens while the run starts).
     # What kfkit.components.validate.executor sets before importing TFDV.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not hasattr(os, "pidfd_open"):  # Linux >= 5.3; without it, launchers run every task cold

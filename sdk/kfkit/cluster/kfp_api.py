@@ -1,7 +1,7 @@
 """Connect to Kubeflow Pipelines with ``kfp.Client``, upload pipelines as content-addressed
 versions, and start runs.
 
-Settings, each with the precedence flag > environment > kubeconfig (DESIGN: one prefix, one
+Settings, each with the precedence flag > environment > kubeconfig (one prefix, one
 documented order):
 
 - host: ``--host``, ``KFKIT_KFP_HOST``, kfp's own ``KF_PIPELINES_ENDPOINT``; else kfp.Client
