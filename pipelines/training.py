@@ -1,4 +1,4 @@
-"""The kfkit training pipeline: ingest -> validate -> train -> evaluate -> push.
+"""The kfkit training pipeline: ingest -> validate (against the baseline) -> train -> evaluate -> push.
 
 The same definition runs under ``kfp.local`` (``kfkit run-local``) and in Kubeflow
 Pipelines. Gates (no training on unblessed data, no push of an unblessed model) live inside
@@ -14,7 +14,7 @@ variables from its own environment instead.
 from kfp import dsl, kubernetes
 
 from kfkit import names
-from kfkit.components import evaluate, ingest, push, train, validate
+from kfkit.components import evaluate, ingest, push, resolve_baseline, train, validate
 
 
 def _cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -51,11 +51,12 @@ def training(
             split_key=split_key,
         )
     )
+    baseline_task = _cluster_env(resolve_baseline(model_name=model_name))
     validate_task = _cluster_env(
         validate(
             train_split=ingest_task.outputs["train_split"],
             eval_split=ingest_task.outputs["eval_split"],
-            model_name=model_name,
+            baseline=baseline_task.outputs["baseline"],
             policy=validation_policy,
             schema_uri=schema_uri,
         )

@@ -45,6 +45,11 @@ def push(
     if manifest.model_name != model_name:
         raise KfkitError(f"{model_dir}: model was trained as '{manifest.model_name}', not '{model_name}'")
     model_bytes = verify_model_file(model_dir, manifest).read_bytes()
+    companions = {}  # the model's companion files, verified like the model before anything is written
+    for name, digest in manifest.files.items():
+        companions[name] = (Path(model_dir) / name).read_bytes()
+        if sha256_bytes(companions[name]) != digest:
+            raise KfkitError(f"{model_dir}/{name}: sha256 does not match {MANIFEST_FILE}; nothing pushed")
     store.ensure_bucket(names.MODELS_BUCKET)
 
     for _ in range(max_attempts):
@@ -65,6 +70,8 @@ def push(
                 f"{model_uri}: uploaded bytes have sha256 {uploaded[:12]}..., expected "
                 f"{manifest.sha256[:12]}...; version {version} left incomplete (no {MANIFEST_FILE})"
             )
+        for name, data in companions.items():
+            store.put_bytes(folder.child(name), data)
         # Written last: a version folder without it is an interrupted push, not a model.
         store.put_bytes(folder.child(MANIFEST_FILE), manifest.to_json().encode(), "application/json")
         return PushResult(version, str(folder), manifest.sha256)

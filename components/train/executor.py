@@ -20,6 +20,7 @@ from kfkit.params import check_choice
 if TYPE_CHECKING:
     from kfkit.runtime import Task
 
+SCHEMA_FILE = "schema.pbtxt"
 ESTIMATORS: dict[str, dict[str, str]] = {
     "classification": {
         "logistic_regression": "sklearn.linear_model:LogisticRegression",
@@ -142,6 +143,7 @@ def train(
     return save_model(
         model_dir,
         model,
+        companions={SCHEMA_FILE: schema_path},  # what later data is validated against
         model_name=model_name,
         problem_type=problem_type,
         label_column=label_column,

@@ -10,7 +10,7 @@ from kfkit.images import VALIDATE_IMAGE
 def validate(
     train_split: Input[Dataset],
     eval_split: Input[Dataset],
-    model_name: str,
+    baseline: Input[Artifact],
     statistics: Output[Artifact],
     schema: Output[Artifact],
     anomalies: Output[Artifact],
@@ -19,10 +19,11 @@ def validate(
     schema_uri: str = "",
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
-    """Checks both splits against a schema with TensorFlow Data Validation.
+    """Checks both splits against a schema with TensorFlow Data Validation: a curated one, else
+    the baseline's, else one inferred from the train split.
 
     Example:
-        validate(train_split=..., eval_split=..., model_name="penguins", policy="fail")
+        validate(train_split=..., eval_split=..., baseline=..., policy="fail")
 
     Outputs:
         statistics: TFDV statistics (train.pb, eval.pb).
@@ -33,9 +34,10 @@ def validate(
     Args:
         train_split: The train rows (from ingest); its metadata names the label column.
         eval_split: The eval rows (from ingest).
-        model_name: Whose reference schema (learned on its first blessed run) to check against.
+        baseline: What the data is compared with (from resolve_baseline): its
+            schema.pbtxt, when its metadata says `found`, is the schema checked against.
         policy: "fail" ends the task on anomalies; "warn" continues unblessed.
-        schema_uri: A curated schema (s3:// or local pbtxt) used instead of the reference.
+        schema_uri: A curated schema (s3:// or local pbtxt) used instead of the baseline's.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.validate.executor import run

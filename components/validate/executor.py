@@ -1,11 +1,12 @@
-"""Validate's logic: TFDV statistics for each split, a reference schema, anomalies, a report.
+"""Validate's logic: TFDV statistics for each split, a schema, anomalies, a report.
 
 The only step that imports TensorFlow (through TFDV); keep it that way, the import costs
 several seconds.
 
-Reference schema, in order: a curated schema given by URI; else the schema learned on the
-model's first blessed run (kept at ``s3://kfkit/schemas/<model>/schema.pbtxt``); else one
-inferred now from the train split (and kept, once the run is blessed).
+The schema, in order: a curated schema given by URI; else the schema of the baseline (the
+``baseline`` input: the latest pushed version trained against it); else one inferred now from
+the train split. Every one of them is an input the run shows; nothing is read from or written
+to a hidden place.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _MAX_ANOMALIES_IN_MESSAGE = 5
 class ValidationResult:
     blessed: bool
     anomalies: dict[str, str]  # "<split>:<feature>" -> description
-    schema_source: str  # "curated", "reference" or "inferred"
+    schema_source: str  # "curated", "baseline" or "inferred"
     schema_uri: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -99,11 +100,14 @@ def validate(
     train: pd.DataFrame,
     evaluation: pd.DataFrame,
     label_column: str,
-    model_name: str,
     policy: str = "fail",
     schema_uri: str = "",
+    baseline_schema: str | None = None,
+    baseline_uri: str = "",
     store: ObjectStore | None = None,
 ) -> tuple[ValidationResult, dict[str, Any]]:
+    """``baseline_schema``: the path of the baseline's schema.pbtxt (None: no baseline);
+    ``baseline_uri``: where that baseline lives, for messages."""
     """Returns the result and the protos to write: train/eval statistics, schema, anomalies."""
     check_choice("validate", "policy", policy, names.VALIDATION_POLICIES)
     tfdv = _tfdv()
@@ -118,13 +122,11 @@ def validate(
         if text is None:
             raise KfkitError(f"{schema_uri}: curated schema not found")
         schema, source, where = _parse_schema(text, schema_uri), "curated", schema_uri
+    elif baseline_schema is not None:
+        where = baseline_uri or baseline_schema
+        schema, source = _parse_schema(Path(baseline_schema).read_text(), where), "baseline"
     else:
-        where = names.schema_uri_for(model_name)
-        text = load_schema_text(where, store)
-        if text is not None:
-            schema, source = _parse_schema(text, where), "reference"
-        else:
-            schema, source = infer_schema(stats["train"], label_column), "inferred"
+        schema, source, where = infer_schema(stats["train"], label_column), "inferred", ""
 
     anomalies: dict[str, str] = {}
     anomaly_protos = anomalies_pb2.Anomalies()
@@ -143,7 +145,6 @@ def validate(
         "anomalies": anomalies,
         "schema_source": source,
         "schema_uri": where,
-        "model_name": model_name,
         "label_column": label_column,
     }
     protos = {"statistics": stats, "schema": schema, "anomalies": anomaly_protos}
@@ -155,15 +156,6 @@ def _parse_schema(text: str, where: str):
         return _schema_from_text(text)
     except Exception as exc:  # noqa: BLE001 - protobuf text errors carry line:col
         raise KfkitError(f"{where}: not a valid TFDV schema: {exc}") from None
-
-
-def keep_reference_schema(schema, model_name: str, store: ObjectStore | None = None) -> str:
-    """Store the schema learned on a model's first blessed run as its reference."""
-    uri = names.schema_uri_for(model_name)
-    store = store or ObjectStore.from_env()
-    if not store.exists(uri):
-        store.put_bytes(uri, _schema_to_text(schema).encode(), content_type="text/plain")
-    return uri
 
 
 def write_outputs(
@@ -190,7 +182,7 @@ def report_markdown(protos: dict[str, Any], result: ValidationResult) -> str:
         "# Data validation",
         "",
         f"**{verdict}**: {len(result.anomalies)} anomalies against the {result.schema_source} "
-        f"schema (`{result.schema_uri}`).",
+        f"schema" + (f" (`{result.schema_uri}`)." if result.schema_uri else " (inferred from the train split)."),
         "",
     ]
     if result.anomalies:
@@ -229,14 +221,17 @@ def run(task: Task) -> None:
     from kfkit.splits import read_split
 
     train_split, eval_split = task.inputs["train_split"], task.inputs["eval_split"]
-    p = task.params
+    baseline, p = task.inputs["baseline"], task.params
+    baseline_schema = Path(baseline.path) / "schema.pbtxt"
+    found = bool(baseline.metadata.get("found")) and baseline_schema.is_file()
     result, protos = validate(
         read_split(train_split.path),
         read_split(eval_split.path),
         label_column=train_split.metadata["label_column"],
-        model_name=p["model_name"],
         policy=p["policy"],
         schema_uri=p["schema_uri"],
+        baseline_schema=str(baseline_schema) if found else None,
+        baseline_uri=f"{baseline.metadata.get('uri', baseline.uri).rstrip('/')}/schema.pbtxt",
     )
     out = task.outputs
     write_outputs(protos, result, out["statistics"].path, out["schema"].path, out["anomalies"].path)
@@ -245,9 +240,8 @@ def run(task: Task) -> None:
     for artifact in out.values():
         artifact.metadata.update(result.metadata)
         artifact.metadata["dataset_fingerprint"] = fingerprint
-    if result.blessed and result.schema_source == "inferred":
-        keep_reference_schema(protos["schema"], p["model_name"])
-        task.say(f"learned the reference schema {result.schema_uri}")
+    if result.schema_source == "inferred":
+        task.say(f"inferred the schema from the train split ({baseline.metadata.get('reason', 'no baseline')})")
     if result.blessed:
         task.say(f"blessed: no anomalies against the {result.schema_source} schema")
     elif p["policy"] == "fail":

@@ -56,6 +56,9 @@ class ModelManifest:
     training_data_fingerprint: str = ""
     run_id: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    # Companion files beside the model (name -> sha256): the evidence it was trained on, such
+    # as ``schema.pbtxt``, the schema later data is validated against.
+    files: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     model_file: str = MODEL_FILE
 
@@ -119,9 +122,17 @@ def check_sklearn_version(manifest: ModelManifest, installed: str) -> None:
         )
 
 
-def save_model(folder: str | Path, model: Any, **manifest_fields: Any) -> ModelManifest:
-    """Write ``model.joblib`` and then ``kfkit-model.json`` (its sha256, the scikit-learn and
-    Python versions, and ``manifest_fields``). The one way kfkit writes a model folder."""
+def save_model(
+    folder: str | Path,
+    model: Any,
+    companions: dict[str, str | Path] | None = None,
+    **manifest_fields: Any,
+) -> ModelManifest:
+    """Write ``model.joblib``, copy each companion file in (name -> source path), and then
+    ``kfkit-model.json`` (the sha256 of each, the scikit-learn and Python versions, and
+    ``manifest_fields``). The one way kfkit writes a model folder."""
+    import shutil
+
     import joblib
     import sklearn
 
@@ -129,10 +140,15 @@ def save_model(folder: str | Path, model: Any, **manifest_fields: Any) -> ModelM
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / MODEL_FILE
     joblib.dump(model, path)
+    files = {}
+    for name, source in (companions or {}).items():
+        shutil.copyfile(source, folder / name)
+        files[name] = sha256_file(folder / name)
     manifest = ModelManifest(
         sha256=sha256_file(path),
         sklearn_version=sklearn.__version__,
         python_version=current_python_version(),
+        files=files,
         **manifest_fields,
     )
     manifest.write(folder)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kfkit import names
 from kfkit.errors import KfkitError
-from kfkit.model_folder import MANIFEST_FILE, ModelManifest, verify_model_file
+from kfkit.model_folder import MANIFEST_FILE, ModelManifest, sha256_bytes, verify_model_file
 from kfkit.storage import ObjectStore, ObjectUri
 
 
@@ -23,6 +23,16 @@ def existing_versions(store: ObjectStore, model_name: str) -> list[int]:
     return sorted(int(p) for p in store.list_prefixes(prefix) if p.isdigit())
 
 
+def latest_version(store: ObjectStore, model_name: str) -> str | None:
+    """The newest complete pushed version of a model, or None (none yet, or no models bucket)."""
+    if not store.bucket_exists(names.MODELS_BUCKET):
+        return None
+    for candidate in reversed(existing_versions(store, model_name)):
+        if store.exists(version_folder(model_name, candidate).child(MANIFEST_FILE)):
+            return str(candidate)
+    return None
+
+
 def resolve(store: ObjectStore, reference: str) -> tuple[str, str]:
     """``name`` or ``name:version`` -> (name, version); no version means the latest complete."""
     name, _, version = reference.partition(":")
@@ -30,10 +40,10 @@ def resolve(store: ObjectStore, reference: str) -> tuple[str, str]:
         if not store.exists(version_folder(name, version).child(MANIFEST_FILE)):
             raise KfkitError(f"model {name} has no pushed version {version}")
         return name, version
-    for candidate in reversed(existing_versions(store, name)):
-        if store.exists(version_folder(name, candidate).child(MANIFEST_FILE)):
-            return name, str(candidate)
-    raise KfkitError(f"model {name} has no pushed version in s3://{names.MODELS_BUCKET}/{name}/")
+    latest = latest_version(store, name)
+    if latest is None:
+        raise KfkitError(f"model {name} has no pushed version in s3://{names.MODELS_BUCKET}/{name}/")
+    return name, latest
 
 
 def download(store: ObjectStore, model_name: str, version: str, target: Path) -> Path:
@@ -46,3 +56,18 @@ def download(store: ObjectStore, model_name: str, version: str, target: Path) ->
     (target / manifest.model_file).write_bytes(store.get_bytes(folder.child(manifest.model_file)))
     verify_model_file(target, manifest)
     return target
+
+
+def download_companions(store: ObjectStore, model_name: str, version: str, target: Path) -> ModelManifest:
+    """Copy a pushed version's manifest and companion files (not the model) to a local folder,
+    each verified against the sha256 its manifest records."""
+    folder = version_folder(model_name, version)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / MANIFEST_FILE).write_bytes(store.get_bytes(folder.child(MANIFEST_FILE)))
+    manifest = ModelManifest.read(target)
+    for name, digest in manifest.files.items():
+        data = store.get_bytes(folder.child(name))
+        if sha256_bytes(data) != digest:
+            raise KfkitError(f"{folder.child(name)}: sha256 does not match the version's {MANIFEST_FILE}")
+        (target / name).write_bytes(data)
+    return manifest

@@ -7,14 +7,8 @@ PIPELINE_NAME = "kfkit-training"
 PROBLEM_TYPES = ("classification", "regression")
 VALIDATION_POLICIES = ("fail", "warn")
 
-# Buckets and layout in the object store.
+# Where pushed models live in the object store: s3://models/<model-name>/<version>/.
 MODELS_BUCKET = "models"
-KFKIT_BUCKET = "kfkit"
-
-
-def schema_uri_for(model_name: str) -> str:
-    """Where the reference schema learned on a model's first run is kept."""
-    return f"s3://{KFKIT_BUCKET}/schemas/{model_name}/schema.pbtxt"
 
 
 # The Kubernetes Secret the pipeline's tasks read in a cluster (manifests/pipelines/): the

@@ -155,10 +155,12 @@ class ObjectStore:
             raise self._explain(uri, exc) from exc
 
     # -- operations ---------------------------------------------------------------------
+    def bucket_exists(self, bucket: str) -> bool:
+        return bool(self._call(f"s3://{bucket}/", self.client.bucket_exists, bucket))
+
     def ensure_bucket(self, bucket: str) -> None:
-        uri = f"s3://{bucket}/"
-        if not self._call(uri, self.client.bucket_exists, bucket):
-            self._call(uri, self.client.make_bucket, bucket)
+        if not self.bucket_exists(bucket):
+            self._call(f"s3://{bucket}/", self.client.make_bucket, bucket)
 
     def list(self, uri: str | ObjectUri) -> list[ObjectInfo]:
         """Objects under a prefix (recursive), sorted by key."""

@@ -1,0 +1,32 @@
+"""The resolve_baseline component: its kfp declaration. The logic is ``executor.run``."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Output
+
+from kfkit.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def resolve_baseline(
+    model_name: str,
+    baseline: Output[Artifact],
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+):
+    """Finds what a new run is compared with: the latest pushed version of the model, with
+    the schema its training data was validated against.
+
+    Example:
+        resolve_baseline(model_name="penguins")
+
+    Outputs:
+        baseline: Folder with the version's kfkit-model.json and schema.pbtxt; metadata `found`,
+            `version`, `uri`. For a model never pushed, `found` is false and the folder is empty.
+
+    Args:
+        model_name: The model whose pushed versions are looked up in s3://models/<model_name>/.
+        task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
+    """
+    from kfkit.components.resolve_baseline.executor import run
+    from kfkit.runtime import execute
+
+    execute(resolve_baseline, locals(), run)

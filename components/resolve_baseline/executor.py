@@ -1,0 +1,52 @@
+"""Baseline's logic: resolve, visibly and as an artifact, what a run is compared with.
+
+Validation used to read a hidden reference schema from ``s3://kfkit/schemas/<model>/``; now the
+comparison point is an input like any other: the latest pushed version of the model (a version
+is pushed only when its data and model were blessed) and the schema it was trained against,
+which push keeps beside the model. A user's own pipeline can pass any artifact in its place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kfkit.model_registry import download_companions, latest_version, version_folder
+from kfkit.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from kfkit.runtime import Task
+
+
+def find_baseline(model_name: str, folder: str, store: ObjectStore | None = None) -> dict[str, Any]:
+    """Download the latest pushed version's manifest and companions into ``folder``; the
+    baseline's metadata (``found`` false when the model was never pushed)."""
+    store = store or ObjectStore.from_env()
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    version = latest_version(store, model_name)
+    if version is None:
+        return {
+            "found": False,
+            "model_name": model_name,
+            "reason": f"model {model_name!r} has no pushed version yet: nothing to compare with",
+        }
+    manifest = download_companions(store, model_name, version, Path(folder))
+    return {
+        "found": True,
+        "model_name": model_name,
+        "version": version,
+        "uri": str(version_folder(model_name, version)),
+        "sha256": manifest.sha256,
+        "training_data_fingerprint": manifest.training_data_fingerprint,
+        "run_id": manifest.run_id,
+        "files": sorted(manifest.files),
+    }
+
+
+def run(task: Task) -> None:
+    out = task.outputs["baseline"]
+    out.metadata.update(find_baseline(task.params["model_name"], out.path))
+    if out.metadata["found"]:
+        task.say(f"compares with {task.params['model_name']} version {out.metadata['version']}")
+    else:
+        task.say(out.metadata["reason"])
