@@ -2,9 +2,10 @@
 
 Compares, on the same penguins models:
 - in-process ``KfkitModel.predict`` (``predict_proba`` plus the request-row conversion): the floor;
-- kfkit's Seldon server (Seldon's microservice main via ``python -m kfkit.serving.microservice``,
-  ``--workers 2 --threads 2``, as ``kfkit serve`` and the serving image run it), and beside it the
-  same model class under Seldon's unchanged ``seldon-core-microservice`` script;
+- kfkit's Seldon server: Seldon's unchanged ``seldon-core-microservice`` script with
+  ``--workers 2 --threads 2``, as ``kfkit serve`` and the serving image run it, and beside it the
+  same script with Seldon's defaults (one sync worker), so the row pair shows what those public
+  flags buy;
 - MLServer's scikit-learn runtime (``benchmarks/mlserver/.venv``, made by ``make bench-serving``)
   with ``parallel_workers`` 0, 1 and 2, when that venv exists; the best is labelled as such.
 
@@ -401,18 +402,17 @@ def main() -> None:
         lines.append(
             (label, "in-process KfkitModel.predict (floor)", in_process(folder, frame, IN_PROCESS_CALLS))
         )
-        for skip_empty_metrics, server_name in (
-            (True, "kfkit server (`python -m kfkit.serving.microservice`), 2 workers x 2 threads"),
-            (False, "same model class under Seldon's unchanged `seldon-core-microservice`, 2 x 2"),
+        for workers, threads, server_name in (
+            (2, 2, "kfkit server (`seldon-core-microservice --workers 2 --threads 2`)"),
+            (1, 1, "same script with Seldon's defaults (1 worker x 1 thread)"),
         ):
             print(f"{label}: {server_name}", file=sys.stderr)
-            name = f"{short}-seldon" if skip_empty_metrics else f"{short}-seldon-plain"
+            name = f"{short}-seldon-{workers}x{threads}"
             with start_server(
                 folder,
-                workers=2,
-                threads=2,
+                workers=workers,
+                threads=threads,
                 log_path=root / f"{name}.log",
-                skip_empty_metrics=skip_empty_metrics,
             ) as server:
                 url = server.url + "/api/v1.0/predictions"
                 same = check_same_answer(url, seldon_bodies(frame)[0], list(first), "seldon")
@@ -507,7 +507,24 @@ def main() -> None:
         "req/s at 8 + 32 connections is marked best. Its other knobs: debug (access log) is off here; "
         "turning off its gzip middleware and metrics endpoint as well, tried by hand with "
         "parallel_workers=2, changed nothing beyond noise (271 vs 267 req/s at 8 connections), so the "
-        "rows keep those defaults.\n\n" + header + body + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        "rows keep those defaults.\n\n"
+        "**kfkit's server is Seldon's console script, unchanged**: kfkit sets only its public flags "
+        "(`--workers`, `--threads`, ports; `GUNICORN_WORKERS`/`GUNICORN_THREADS` in the image). It no "
+        "longer patches seldon-core: Seldon 1.19 has no public setting to skip its per-request write of "
+        "an empty custom-metrics entry to its `multiprocessing.Manager`, nor to pass gunicorn's "
+        "`reuse_port` (its gunicorn application reads neither `GUNICORN_CMD_ARGS` nor a gunicorn config "
+        "file), so both costs are back. The last run with the two patches (linear model, same machine) "
+        "measured p50 0.65 ms / p99 0.90 ms at 1 connection and 3,092 / 3,038 req/s at 8 / 32 "
+        "connections, against 0.95 / 1.52 ms and 1,307 / 1,546 req/s for the unchanged script at 2 x 2, "
+        "the configuration of the first row now. An interleaved A/B on 2026-12-01 (the removed entry "
+        "point run from a scratch copy, 4 alternating pairs, linear model, 2 x 2, a busier machine) "
+        "gave medians of p50 0.91 vs 1.14 ms at 1 connection and 1,365 / 1,639 vs 738 / 765 req/s at "
+        "8 / 32 connections: without the patches about half the throughput.\n\n"
+        + header
+        + body
+        + "\n"
+        + "\n".join(f"- {n}" for n in notes)
+        + "\n"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)

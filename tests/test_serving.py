@@ -7,8 +7,8 @@ The server-starting tests run ``seldon-core-microservice`` from the serving venv
 from __future__ import annotations
 
 import gc
-import json
 import math
+import re
 import shutil
 import signal
 import socket
@@ -34,7 +34,7 @@ from kfkit.errors import KfkitError
 from kfkit.model_folder import MODEL_FILE, Feature, ModelManifest, save_model
 from kfkit.serving.model import FeatureError, KfkitModel, rows_to_frame
 from kfkit.serving.server import (
-    SDK_DIR,
+    INTERFACE_NAME,
     ServingProcess,
     ServingRequestError,
     group_alive,
@@ -472,78 +472,29 @@ def test_kfkit_layout_is_served_through_the_proven_fast_path(
     assert plain.fast is None
 
 
-# ------------------------------------------- kfkit.serving.microservice: Seldon's main, one skip
-
-_METRICS_SEMANTICS = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
-from seldon_core.metrics import SeldonMetrics
-from kfkit.serving.microservice import skip_empty_metric_updates
-
-calls = [
-    ([], "predict"),
-    ([{"type": "COUNTER", "key": "rows", "value": 2}], "predict"),
-    ([], "predict"),
-    ([{"type": "TIMER", "key": "t", "value": 12.5}, {"type": "GAUGE", "key": "g", "value": 3}], "predict"),
-    ([], "transform-input"),
-    ([{"type": "COUNTER", "key": "rows", "value": 1}], "predict"),
-]
-
-def run():
-    metrics = SeldonMetrics(worker_id_func=lambda: "w")
-    sizes = []
-    for custom, method in calls:
-        metrics.update([dict(m) for m in custom], method)
-        sizes.append(len(metrics.data))
-    return {"text": metrics.generate_metrics()[0], "sizes": sizes}
-
-seldon = run()
-skip_empty_metric_updates()
-skip_empty_metric_updates()  # idempotent: a second call must not wrap twice
-kfkit = run()
-print(json.dumps({"seldon": seldon, "kfkit": kfkit}))
-"""
-
-
-def test_skipping_empty_metric_updates_exposes_the_same_metrics(tmp_path: Path):
-    """Run in the serving venv against seldon-core's real SeldonMetrics (Manager and all)."""
-    script = tmp_path / "semantics.py"
-    script.write_text(_METRICS_SEMANTICS)
-    done = subprocess.run(
-        [str(serving_venv() / "bin" / "python"), str(script), str(SDK_DIR)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    seldon, kfkit_run = result["seldon"], result["kfkit"]
-    assert kfkit_run["text"] == seldon["text"]
-    assert "rows" in kfkit_run["text"] and 'method="predict"' in kfkit_run["text"]  # still recorded
-    # Seldon writes the worker's entry on the first (empty) call; kfkit leaves the Manager alone.
-    assert seldon["sizes"][0] == 1 and kfkit_run["sizes"][0] == 0
-
-
-def _listening_sockets(port: int) -> int:
-    """LISTEN entries for ``port`` in /proc/net/tcp (state 0A), one per bound socket."""
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
+# ------------------------------- Seldon's unchanged console script, configured by public flags
 
 
 @pytest.mark.slow
-def test_each_rest_worker_listens_on_its_own_socket(server: ServingProcess, model_dir: Path):
-    """SO_REUSEPORT: the kernel spreads connections over the 2 workers instead of an accept race
-    that can leave every keep-alive connection on one worker."""
-    assert _listening_sockets(server.http_port) == 2
-    # A second server cannot silently share the port: kfkit's own check still refuses it.
-    with pytest.raises(KfkitError, match=f"port {server.http_port} is in use"):
-        start_server(model_dir, port=server.http_port, timeout=5)
-
-
-@pytest.mark.slow
-def test_served_by_seldons_main_with_its_metrics_endpoint(server: ServingProcess):
-    """The process is Seldon's microservice: its metrics server answers next to the REST one."""
+def test_served_by_seldons_unchanged_console_script_with_its_metrics_endpoint(server: ServingProcess):
+    """No kfkit entry point in between: the process is the serving venv's own console script."""
     server.predict([{name: None for name in FEATURES}])
     with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as response:
         assert response.status == 200
-    assert "kfkit.serving.microservice" in " ".join(server.process.args)
+    assert server.process.args[0] == str(serving_venv() / "bin" / "seldon-core-microservice")
+    assert server.process.args[1] == INTERFACE_NAME
+
+
+@pytest.mark.slow
+def test_workers_and_threads_reach_gunicorn(server: ServingProcess):
+    """``--workers 2 --threads 2`` (start_server's defaults) as gunicorn reports them: two
+    threaded (gthread) REST workers, not Seldon's default of one sync worker."""
+    log = server.log_text()
+    config = re.search(r"Gunicorn Config:\s+(\{.*\})", log)
+    assert config, log[-2000:]
+    assert "'workers': 2" in config.group(1) and "'threads': 2" in config.group(1)
+    assert "Using worker: gthread" in log
+    assert len(re.findall(r"Booting worker with pid: \d+", log)) >= 3  # 2 REST + the metrics server
 
 
 def test_load_freezes_what_the_worker_keeps_out_of_garbage_collection(model_dir: Path):
