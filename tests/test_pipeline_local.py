@@ -35,7 +35,9 @@ def two_clean_runs(store_env, objects):
 def test_clean_run_reports_every_task_and_pushes(two_clean_runs, objects):
     first = two_clean_runs[0]
     assert first["status"] == "SUCCEEDED"
-    assert first["tasks"] == {t: "SUCCEEDED" for t in ("ingest", "validate", "train", "evaluate", "push")}
+    assert first["tasks"] == {
+        t: "SUCCEEDED" for t in ("ingest", "resolve-baseline", "validate", "train", "evaluate", "push")
+    }
     verdict = {"blessed": True, "anomalies": {}, "schema_source": "inferred"}
     assert first["validation"] == {"validate": verdict}
     assert first["blessed"] == {"evaluate": True}
@@ -60,7 +62,7 @@ def test_same_data_twice_gives_same_fingerprint_splits_and_metrics(two_clean_run
         assert first["artifacts"]["ingest.train_split"][key] == second["artifacts"]["ingest.train_split"][key]
     assert first["metrics"] == second["metrics"]
     # The second run checks against the schema the first one learned.
-    assert second["validation"]["validate"]["schema_source"] == "reference"
+    assert second["validation"]["validate"]["schema_source"] == "baseline"
 
 
 def test_versions_count_up_and_are_never_overwritten(two_clean_runs, objects):
@@ -112,7 +114,9 @@ def test_warn_policy_continues_but_trains_and_pushes_nothing(two_clean_runs, sto
     assert any("bill_length_mm" in key for key in document["validation"]["validate"]["anomalies"])
     assert document["artifacts"]["train.model"]["skipped"]
     assert "'anomalies' is not blessed" in document["artifacts"]["train.model"]["reason"]
-    assert document["tasks"] == {t: "SUCCEEDED" for t in ("ingest", "validate", "train", "evaluate", "push")}
+    assert document["tasks"] == {
+        t: "SUCCEEDED" for t in ("ingest", "resolve-baseline", "validate", "train", "evaluate", "push")
+    }
     assert document["blessed"] == {} and document["pushed"] == {}
     assert existing_versions(objects, MODEL) == before
 
@@ -203,7 +207,14 @@ def test_lineage_of_each_pushed_version_is_the_run_that_pushed_it(two_clean_runs
         )
         assert found["training"]["parameters"]["random_seed"] == 42
         assert found["training"]["image"] == "ghcr.io/kfkit/kfkit:0.1.0"
-        assert [t["task"] for t in found["tasks"]] == ["ingest", "validate", "train", "evaluate", "push"]
+        assert [t["task"] for t in found["tasks"]] == [
+            "ingest",
+            "resolve-baseline",
+            "validate",
+            "train",
+            "evaluate",
+            "push",
+        ]
         assert {t["state"] for t in found["tasks"]} == {"COMPLETE"}
     # No version: the latest pushed one.
     assert _lineage(store_env, MODEL)["run"]["run_id"] == two_clean_runs[-1]["run_id"]
@@ -246,7 +257,7 @@ def test_two_concurrent_runs_are_both_recorded_completely(two_clean_runs, store_
         assert found["metrics"] == pytest.approx(document["metrics"]["evaluate"], abs=1e-6)
         shown = json.loads(run_kfkit(["runs", "show", document["run_id"], "--json"], env).stdout)
         assert [(t["task"], t["state"]) for t in shown["tasks"]] == [
-            (t, "COMPLETE") for t in ("ingest", "validate", "train", "evaluate", "push")
+            (t, "COMPLETE") for t in ("ingest", "resolve-baseline", "validate", "train", "evaluate", "push")
         ]
         assert shown["parameters"]["model_name"] == f"concurrent-{n}"
 

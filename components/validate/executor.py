@@ -182,7 +182,8 @@ def report_markdown(protos: dict[str, Any], result: ValidationResult) -> str:
         "# Data validation",
         "",
         f"**{verdict}**: {len(result.anomalies)} anomalies against the {result.schema_source} "
-        f"schema" + (f" (`{result.schema_uri}`)." if result.schema_uri else " (inferred from the train split)."),
+        f"schema"
+        + (f" (`{result.schema_uri}`)." if result.schema_uri else " (inferred from the train split)."),
         "",
     ]
     if result.anomalies:
@@ -241,7 +242,9 @@ def run(task: Task) -> None:
         artifact.metadata.update(result.metadata)
         artifact.metadata["dataset_fingerprint"] = fingerprint
     if result.schema_source == "inferred":
-        task.say(f"inferred the schema from the train split ({baseline.metadata.get('reason', 'no baseline')})")
+        task.say(
+            f"inferred the schema from the train split ({baseline.metadata.get('reason', 'no baseline')})"
+        )
     if result.blessed:
         task.say(f"blessed: no anomalies against the {result.schema_source} schema")
     elif p["policy"] == "fail":

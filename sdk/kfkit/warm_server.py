@@ -68,6 +68,7 @@ PROFILES: dict[str, list[str]] = {
         "ml_metadata.metadata_store.metadata_store",
         "kfkit.storage",
         "kfkit.components.ingest.executor",
+        "kfkit.components.resolve_baseline.executor",
         "yaml",
         "tensorflow_metadata.proto.v0.schema_pb2",
         "joblib",

@@ -10,9 +10,9 @@ from conftest import PENGUINS, make_artifact, write_schema
 from kfp.dsl import Artifact
 
 from kfkit.components import resolve_baseline as component
-from kfkit.components.resolve_baseline.executor import find_baseline
 from kfkit.components.ingest.executor import ingest
 from kfkit.components.push.executor import push
+from kfkit.components.resolve_baseline.executor import find_baseline
 from kfkit.components.train.executor import train
 from kfkit.errors import KfkitError
 from kfkit.model_registry import version_folder

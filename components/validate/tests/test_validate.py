@@ -42,14 +42,11 @@ def call(folder: Path, train_split, eval_split, **params):
             ("report", Markdown),
         )
     }
-    arguments = {
-        "model_name": "penguins-validate-test",
-        "policy": "fail",
-        "schema_uri": "",
-        "task_name": "validate",
-    }
-    arguments.update(params)
-    component.python_func(train_split=train_split, eval_split=eval_split, **outputs, **arguments)
+    baseline = params.pop("baseline", None) or make_artifact(Artifact, folder, "baseline", {"found": False})
+    arguments = {"policy": "fail", "schema_uri": "", "task_name": "validate", **params}
+    component.python_func(
+        train_split=train_split, eval_split=eval_split, baseline=baseline, **outputs, **arguments
+    )
     return outputs
 
 
@@ -90,3 +87,22 @@ def _schema_of_clean(tmp_path: Path) -> Path:
         statistics = _tfdv().generate_statistics_from_dataframe(train)
         target.write_text(_schema_to_text(infer_schema(statistics, "species")))
     return target
+
+
+def test_the_baselines_schema_is_checked_against_and_named(tmp_path):
+    """No curated schema: the baseline's schema.pbtxt (a pushed version's) is the one used."""
+    folder = tmp_path / "baseline"
+    folder.mkdir()
+    (folder / "schema.pbtxt").write_text(_schema_of_clean(tmp_path).read_text())
+    uri = "s3://models/penguins/3/"
+    baseline = make_artifact(Artifact, tmp_path, "baseline", {"found": True, "uri": uri})
+    frame = pd.read_csv(PENGUINS, na_values=["NA"])
+    frame["bill_length_mm"] = frame["bill_length_mm"].astype(object)
+    frame.loc[frame.index % 2 == 0, "bill_length_mm"] = "not measured"
+    out = call(tmp_path / "run", *splits(tmp_path / "run", frame), policy="warn", baseline=baseline)
+    anomalies = out["anomalies"].metadata
+    assert anomalies["schema_source"] == "baseline" and anomalies["schema_uri"] == uri + "schema.pbtxt"
+    assert anomalies["blessed"] is False and "bill_length_mm" in anomalies["reason"]
+    # No baseline found: the schema is inferred from this data.
+    inferred = call(tmp_path / "first", *splits(tmp_path / "first", frame), policy="warn")
+    assert inferred["anomalies"].metadata["schema_source"] == "inferred"

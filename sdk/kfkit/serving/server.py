@@ -1,6 +1,6 @@
 """Start and stop a real ``seldon-core-microservice`` serving a kfkit model folder, on loopback.
 
-seldon-core cannot be installed next to kfp/TFDV (see DESIGN.md), so the microservice runs
+seldon-core cannot be installed next to kfp/TFDV (their protobuf pins conflict), so the microservice runs
 from the separate serving venv (``serving/.venv``, Python 3.12) as a child process; this
 module runs in kfkit's own environment and only needs the standard library.
 """
