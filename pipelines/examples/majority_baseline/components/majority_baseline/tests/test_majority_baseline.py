@@ -68,7 +68,8 @@ def test_the_model_is_scored_on_the_same_rows_as_the_baseline(model, tmp_path):
 
 def test_a_model_that_was_not_trained_gives_a_skipped_record(tmp_path, capsys):
     frame = pd.DataFrame({"x": [0.0, 9.0], "label": ["a", "b"]})
-    skipped = make_artifact(Model, tmp_path, "model", {"skipped": True, "reason": "'anomalies' is not blessed"})
+    reason = "'anomalies' is not blessed"
+    skipped = make_artifact(Model, tmp_path, "model", {"skipped": True, "reason": reason})
     metrics = call(skipped, eval_split(tmp_path, frame), tmp_path)
     record = json.loads((Path(metrics.path) / "kfkit-skipped.json").read_text())
     assert record["skipped"] is True
@@ -83,7 +84,8 @@ def test_a_split_without_its_label_column_fails_with_one_line(model, tmp_path, c
         call(model, eval_split(tmp_path, frame, label_column="species"), tmp_path)
     assert exited.value.code == 1
     err = capsys.readouterr().err
-    assert "kfkit majority-baseline: error: eval split: label column 'species' not among ['x', 'label']" in err
+    assert "kfkit majority-baseline: error: eval split: label column 'species' not among" in err
+    assert "Traceback" not in err
 
 
 def test_readme_tables_are_generated_from_the_declaration_and_in_sync():
