@@ -11,16 +11,11 @@ parameter. kfp.local ignores this platform config; ``kfkit run-local`` passes th
 variables from its own environment instead.
 """
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
 from kfkit import names
 from kfkit.components import evaluate, ingest, push, resolve_baseline, train, validate
-
-
-def _cluster_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Object-store credentials from the Secret (names and keys, never values)."""
-    kubernetes.use_secret_as_env(task, names.OBJECT_STORE_SECRET, names.OBJECT_STORE_SECRET_KEYS)
-    return task
+from kfkit.platform import use_object_store
 
 
 @dsl.pipeline(
@@ -43,7 +38,7 @@ def training(
     serving_namespace: str = "kfkit-serving",
     deploy_strategy: str = "local",
 ):
-    ingest_task = _cluster_env(
+    ingest_task = use_object_store(
         ingest(
             source_uri=data_uri,
             label_column=label_column,
@@ -51,8 +46,8 @@ def training(
             split_key=split_key,
         )
     )
-    baseline_task = _cluster_env(resolve_baseline(model_name=model_name))
-    validate_task = _cluster_env(
+    baseline_task = use_object_store(resolve_baseline(model_name=model_name))
+    validate_task = use_object_store(
         validate(
             train_split=ingest_task.outputs["train_split"],
             eval_split=ingest_task.outputs["eval_split"],
@@ -61,7 +56,7 @@ def training(
             schema_uri=schema_uri,
         )
     )
-    train_task = _cluster_env(
+    train_task = use_object_store(
         train(
             train_split=ingest_task.outputs["train_split"],
             schema=validate_task.outputs["schema"],
@@ -74,14 +69,14 @@ def training(
             run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
     )
-    evaluate_task = _cluster_env(
+    evaluate_task = use_object_store(
         evaluate(
             model=train_task.outputs["model"],
             eval_split=ingest_task.outputs["eval_split"],
             thresholds=thresholds,
         )
     )
-    _cluster_env(
+    use_object_store(
         push(
             model=train_task.outputs["model"],
             blessing=evaluate_task.outputs["blessing"],

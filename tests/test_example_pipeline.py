@@ -13,6 +13,7 @@ from conftest import REPO, run_kfkit
 EXAMPLE = "pipelines/examples/majority_baseline"
 TASKS = (
     "ingest",
+    "resolve-baseline",
     "validate",
     "train",
     "train-2",

@@ -1,7 +1,8 @@
 """Example: kfkit's components plus one component of this folder's own, in one pipeline.
 
-ingest -> validate -> train twice (logistic regression, random forest) -> evaluate each ->
-majority_baseline for each: how much each model beats always predicting the majority class.
+ingest -> validate (against the model's baseline) -> train twice (logistic regression, random
+forest) -> evaluate each -> majority_baseline for each: how much each model beats always
+predicting the majority class.
 
 Run it (from the repository's root)::
 
@@ -12,10 +13,10 @@ Run it (from the repository's root)::
 import importlib.util
 from pathlib import Path
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
-from kfkit import names
-from kfkit.components import evaluate, ingest, train, validate
+from kfkit.components import evaluate, ingest, resolve_baseline, train, validate
+from kfkit.platform import use_object_store
 
 
 def _component(name: str):
@@ -31,13 +32,6 @@ def _component(name: str):
 majority_baseline = _component("majority_baseline")
 
 
-def _object_store(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """In a cluster, ingest and validate read the object store with credentials from kfkit's
-    Secret (names and keys only); kfp.local ignores this and `kfkit run-local` passes its own."""
-    kubernetes.use_secret_as_env(task, names.OBJECT_STORE_SECRET, names.OBJECT_STORE_SECRET_KEYS)
-    return task
-
-
 @dsl.pipeline(
     name="kfkit-majority-baseline-example",
     description="Two models, each evaluated and compared with a majority-class baseline.",
@@ -48,10 +42,11 @@ def majority_baseline_example(
     label_column: str = "species",
     thresholds: dict = {"accuracy": 0.9},  # noqa: B006 - kfp pipeline defaults are values, not objects
 ):
-    ingest_task = _object_store(ingest(source_uri=data_uri, label_column=label_column))
+    ingest_task = use_object_store(ingest(source_uri=data_uri, label_column=label_column))
     eval_split = ingest_task.outputs["eval_split"]
-    validate_task = _object_store(
-        validate(train_split=ingest_task.outputs["train_split"], eval_split=eval_split, model_name=model_name)
+    baseline = use_object_store(resolve_baseline(model_name=model_name)).outputs["baseline"]
+    validate_task = validate(
+        train_split=ingest_task.outputs["train_split"], eval_split=eval_split, baseline=baseline
     )
     for estimator in ("logistic_regression", "random_forest"):
         model = train(

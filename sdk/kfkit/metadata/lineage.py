@@ -314,20 +314,28 @@ def show_run(store: MetadataStore, run_id: str) -> dict[str, Any]:
     containers = [t for t in tasks if t.type == CONTAINER_EXECUTION]
     artifact_ids = sorted({a for t in containers for ids in t.output_artifacts.values() for a in ids})
     artifacts = {a.id: a for a in store.artifacts(artifact_ids)}
-    metrics: dict[str, float] = {}
+    by_task: dict[str, dict[str, float]] = {}
     pushed = None
     outputs = []
     for task in containers:
         for name, artifact in _outputs_of(task, artifacts).items():
             outputs.append({"task": task.task_name, "name": name, "type": artifact.type, "uri": artifact.uri})
             if artifact.type == METRICS_TYPE:
-                metrics.update(_metrics(artifact))
+                by_task.setdefault(task.task_name, {}).update(_metrics(artifact))
             if artifact.type == MODEL_TYPE and artifact.properties.get("pushed"):
                 pushed = {
                     "model_name": artifact.properties.get("model_name"),
                     "version": str(artifact.properties.get("version")),
                     "uri": artifact.properties.get("pushed_uri"),
                 }
+    # One task with metrics (kfkit's training pipeline): plain names. Several (two evaluates):
+    # "<task>.<metric>", so one task's accuracy never hides another's.
+    if len(by_task) == 1:
+        metrics = next(iter(by_task.values()))
+    else:
+        metrics = {
+            f"{task}.{name}": value for task, values in by_task.items() for name, value in values.items()
+        }
     finished = [t.updated for t in tasks if t.state != RUNNING]
     return {
         **_run_summary(run),
