@@ -11,6 +11,7 @@ VERBS = [
     ["store"],
     ["store", "start"],
     ["store", "stop"],
+    ["store", "env"],
     ["store", "upload"],
     ["compile"],
     ["serve"],
@@ -22,6 +23,12 @@ VERBS = [
 def test_every_verb_has_help(verb):
     proc = run_kfkit([*verb, "--help"], env=None, timeout=60)
     assert proc.returncode == 0 and "Usage:" in proc.stdout
+
+
+@pytest.mark.parametrize("verb", [["store", "env"], ["store", "start"]], ids=" ".join)
+def test_store_verbs_that_print_credentials_say_so(verb):
+    proc = run_kfkit([*verb, "--help"], env=None, timeout=60)
+    assert proc.returncode == 0 and "credentials" in proc.stdout.lower()
 
 
 def _one_line(proc):

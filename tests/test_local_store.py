@@ -1,12 +1,19 @@
-"""The local SeaweedFS store shared by runs side by side: nobody stops it under another run."""
+"""The local SeaweedFS store shared by runs side by side: nobody stops it under another run.
+And `kfkit store env`, which points the user's own processes at it."""
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+from conftest import KFKIT, error_line, run_kfkit
+
+from kfkit.cli.store import export_lines
 from kfkit.local_store import LocalObjectStore
 
 HOLD = """
@@ -63,3 +70,67 @@ def test_a_store_started_by_the_user_stays_up(tmp_path):
         assert store.running() is not None
     finally:
         store.stop()
+
+
+# -- kfkit store env -------------------------------------------------------------------------
+
+PUT = """
+import sys
+from kfkit.storage import ObjectStore
+ObjectStore.from_env().put_bytes(sys.argv[1], sys.argv[2].encode())
+"""
+
+
+def _without_store(env: dict[str, str], local_store) -> dict[str, str]:
+    """The session's environment (KFKIT_HOME included) minus the store's variables."""
+    return {k: v for k, v in env.items() if k not in local_store.config.to_env()}
+
+
+def test_store_env_points_a_shell_at_the_running_store(store_env, local_store, objects):
+    env = _without_store(store_env, local_store)
+    uri = f"s3://kfkit/store-env/{uuid.uuid4().hex}.txt"
+    script = f'eval "$({shlex.quote(KFKIT)} store env)" && {shlex.quote(sys.executable)} -c "$1" "$2" hello'
+    proc = subprocess.run(
+        ["bash", "-c", script, "-", PUT, uri], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert objects.get_bytes(uri) == b"hello"  # written through the eval'd environment
+
+
+def test_store_env_prints_exports_and_json_of_the_store_config(store_env, local_store):
+    env = _without_store(store_env, local_store)
+    expected = local_store.config.to_env()
+    assert {"KFKIT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(expected)
+
+    proc = run_kfkit(["store", "env"], env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(line.startswith("export ") for line in lines), proc.stdout
+    assert dict(shlex.split(line)[1].split("=", 1) for line in lines) == expected
+
+    proc = run_kfkit(["store", "env", "--json"], env, timeout=60)
+    assert proc.returncode == 0 and json.loads(proc.stdout) == expected
+
+    proc = run_kfkit(["store", "start", "--json"], env, timeout=60)  # reports the running store
+    info = json.loads(proc.stdout)
+    assert info["env"] == expected and info["endpoint"] == expected["KFKIT_S3_ENDPOINT"]
+    assert LocalObjectStore(root=Path(env["KFKIT_HOME"])).running() is not None
+
+
+def test_store_env_without_a_running_store_is_one_line(tmp_path, store_env):
+    env = {**store_env, "KFKIT_HOME": str(tmp_path)}
+    proc = run_kfkit(["store", "env"], env, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert error_line(proc) == "kfkit: error: no local object store is running; run `kfkit store start`"
+    assert not (tmp_path / "store" / "store.json").exists()  # asking never starts one
+
+
+def test_export_lines_quote_values_for_the_shell():
+    value = "a b'c\"$HOME`x`;d"
+    proc = subprocess.run(
+        ["bash", "-c", 'eval "$1" && printf %s "$X"', "-", export_lines({"X": value})],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert proc.returncode == 0 and proc.stdout == value

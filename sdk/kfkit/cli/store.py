@@ -1,7 +1,8 @@
-"""``kfkit store start|stop|upload``: the local SeaweedFS object store."""
+"""``kfkit store start|stop|env|upload``: the local SeaweedFS object store."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -21,15 +22,25 @@ def store() -> None:
 
 
 @store.command("start")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: endpoint, pid and env (as `kfkit store env`: holds credentials).",
+)
 @user_errors
 def store_start(as_json: bool) -> None:
     """Start the local store (or report the running one) and create its buckets."""
     from kfkit.local_store import LocalObjectStore
 
     state = LocalObjectStore().start_kept()
-    info = {"endpoint": f"http://127.0.0.1:{state.s3_port}", "pid": state.pid}
-    _emit_json(info) if as_json else click.echo(f"local object store at {info['endpoint']}")
+    # The same environment as `kfkit store env` (it holds the store's credentials).
+    info = {"endpoint": f"http://127.0.0.1:{state.s3_port}", "pid": state.pid, "env": state.config.to_env()}
+    if as_json:
+        _emit_json(info)
+    else:
+        click.echo(f"local object store at {info['endpoint']}")
+        click.echo('use it from your own code: eval "$(kfkit store env)"')
 
 
 @store.command("stop")
@@ -43,6 +54,34 @@ def store_stop(as_json: bool) -> None:
     _emit_json({"stopped": stopped}) if as_json else click.echo(
         "stopped" if stopped else "no local store was running"
     )
+
+
+def export_lines(env: dict[str, str]) -> str:
+    """``export KEY=value`` lines, values shell-quoted, for ``eval`` in a POSIX shell."""
+    return "\n".join(f"export {key}={shlex.quote(value)}" for key, value in env.items())
+
+
+@store.command("env")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of export lines.")
+@user_errors
+def store_env(as_json: bool) -> None:
+    """Print the environment that points a process at the running local store.
+
+    The output holds the store's CREDENTIALS (access key and secret key) beside its endpoint:
+    that is its purpose, like `minikube docker-env`. Keep it out of logs and shared files.
+
+    Use it in a shell with eval "$(kfkit store env)"; --json prints one object instead.
+    The store is the one under the state folder (KFKIT_HOME, default ./.kfkit): run this
+    where `kfkit store start` ran.
+    """
+    from kfkit.errors import KfkitError
+    from kfkit.local_store import LocalObjectStore
+
+    state = LocalObjectStore().running()
+    if state is None:
+        raise KfkitError("no local object store is running; run `kfkit store start`")
+    env = state.config.to_env()
+    _emit_json(env) if as_json else click.echo(export_lines(env))
 
 
 @store.command("upload")
