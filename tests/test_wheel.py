@@ -24,11 +24,12 @@ from kfkit.images import BASE_IMAGE, VALIDATE_IMAGE
 pytestmark = pytest.mark.slow
 
 UV = REPO / ".tools" / "bin" / "uv"
-COMPONENTS = ("ingest", "validate", "train", "evaluate", "push")
+COMPONENTS = ("ingest", "resolve_baseline", "validate", "train", "evaluate", "push")
 COMPONENT_FILES = ("component.py", "executor.py", "component.yaml", "README.md")
 # kfp names a component's second task in a pipeline <name>-2.
 IMAGES = {
     "ingest": BASE_IMAGE,
+    "resolve-baseline": BASE_IMAGE,
     "validate": VALIDATE_IMAGE,
     "train": BASE_IMAGE,
     "train-2": BASE_IMAGE,
@@ -39,7 +40,7 @@ IMAGES = {
 MY_PIPELINE = """
 from kfp import dsl
 
-from kfkit.components import evaluate, ingest, train, validate
+from kfkit.components import evaluate, ingest, resolve_baseline, train, validate
 
 
 @dsl.pipeline(name="my-two-models")
@@ -48,7 +49,7 @@ def my_two_models(data_uri: str, model_name: str, label_column: str = "species")
     checked = validate(
         train_split=data.outputs["train_split"],
         eval_split=data.outputs["eval_split"],
-        model_name=model_name,
+        baseline=resolve_baseline(model_name=model_name).outputs["baseline"],
     )
     for estimator in ("logistic_regression", "random_forest"):
         model = train(
@@ -139,7 +140,7 @@ def _user_env(venv: Path, store_env: dict[str, str], home: Path) -> dict[str, st
     return env
 
 
-def test_a_users_pipeline_runs_from_the_installed_wheel(venv, store_env, objects, tmp_path):
+def test_a_users_pipeline_runs_from_the_installed_wheel(venv, store_env, tmp_path):
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()
     assert not work.resolve().is_relative_to(REPO)
@@ -166,7 +167,7 @@ def test_a_users_pipeline_runs_from_the_installed_wheel(venv, store_env, objects
     # so a data path inside the venv (lib/python3.11/...) would be mangled: copy the data out.
     data = work / "penguins.csv"
     data.write_bytes(PENGUINS.read_bytes())
-    model_name = f"wheel-{uuid.uuid4().hex[:8]}"  # a reference schema of its own in the store
+    model_name = f"wheel-{uuid.uuid4().hex[:8]}"  # never pushed: no baseline yet
     proc = subprocess.run(
         [
             str(venv / "bin" / "kfkit"),
@@ -195,9 +196,10 @@ def test_a_users_pipeline_runs_from_the_installed_wheel(venv, store_env, objects
         assert summary["metrics"][task]["accuracy"] >= 0.9 and summary["blessed"][task] is True
     assert summary["pushed"] == {}
     assert not [key for key in (*summary["tasks"], *summary["artifacts"]) if "push" in key]
-    # Its state went to KFKIT_HOME, its reference schema to the session's store.
+    # Its state went to KFKIT_HOME; with no pushed version, the schema was inferred.
     assert Path(summary["log"]).parent == home / "runs" and not (work / ".kfkit").exists()
-    assert objects.exists(f"s3://kfkit/schemas/{model_name}/schema.pbtxt")
+    assert summary["validation"]["validate"]["schema_source"] == "inferred"
+    assert summary["artifacts"]["resolve-baseline.baseline"]["found"] == 0  # MLMD keeps False as 0
     assert str(REPO) not in Path(summary["log"]).read_text()
 
     # The lineage the tasks recorded, read back by the installed CLI.
