@@ -85,7 +85,7 @@ PROFILES: dict[str, list[str]] = {
     ],
 }
 # Component functions a profile may start before its imports are done (see Server.poll).
-EARLY: dict[str, frozenset[str]] = {"tasks": frozenset({"ingest"})}
+EARLY: dict[str, frozenset[str]] = {"tasks": frozenset({"ingest", "resolve_baseline"})}
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
 _HEADER = struct.Struct("!Q")
 _MAX_PAYLOAD = 64 * 1024 * 1024
