@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
-from conftest import run_kfkit
+from conftest import KFKIT, error_line, run_kfkit
 
 VERBS = [
     [],
@@ -52,3 +54,35 @@ def test_unknown_pipeline_parameter(tmp_path):
 def test_malformed_param():
     proc = run_kfkit(["run-local", "--param", "novalue"], env=None, timeout=60)
     assert "--param 'novalue': expected name=value" in _one_line(proc)
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "expected"),
+    [
+        ("missing.py", None, "missing.py: no such file"),
+        ("crash.py", "from kfp import dsl\nvalue = 1 / 0\n", "crash.py:2: cannot import: ZeroDivisionError"),
+        ("syntax.py", "def broken(:\n", "syntax.py:1: cannot import: SyntaxError"),
+        ("empty.py", "from kfp import dsl\n", "expected exactly one @dsl.pipeline in the file, found 0"),
+        ("notes.yaml", "just: [some, notes]\n", "notes.yaml: not a compiled kfp pipeline"),
+        ("training", None, None),  # kfkit's own by name: gets past the file checks
+        ("no-such-pipeline", None, "unknown pipeline 'no-such-pipeline'"),
+    ],
+)
+def test_run_local_pipeline_that_cannot_be_loaded_is_one_line(tmp_path, file, content, expected):
+    if content is not None:
+        (tmp_path / file).write_text(content)
+    env = {"KFKIT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [KFKIT, "run-local", "--pipeline", file, "--param", "no_such_parameter=1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = error_line(proc)
+    if expected is None:  # loaded, so the parameter check is what fails, before anything runs
+        assert "unknown pipeline parameter(s) ['no_such_parameter']" in line
+    else:
+        assert expected in line
+    assert not (tmp_path / "home" / "pipeline_root").exists()

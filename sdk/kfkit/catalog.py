@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kfkit.errors import KfkitError
+from kfkit.errors import KfkitError, first_line
 
 PIPELINES = ("training",)
 REPO_ENV = "KFKIT_REPO"
@@ -65,8 +65,22 @@ def _import_file(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise KfkitError(f"{path}: cannot import this file")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's file: say where, in one line
+        line = getattr(exc, "lineno", None) or _traceback_line(exc, path)
+        raise KfkitError(
+            f"{path}{f':{line}' if line else ''}: cannot import: {type(exc).__name__}: {first_line(exc)}"
+        ) from None
     return module
+
+
+def _traceback_line(exc: BaseException, path: Path) -> int | None:
+    """The line of ``path`` where ``exc`` was raised (the innermost frame in that file)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+    return frames[-1].lineno if frames else None
 
 
 def pipeline_spec_file(pipeline: str) -> Path:
@@ -94,7 +108,10 @@ def pipeline_spec_file(pipeline: str) -> Path:
                 f"{pipeline}: expected exactly one @dsl.pipeline in the file, found {len(found)}"
             )
         target = Path(tempfile.mkdtemp(prefix="kfkit-pipeline-")) / f"{path.stem}.yaml"
-        compiler.Compiler().compile(found[0], str(target))
+        try:
+            compiler.Compiler().compile(found[0], str(target))
+        except Exception as exc:  # noqa: BLE001 - kfp's compile errors name the task and input
+            raise KfkitError(f"{pipeline}: the pipeline does not compile: {first_line(exc)}") from None
         return target
     if pipeline not in PIPELINES:
         raise KfkitError(
@@ -169,6 +186,16 @@ def readme_with_tables(readme: str, component: Any, where: str) -> str:
     before, rest = readme.split(README_BEGIN, 1)
     after = rest.split(README_END, 1)[1]
     return before + readme_tables(component) + after
+
+
+def load_compiled(spec_path: Path) -> Any:
+    """A compiled pipeline (or component) YAML as a kfp component; one line if it is not one."""
+    from kfp import components
+
+    try:
+        return components.load_component_from_file(str(spec_path))
+    except Exception as exc:  # noqa: BLE001 - a user's file: say which and why, in one line
+        raise KfkitError(f"{spec_path}: not a compiled kfp pipeline: {first_line(exc)}") from None
 
 
 def compile_all(out_root: Path | None = None) -> list[Path]:

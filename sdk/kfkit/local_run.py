@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfkit.catalog import pipeline_spec_file
+from kfkit.catalog import load_compiled, pipeline_spec_file
 from kfkit.errors import KfkitError, first_line
 from kfkit.local_store import LocalObjectStore
 from kfkit.metadata import open_store
@@ -143,11 +143,11 @@ def run_local(
     lineage in the metadata store (``metadata_uri``, else ``KFKIT_METADATA_URI``, else SQLite
     under the state folder). Uses the local object store when none is configured (see
     ``object_store_env``). Never raises for a failed task: the summary says."""
-    from kfp import components, local
+    from kfp import local
 
     progress = progress or (lambda line: None)
     spec_path = pipeline_spec_file(pipeline)
-    pipeline_component = components.load_component_from_file(str(spec_path))
+    pipeline_component = load_compiled(spec_path)
     _check_parameters(pipeline_component, parameters, spec_path)
     spec = pipeline_spec(spec_path)
     store = open_store(metadata_uri)  # before anything runs: an unreachable store loses nothing

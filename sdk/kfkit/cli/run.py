@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,14 +37,11 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-def _coerce_to_pipeline_types(pipeline: str, params: dict[str, Any]) -> dict[str, Any]:
+def _coerce_to_pipeline_types(spec_path: Path, params: dict[str, Any]) -> dict[str, Any]:
     """--param data_uri=123 is a string for a STRING input, whatever YAML thinks."""
-    from kfp import components
+    from kfkit.catalog import load_compiled
 
-    from kfkit.catalog import pipeline_spec_file
-
-    spec_path = pipeline_spec_file(pipeline)
-    inputs = components.load_component_from_file(str(spec_path)).component_spec.inputs or {}
+    inputs = load_compiled(spec_path).component_spec.inputs or {}
     out = dict(params)
     for name, value in params.items():
         spec = inputs.get(name)
@@ -85,13 +83,15 @@ def run_local_command(
     Starts the local object store when none is configured (KFKIT_S3_ENDPOINT unset) and
     stops what it started.
     """
+    from kfkit.catalog import pipeline_spec_file
     from kfkit.local_run import format_summary, load_config, run_local
 
     pipeline, parameters = load_config(config_path)
     pipeline = pipeline_option or pipeline
     parameters.update(parse_params(params))
-    parameters = _coerce_to_pipeline_types(pipeline, parameters)
-    summary = run_local(parameters, pipeline=pipeline, progress=_progress, metadata_uri=metadata_uri)
+    spec_path = pipeline_spec_file(pipeline)  # a .py file is compiled once, here
+    parameters = _coerce_to_pipeline_types(spec_path, parameters)
+    summary = run_local(parameters, pipeline=str(spec_path), progress=_progress, metadata_uri=metadata_uri)
     if as_json:
         _emit_json(summary.to_dict())
     else:
