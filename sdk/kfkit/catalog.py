@@ -79,7 +79,8 @@ def _traceback_line(exc: BaseException, path: Path) -> int | None:
     """The line of ``path`` where ``exc`` was raised (the innermost frame in that file)."""
     import traceback
 
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+    here = path.resolve()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == here]
     return frames[-1].lineno if frames else None
 
 
