@@ -21,13 +21,17 @@ MODEL = "penguins-it"
 
 @pytest.fixture(scope="module")
 def two_clean_runs(store_env, objects):
-    """Two runs on the same data, with the sample uploaded to the store like `make run`."""
+    """Two runs on the same data, with the sample uploaded to the store like `make run`; the
+    second with another random_seed (another model as far as push can tell), so both push."""
     upload = run_kfkit(["store", "upload", str(PENGUINS), "s3://raw/penguins-it/"], store_env)
     assert upload.returncode == 0, upload.stderr
     runs = []
-    for _ in range(2):
-        proc, document = run_pipeline(store_env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}")
+    for seed in (42, 7):
+        proc, document = run_pipeline(
+            store_env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}", f"random_seed={seed}"
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert document["outcome"] == "pushed"
         runs.append(document)
     return runs
 
@@ -71,6 +75,17 @@ def test_versions_count_up_and_are_never_overwritten(two_clean_runs, objects):
     assert existing_versions(objects, MODEL) == [1, 2]
 
 
+def test_identical_data_and_parameters_push_no_new_version(two_clean_runs, store_env, objects):
+    proc, document = run_pipeline(
+        store_env, "data_uri=s3://raw/penguins-it/", f"model_name={MODEL}", "random_seed=7"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert document["outcome"] == "unchanged" and document["pushed"] == {}
+    assert document["artifacts"]["push.pushed_model"]["version"] == "2"
+    assert "[push] unchanged: same data, parameters and code as version 2, which serves" in proc.stderr
+    assert existing_versions(objects, MODEL) == [1, 2]
+
+
 def test_push_emits_the_deploy_targets_manifest_without_credentials(two_clean_runs, store_env):
     run = two_clean_runs[1]
     text = Path(run["artifact_uris"]["push.deployment"]).read_text()
@@ -109,7 +124,10 @@ def test_warn_policy_continues_but_trains_and_pushes_nothing(two_clean_runs, sto
     proc, document = run_pipeline(
         store_env, f"data_uri={_flooded_csv(tmp_path)}", f"model_name={MODEL}", "validation_policy=warn"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 3, proc.stderr[-3000:]  # completed, but a gate refused
+    assert document["outcome"] == "not blessed"
+    assert document["refused"]["task"] == "train" and document["refused"]["gate"] == "anomalies"
+    assert proc.stderr.strip().splitlines()[-1].startswith("kfkit: not blessed: train: 'anomalies' is not")
     assert document["validation"]["validate"]["blessed"] is False
     assert any("bill_length_mm" in key for key in document["validation"]["validate"]["anomalies"])
     assert document["artifacts"]["train.model"]["skipped"]
@@ -126,7 +144,12 @@ def test_unblessed_model_is_not_pushed_and_the_run_says_why(two_clean_runs, stor
     proc, document = run_pipeline(
         store_env, f"data_uri={PENGUINS}", f"model_name={MODEL}", "thresholds={accuracy: 0.9999}"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert document["refused"] == {
+        "task": "push",
+        "gate": "blessing",
+        "reason": document["artifacts"]["push.pushed_model"]["reason"],
+    }
     assert document["blessed"] == {"evaluate": False} and document["pushed"] == {}
     assert "[push] not run: 'blessing' is not blessed: thresholds not met: accuracy" in proc.stderr
     assert existing_versions(objects, MODEL) == before
@@ -205,7 +228,7 @@ def test_lineage_of_each_pushed_version_is_the_run_that_pushed_it(two_clean_runs
         assert found["training"]["parameters"]["estimator"] == run["parameters"].get(
             "estimator", "logistic_regression"
         )
-        assert found["training"]["parameters"]["random_seed"] == 42
+        assert found["training"]["parameters"]["random_seed"] == run["parameters"]["random_seed"]
         assert found["training"]["image"] == "ghcr.io/kfkit/kfkit:0.1.0"
         assert [t["task"] for t in found["tasks"]] == [
             "ingest",

@@ -78,6 +78,21 @@ def push(
     raise KfkitError(f"s3://models/{model_name}/: could not claim a new version after {max_attempts} tries")
 
 
+def unchanged_version(manifest: ModelManifest, model_name: str, store: ObjectStore) -> str | None:
+    """The latest pushed version if it is this very model (same sha256, or same data,
+    parameters and code), else None: pushing it again would only add a copy."""
+    from kfkit.model_registry import latest_version
+
+    version = latest_version(store, model_name)
+    if version is None:
+        return None
+    pushed = ModelManifest.from_dict(
+        json.loads(store.get_bytes(version_folder(model_name, version).child(MANIFEST_FILE)))
+    )
+    same = pushed.sha256 == manifest.sha256 or pushed.training_identity() == manifest.training_identity()
+    return version if same else None
+
+
 def run(task: Task) -> None:
     import yaml
 
@@ -91,7 +106,19 @@ def run(task: Task) -> None:
     deploy.check_deploy_strategy(strategy)
     if strategy == "canary":
         check_canary_traffic(p["canary_traffic"])
-    result = push(model.path, p["model_name"])
+    store = ObjectStore.from_env()
+    serving = unchanged_version(ModelManifest.read(model.path), p["model_name"], store)
+    if serving is not None:
+        record = {"pushed": False, "unchanged": True, "model_name": p["model_name"], "version": serving}
+        write_record(task.outputs["pushed_model"], record, "kfkit-push.json")
+        task.outputs["pushed_model"].metadata.update(record)
+        write_record(task.outputs["deployment"], record, "kfkit-push.json")
+        task.outputs["deployment"].metadata.update(record)
+        task.say(
+            f"unchanged: same data, parameters and code as version {serving}, which serves; nothing pushed"
+        )
+        return
+    result = push(model.path, p["model_name"], store=store)
     record = {
         "pushed": True,
         "model_name": p["model_name"],

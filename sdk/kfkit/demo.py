@@ -42,10 +42,11 @@ def run_demo(
         out(format_summary(summary))
         if summary.status != "SUCCEEDED":
             raise KfkitError(summary.error or "pipeline failed")
-        pushed = summary.pushed_version()
-        if not pushed:
-            raise KfkitError("the pipeline pushed no model (not blessed), so there is nothing to serve")
-        model_name, version = parameters.get("model_name", "penguins"), pushed["version"]
+        version = summary.version_that_serves()
+        if version is None:
+            refused = summary.refused or {}
+            raise KfkitError(f"nothing to serve: {refused.get('task')} refused: {refused.get('reason')}")
+        model_name = parameters.get("model_name", "penguins")
         folder = model_registry.download(
             objects, model_name, version, state_dir() / "models" / model_name / version
         )

@@ -46,6 +46,10 @@ from kfkit.warm_start import routes_for, warm_interpreters
 
 Progress = Callable[[str], None]
 _STATUS = {COMPLETE: "SUCCEEDED", FAILED: "FAILED"}
+# How a run ended, for people and schedulers (``kfkit run-local`` exits with OUTCOME_EXIT_CODES):
+PUSHED, UNCHANGED, COMPLETED = "pushed", "unchanged", "completed"
+NOT_BLESSED, FAILED_RUN = "not blessed", "failed"
+OUTCOME_EXIT_CODES = {PUSHED: 0, UNCHANGED: 0, COMPLETED: 0, FAILED_RUN: 1, NOT_BLESSED: 3}
 
 
 @dataclass
@@ -59,6 +63,10 @@ class RunSummary:
     status: str  # SUCCEEDED or FAILED
     tasks: dict[str, str]  # task -> SUCCEEDED / FAILED / NOT_RUN (in pipeline order)
     error: str | None = None
+    # pushed, unchanged (the latest version is this very model), not blessed (a gate refused),
+    # completed (no push in the pipeline) or failed.
+    outcome: str = COMPLETED
+    refused: dict[str, str] | None = None  # the first gate that refused: task, gate, reason
     task_seconds: dict[str, float] = field(default_factory=dict)
     dataset_fingerprint: str | None = None
     validation: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> verdict
@@ -79,6 +87,14 @@ class RunSummary:
     def pushed_version(self) -> dict[str, str] | None:
         """The one pushed version, for pipelines with a single push (None if nothing was)."""
         return next(iter(self.pushed.values()), None)
+
+    def version_that_serves(self) -> str | None:
+        """The version this run leaves serving: the one it pushed, or the unchanged one."""
+        pushed = self.pushed_version()
+        if pushed:
+            return pushed["version"]
+        unchanged = [m for m in self.artifacts.values() if m.get("unchanged")]
+        return str(unchanged[0]["version"]) if unchanged else None
 
 
 class _ProgressTee:
@@ -249,13 +265,26 @@ def summarise(store: MetadataStore, spec: dict[str, Any], run_id: str, failure: 
     if failure or summary.error or "FAILED" in summary.tasks.values():
         summary.status = "FAILED"
         summary.error = summary.error or f"pipeline failed: {failure}"
+    summary.outcome = _outcome_of(summary)
     return summary
+
+
+def _outcome_of(summary: RunSummary) -> str:
+    if summary.status == "FAILED":
+        return FAILED_RUN
+    if summary.pushed:
+        return PUSHED
+    if any(meta.get("unchanged") for meta in summary.artifacts.values()):
+        return UNCHANGED
+    return NOT_BLESSED if summary.refused else COMPLETED
 
 
 def _add_artifact(summary: RunSummary, task: str, artifact: Any) -> None:
     """File one output artifact under the summary's views, by what its metadata says."""
     meta = {k: v for k, v in artifact.properties.items() if k != "display_name"}
     key = f"{task}.{artifact.name}"
+    if meta.get("gate") and summary.refused is None:  # tasks arrive in pipeline order
+        summary.refused = {"task": task, "gate": meta["gate"], "reason": meta.get("reason", "")}
     summary.artifacts[key] = meta
     summary.artifact_uris[key] = artifact.uri
     if artifact.type == "system.Dataset" and summary.dataset_fingerprint is None:
@@ -329,7 +358,11 @@ def format_summary(summary: RunSummary) -> str:
     """The summary as a terminal table: each task with its status, time and outcome."""
     from kfkit.tables import key_values
 
-    rows: list[tuple[str, Any]] = [("run", summary.run_id), ("status", summary.status)]
+    rows: list[tuple[str, Any]] = [
+        ("run", summary.run_id),
+        ("status", summary.status),
+        ("outcome", summary.outcome),
+    ]
     for task, status in summary.tasks.items():
         seconds = summary.task_seconds.get(task)
         rows.append(
@@ -340,6 +373,9 @@ def format_summary(summary: RunSummary) -> str:
                 ),
             )
         )
+    if summary.refused:
+        refused = summary.refused
+        rows.append(("refused by", f"{refused['task']} (gate '{refused['gate']}'): {refused['reason']}"))
     if summary.dataset_fingerprint:
         rows.append(("dataset fingerprint", summary.dataset_fingerprint))
     rows.append(("wall time", f"{summary.seconds:.1f}s"))
@@ -366,6 +402,9 @@ def _outcome(summary: RunSummary, task: str) -> str:
     if task in summary.pushed:
         pushed = summary.pushed[task]
         parts.append(f"pushed version {pushed['version']} -> {pushed['uri']}")
+    unchanged = [m for k, m in summary.artifacts.items() if k.startswith(f"{task}.") and m.get("unchanged")]
+    if unchanged:
+        parts.append(f"unchanged: version {unchanged[0].get('version')} serves")
     skipped = [
         m.get("reason") for k, m in summary.artifacts.items() if k.startswith(f"{task}.") and m.get("skipped")
     ]

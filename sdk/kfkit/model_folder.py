@@ -59,12 +59,28 @@ class ModelManifest:
     # Companion files beside the model (name -> sha256): the evidence it was trained on, such
     # as ``schema.pbtxt``, the schema later data is validated against.
     files: dict[str, str] = field(default_factory=dict)
+    kfkit_version: str = ""  # the code that trained it, with sklearn_version
     format_version: int = FORMAT_VERSION
     model_file: str = MODEL_FILE
 
     @property
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
+
+    def training_identity(self) -> dict[str, Any]:
+        """What decides the model: data (fingerprint), parameters and code. Two manifests with
+        the same identity describe the same model, whatever bytes pickling produced."""
+        return {
+            "training_data_fingerprint": self.training_data_fingerprint,
+            "problem_type": self.problem_type,
+            "label_column": self.label_column,
+            "features": [(f.name, f.kind) for f in self.features],
+            "estimator": self.estimator,
+            "hyperparameters": self.hyperparameters,
+            "files": self.files,  # the schema (and statistics) it was validated against
+            "sklearn_version": self.sklearn_version,
+            "kfkit_version": self.kfkit_version,
+        }
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -144,8 +160,11 @@ def save_model(
     for name, source in (companions or {}).items():
         shutil.copyfile(source, folder / name)
         files[name] = sha256_file(folder / name)
+    from kfkit import __version__
+
     manifest = ModelManifest(
         sha256=sha256_file(path),
+        kfkit_version=__version__,
         sklearn_version=sklearn.__version__,
         python_version=current_python_version(),
         files=files,

@@ -128,10 +128,10 @@ def execute(
     with _task_errors(task, lineage):
         if lineage:
             lineage.start()
-        reason = skip_reason(task.inputs, gates)
+        reason, gate = skip_reason(task.inputs, gates)
         if reason:
             for artifact in task.outputs.values():
-                write_skipped(artifact, reason)
+                write_skipped(artifact, reason, gate)
             task.say(f"not run: {reason}")
         else:
             logic(task)
@@ -157,19 +157,21 @@ def _task_errors(task: Task, lineage: TaskLineage | None) -> Iterator[None]:
         raise
 
 
-def skip_reason(inputs: dict[str, Any], gates: Sequence[str] = ()) -> str | None:
-    """Why the logic must not run, or None: an input that was skipped upstream has no
-    content; a gate input must say ``blessed: True`` (nothing is blessed by default)."""
+def skip_reason(inputs: dict[str, Any], gates: Sequence[str] = ()) -> tuple[str | None, str]:
+    """Why the logic must not run (None: it may), and the gate input that refused ("" when an
+    input was skipped upstream: that task's own record names the gate). An input skipped
+    upstream has no content; a gate input must say ``blessed: True`` (nothing is blessed by
+    default)."""
     for name, artifact in inputs.items():
         if artifact.metadata.get("skipped"):
-            return f"input '{name}' was not produced: {artifact.metadata.get('reason', 'skipped')}"
+            return f"input '{name}' was not produced: {artifact.metadata.get('reason', 'skipped')}", ""
     for name in gates:
         artifact = inputs.get(name)
         if artifact is None:
-            return f"gate input '{name}' was not given"
+            return f"gate input '{name}' was not given", name
         if not artifact.metadata.get("blessed"):  # True here, 1 after a trip through MLMD
-            return f"'{name}' is not blessed: {artifact.metadata.get('reason', 'no blessing recorded')}"
-    return None
+            return f"'{name}' is not blessed: {artifact.metadata.get('reason', 'no blessing recorded')}", name
+    return None, ""
 
 
 def write_record(artifact: Any, record: dict[str, Any], file_name: str) -> None:
@@ -180,9 +182,11 @@ def write_record(artifact: Any, record: dict[str, Any], file_name: str) -> None:
     (folder / file_name).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def write_skipped(artifact: Any, reason: str) -> None:
-    write_record(artifact, {"skipped": True, "reason": reason}, SKIPPED_FILE)
-    artifact.metadata.update({"skipped": True, "reason": reason})
+def write_skipped(artifact: Any, reason: str, gate: str = "") -> None:
+    """An output that holds only why it was not produced; ``gate``: the input that refused."""
+    record = {"skipped": True, "reason": reason, **({"gate": gate} if gate else {})}
+    write_record(artifact, record, SKIPPED_FILE)
+    artifact.metadata.update(record)
 
 
 class TaskLineage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,14 @@ def run_local_command(
     """Run a pipeline on this machine with kfp.local: kfkit's training pipeline, or any
     pipeline built from kfkit's components.
 
+    Exit codes: 0 pushed, unchanged (the latest version is this very model) or completed;
+    1 failed (one line says why); 3 completed but a gate refused (data or model not blessed).
+
     Starts the local object store when none is configured (KFKIT_S3_ENDPOINT unset) and
     stops what it started.
     """
     from kfkit.catalog import pipeline_spec_file
-    from kfkit.local_run import format_summary, load_config, run_local
+    from kfkit.local_run import NOT_BLESSED, OUTCOME_EXIT_CODES, format_summary, load_config, run_local
 
     pipeline, parameters = load_config(config_path)
     pipeline = pipeline_option or pipeline
@@ -98,6 +102,10 @@ def run_local_command(
         click.echo(format_summary(summary))
     if summary.status != "SUCCEEDED":
         _fail(summary.error or "pipeline failed")
+    if summary.outcome == NOT_BLESSED:
+        refused = summary.refused or {}
+        click.echo(f"kfkit: not blessed: {refused.get('task')}: {refused.get('reason')}", err=True)
+        sys.exit(OUTCOME_EXIT_CODES[NOT_BLESSED])
 
 
 # -- compile ---------------------------------------------------------------------------------
