@@ -4,6 +4,7 @@ store, TFDV and scikit-learn. Slow: each run takes ~20 s (validate imports Tenso
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -318,3 +319,29 @@ def test_no_credential_in_logs_run_records_or_artifacts(two_clean_runs, store_en
         for where, text in texts.items():
             for secret in secrets:
                 assert secret not in text, f"credential in {where}"
+
+
+def test_the_readmes_run_local_commands_run_as_written(tmp_path):
+    """The two `run-local` commands README.md shows under "Running the pipeline yourself", run
+    verbatim from the repository root, with their own state folder (and so their own local store)."""
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Running the pipeline yourself", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [
+        shlex.split(c) for c in re.split(r"\n(?=\.venv/bin/kfkit)", block.replace("\\\n", " ").strip())
+    ]
+    assert len(commands) == 2 and all(c[:2] == [".venv/bin/kfkit", "run-local"] for c in commands)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFKIT_", "AWS_"))}
+    env["KFKIT_HOME"] = str(tmp_path)
+    outputs = []
+    for command in commands:
+        proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr
+        outputs.append(proc.stdout)
+    forest = json.loads(outputs[0])  # the first command asks for --json
+    assert forest["outcome"] == "pushed" and forest["parameters"]["hyperparameters"] == {"n_estimators": 200}
+    assert forest["pushed"]["push"]["version"] == "1"
+    assert forest["artifacts"]["train.model"]["hyperparameters"]["n_estimators"] == 200

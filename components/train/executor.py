@@ -75,7 +75,26 @@ def build_estimator(problem_type: str, estimator: str, hyperparameters: dict[str
         )
     if "random_state" in valid:
         params.setdefault("random_state", seed)
-    return cls(**params)
+    return cls(**{name: as_declared(cls, name, value) for name, value in params.items()})
+
+
+def as_declared(cls: type, name: str, value: Any) -> Any:
+    """A whole float as an int where the estimator accepts only integers for ``name``.
+
+    kfp carries a dict parameter as a protobuf Struct, whose numbers are all floats, so
+    ``{n_estimators: 200}`` arrives as 200.0. The estimator's declared constraints (scikit-learn's
+    ``_parameter_constraints``, which it validates against) say whether an int is meant; where
+    both an int and a float are accepted with different meanings (``max_features``: 1 feature or
+    the fraction 1.0), the value stays as given.
+    """
+    from numbers import Integral
+
+    if not isinstance(value, float) or not value.is_integer():
+        return value
+    intervals = [c for c in getattr(cls, "_parameter_constraints", {}).get(name, []) if hasattr(c, "type")]
+    takes_int = any(issubclass(c.type, Integral) for c in intervals)
+    takes_float = any(not issubclass(c.type, Integral) for c in intervals)
+    return int(value) if takes_int and not takes_float else value
 
 
 def build_pipeline(features: list[Feature], estimator):

@@ -77,3 +77,17 @@ def test_bad_estimator_is_one_line_and_exit_1(inputs, tmp_path, capsys):
     assert exit_info.value.code == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("kfkit train-2: error: The 'estimator' parameter of train must be one of")
+
+
+def test_whole_floats_from_kfp_become_ints_only_where_the_estimator_means_an_int():
+    """kfp turns {n_estimators: 200} into 200.0; max_features 1.0 (a fraction) must stay a float."""
+    from kfkit.components.train.executor import build_estimator
+
+    forest = build_estimator(
+        "classification", "random_forest", {"n_estimators": 200.0, "max_depth": 3.0, "max_features": 1.0}, 0
+    )
+    assert forest.n_estimators == 200 and isinstance(forest.n_estimators, int)
+    assert forest.max_depth == 3 and isinstance(forest.max_depth, int)
+    assert forest.max_features == 1.0 and isinstance(forest.max_features, float)
+    linear = build_estimator("classification", "logistic_regression", {"C": 2.0, "max_iter": 500.0}, 0)
+    assert isinstance(linear.C, float) and isinstance(linear.max_iter, int)
