@@ -86,3 +86,41 @@ def test_run_local_pipeline_that_cannot_be_loaded_is_one_line(tmp_path, file, co
     else:
         assert expected in line
     assert not (tmp_path / "home" / "pipeline_root").exists()
+
+
+@pytest.mark.parametrize("name", ["Wine", "x y", "a/b", "../evil", "ünïcode", "-lead", "a" * 64])
+def test_a_bad_model_name_is_refused_before_anything_is_read(tmp_path, name):
+    env = {"KFKIT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [KFKIT, "serve", "--model", f"{name}:1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "The 'model_name' parameter must be a DNS-1123 label" in error_line(proc)
+
+
+def test_one_model_name_rule():
+    from kfkit.errors import KfkitError
+    from kfkit.names import check_model_name
+
+    for good in ("penguins", "a", "loans-2026", "a" * 63, "0x"):
+        assert check_model_name(good) == good
+    for bad in (
+        "",
+        "Wine",
+        "x y",
+        "x_y",
+        "a/b",
+        "../evil",
+        "penguins:1",
+        "ünïcode",
+        "-a",
+        "a-",
+        "a" * 64,
+        None,
+    ):
+        with pytest.raises(KfkitError, match="must be a DNS-1123 label"):
+            check_model_name(bad)

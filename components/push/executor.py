@@ -40,6 +40,7 @@ def push(
     store: ObjectStore | None = None,
     max_attempts: int = 5,
 ) -> PushResult:
+    names.check_model_name(model_name)  # before anything is read or written
     store = store or ObjectStore.from_env()
     manifest = ModelManifest.read(model_dir)
     if manifest.model_name != model_name:
@@ -101,6 +102,7 @@ def run(task: Task) -> None:
     from kfkit.runtime import write_record
 
     p, model = task.params, task.inputs["model"]
+    names.check_model_name(p["model_name"])
     strategy = p["deploy_strategy"]
     # Checked before anything is pushed: the strategy and the canary's share.
     deploy.check_deploy_strategy(strategy)

@@ -14,12 +14,13 @@ from kfkit.storage import ObjectStore, ObjectUri
 
 
 def version_folder(model_name: str, version: str | int) -> ObjectUri:
-    return ObjectUri(names.MODELS_BUCKET, f"{model_name}/{version}/")
+    # Every object path of a model is built here: the name rule keeps `..`, `/` and the like out.
+    return ObjectUri(names.MODELS_BUCKET, f"{names.check_model_name(model_name)}/{version}/")
 
 
 def existing_versions(store: ObjectStore, model_name: str) -> list[int]:
     """Every version number that has a folder, complete or not (never to be reused)."""
-    prefix = ObjectUri(names.MODELS_BUCKET, f"{model_name}/")
+    prefix = ObjectUri(names.MODELS_BUCKET, f"{names.check_model_name(model_name)}/")
     return sorted(int(p) for p in store.list_prefixes(prefix) if p.isdigit())
 
 

@@ -2,7 +2,26 @@
 literals repeated across modules. Component input and output names are declared once, in
 each component's kfp signature (``components/<name>/component.py``)."""
 
+import re
+
+from kfkit.errors import KfkitError
+
 PIPELINE_NAME = "kfkit-training"
+
+# A model name is a DNS-1123 label, as Kubernetes and Seldon need for the objects named after it:
+# one rule everywhere, checked before anything is written, so two names never share one record.
+_MODEL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is a valid model name; one line saying what is wrong otherwise."""
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise KfkitError(
+            f"The 'model_name' parameter must be a DNS-1123 label: 1 to 63 characters of lowercase "
+            f"a-z, 0-9 and '-', starting and ending with a letter or digit (e.g. 'penguins'). "
+            f"Got {name!r} instead."
+        )
+    return name
 
 PROBLEM_TYPES = ("classification", "regression")
 VALIDATION_POLICIES = ("fail", "warn")

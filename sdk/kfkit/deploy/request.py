@@ -10,7 +10,6 @@ is written anywhere.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from kfkit.errors import KfkitError
@@ -39,8 +38,9 @@ HISTORY_LIMIT = 10
 def record_name(model_name: str) -> str:
     """The name of a model's deployment record in every target: a DNS-1123 label (Kubernetes
     refuses anything else, and one rule for all targets keeps file and object names alike)."""
-    name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
-    return name[:63].rstrip("-") or "model"
+    from kfkit.names import check_model_name
+
+    return check_model_name(model_name)  # already a DNS-1123 label: the name is the record's
 
 
 def check_deploy_strategy(strategy: str) -> None:
@@ -86,8 +86,9 @@ class DeploymentRequest:
     namespace: str | None = None
 
     def __post_init__(self) -> None:
-        if not str(self.model_name).strip():
-            raise KfkitError("a deployment request needs a model name")
+        from kfkit.names import check_model_name
+
+        check_model_name(self.model_name)
         if not str(self.version).strip():
             raise KfkitError(f"deployment request for {self.model_name}: empty model version")
         if not str(self.model_uri).strip():
