@@ -15,6 +15,7 @@ def train(
     anomalies: Input[Artifact],
     model_name: str,
     model: Output[Model],
+    statistics: Optional[Input[Artifact]] = None,
     problem_type: str = "classification",
     estimator: str = "logistic_regression",
     hyperparameters: Optional[dict] = None,
@@ -29,7 +30,8 @@ def train(
               estimator="random_forest", hyperparameters={"n_estimators": 200})
 
     Outputs:
-        model: Folder with model.joblib and kfkit-model.json (sha256, versions, features).
+        model: Folder with model.joblib and kfkit-model.json (sha256, versions, features), and
+            the companion files schema.pbtxt and (given `statistics`) train_statistics.pb.
 
     Args:
         train_split: The train rows (from ingest); its metadata names the label column.
@@ -37,6 +39,9 @@ def train(
             categorical.
         anomalies: The gate: trains only if its metadata says `blessed`.
         model_name: Name recorded in the model manifest.
+        statistics: TFDV statistics of the splits (from validate); its train.pb is kept in the
+            model folder as train_statistics.pb, what later runs are checked for drift against.
+            Optional: without it the pushed version offers no drift baseline.
         problem_type: "classification" or "regression".
         estimator: logistic_regression, random_forest or hist_gradient_boosting (ridge for
             regression).
