@@ -13,9 +13,9 @@ def train(
     train_split: Input[Dataset],
     schema: Input[Artifact],
     anomalies: Input[Artifact],
+    statistics: Input[Artifact],
     model_name: str,
     model: Output[Model],
-    statistics: Optional[Input[Artifact]] = None,
     problem_type: str = "classification",
     estimator: str = "logistic_regression",
     hyperparameters: Optional[dict] = None,
@@ -26,7 +26,7 @@ def train(
     """Fits a scikit-learn Pipeline on the train split, only if validation blessed the data.
 
     Example:
-        train(train_split=..., schema=..., anomalies=..., model_name="penguins",
+        train(train_split=..., schema=..., anomalies=..., statistics=..., model_name="penguins",
               estimator="random_forest", hyperparameters={"n_estimators": 200})
 
     Outputs:
@@ -41,7 +41,6 @@ def train(
         model_name: Name recorded in the model manifest.
         statistics: TFDV statistics of the splits (from validate); its train.pb is kept in the
             model folder as train_statistics.pb, what later runs are checked for drift against.
-            Optional: without it the pushed version offers no drift baseline.
         problem_type: "classification" or "regression".
         estimator: logistic_regression, random_forest or hist_gradient_boosting (ridge for
             regression).

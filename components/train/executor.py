@@ -182,7 +182,6 @@ def run(task: Task) -> None:
 
     train_split, p = task.inputs["train_split"], task.params
     model = task.outputs["model"]
-    statistics = task.inputs.get("statistics")
     manifest = train(
         read_split(train_split.path),
         schema_path=f"{task.inputs['schema'].path}/schema.pbtxt",
@@ -195,7 +194,7 @@ def run(task: Task) -> None:
         seed=p["random_seed"],
         dataset_fingerprint=train_split.metadata.get("dataset_fingerprint", ""),
         run_id=task.run_id,
-        statistics_path=f"{statistics.path}/train.pb" if statistics is not None else None,
+        statistics_path=f"{task.inputs['statistics'].path}/train.pb",
     )
     model.metadata.update(manifest_metadata(manifest))
     task.say(f"{p['estimator']} on {len(manifest.features)} features, sha256 {manifest.sha256[:12]}")

@@ -39,6 +39,10 @@ def call(inputs, tmp_path, anomalies_metadata, **params):
         task_name="train-2",
     )
     arguments.update(params)
+    if "statistics" not in arguments:
+        arguments["statistics"] = make_artifact(Artifact, tmp_path, "statistics")
+        Path(arguments["statistics"].path).mkdir(parents=True, exist_ok=True)
+        (Path(arguments["statistics"].path) / "train.pb").write_bytes(b"train split statistics")
     component.python_func(
         train_split=train_split,
         schema=schema,
@@ -79,23 +83,25 @@ def test_bad_estimator_is_one_line_and_exit_1(inputs, tmp_path, capsys):
     assert line.startswith("kfkit train-2: error: The 'estimator' parameter of train must be one of")
 
 
-def test_the_train_splits_statistics_are_kept_beside_the_model(inputs, tmp_path):
+def test_the_train_splits_statistics_are_kept_beside_the_model(inputs, tmp_path, capsys):
     """validate's statistics/train.pb becomes the companion train_statistics.pb, by sha256:
     push uploads it and resolve_baseline downloads it for the next run's drift check."""
     from kfkit.model_folder import sha256_file
 
     statistics = make_artifact(Artifact, tmp_path, "statistics")
     Path(statistics.path).mkdir(parents=True)
-    (Path(statistics.path) / "train.pb").write_bytes(b"train split statistics")
-    (Path(statistics.path) / "eval.pb").write_bytes(b"eval split statistics")
+    (Path(statistics.path) / "train.pb").write_bytes(b"the train split's statistics")
+    (Path(statistics.path) / "eval.pb").write_bytes(b"the eval split's statistics")
     model = call(inputs, tmp_path, {"blessed": True}, statistics=statistics)
     kept = Path(model.path) / "train_statistics.pb"
-    assert kept.read_bytes() == b"train split statistics"
-    manifest = ModelManifest.read(model.path)
-    assert manifest.files == {
-        "schema.pbtxt": manifest.files["schema.pbtxt"],
-        "train_statistics.pb": sha256_file(kept),
-    }
-    # Without the input (a pipeline of one's own that does not wire it) only the schema is kept.
-    plain = call(inputs, tmp_path / "plain", {"blessed": True})
-    assert set(ModelManifest.read(plain.path).files) == {"schema.pbtxt"}
+    assert kept.read_bytes() == b"the train split's statistics"
+    files = ModelManifest.read(model.path).files
+    assert set(files) == {"schema.pbtxt", "train_statistics.pb"}
+    assert files["train_statistics.pb"] == sha256_file(kept)
+    # A statistics input without train.pb is one line, not a model without its statistics.
+    empty = make_artifact(Artifact, tmp_path / "empty", "statistics")
+    Path(empty.path).mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        call(inputs, tmp_path / "empty", {"blessed": True}, statistics=empty)
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("kfkit train-2: error: ") and "no train split statistics" in line
