@@ -1,5 +1,9 @@
 """The kfkit training pipeline: ingest -> validate (against the baseline) -> train -> evaluate -> push.
 
+Validate checks the schema, drift against the baseline's training statistics (which train
+keeps beside the model it trains) and train/eval skew; ``drift_thresholds`` and
+``skew_thresholds`` loosen single features (feature -> threshold).
+
 The same definition runs under ``kfp.local`` (``kfkit run-local``) and in Kubeflow
 Pipelines. Gates (no training on unblessed data, no push of an unblessed model) live inside
 the components, because kfp.local refuses ``dsl.If``.
@@ -34,6 +38,8 @@ def training(
     split_key: str = "",
     validation_policy: str = "fail",
     schema_uri: str = "",
+    drift_thresholds: dict = {},  # noqa: B006 - feature -> threshold; 1 or null turns one off
+    skew_thresholds: dict = {},  # noqa: B006
     random_seed: int = 42,
     serving_namespace: str = "kfkit-serving",
     deploy_strategy: str = "local",
@@ -54,6 +60,8 @@ def training(
             baseline=baseline_task.outputs["baseline"],
             policy=validation_policy,
             schema_uri=schema_uri,
+            drift_thresholds=drift_thresholds,
+            skew_thresholds=skew_thresholds,
         )
     )
     train_task = use_object_store(
@@ -61,6 +69,7 @@ def training(
             train_split=ingest_task.outputs["train_split"],
             schema=validate_task.outputs["schema"],
             anomalies=validate_task.outputs["anomalies"],
+            statistics=validate_task.outputs["statistics"],
             model_name=model_name,
             problem_type=problem_type,
             estimator=estimator,

@@ -33,9 +33,13 @@ SCRIPT = textwrap.dedent(
     (work / "schema").mkdir()
     (work / "schema" / "schema.pbtxt").write_text(text_format.MessageToString(schema))
 
+    (work / "statistics").mkdir()
+    (work / "statistics" / "train.pb").write_bytes(b"")  # train copies it; it never parses it
+
     model = artifact(Model, "model")
     train.python_func(train_split=train_split, schema=artifact(Artifact, "schema"),
-                      anomalies=artifact(Artifact, "a", blessed=True), model_name="m", model=model,
+                      anomalies=artifact(Artifact, "a", blessed=True),
+                      statistics=artifact(Artifact, "statistics"), model_name="m", model=model,
                       problem_type="classification", estimator="random_forest",
                       hyperparameters={{"n_estimators": 10}}, random_seed=0, run_id="run", task_name="train")
     blessing = artifact(Artifact, "blessing")

@@ -345,3 +345,33 @@ def test_the_readmes_run_local_commands_run_as_written(tmp_path):
     assert forest["outcome"] == "pushed" and forest["parameters"]["hyperparameters"] == {"n_estimators": 200}
     assert forest["pushed"]["push"]["version"] == "1"
     assert forest["artifacts"]["train.model"]["hyperparameters"]["n_estimators"] == 200
+
+
+def test_drift_against_the_pushed_versions_training_data_fails_validate_and_pushes_nothing(
+    store_env, objects, tmp_path
+):
+    """First run pushes version 1 with its train split's statistics beside the model; a run on
+    data whose body mass moved by +3 sd fails in validate naming the feature, pushes nothing."""
+    import pandas as pd
+
+    model = "penguins-drift"
+    proc, first = run_pipeline(store_env, f"data_uri={PENGUINS}", f"model_name={model}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert first["pushed"]["push"]["version"] == "1"
+    folder = version_folder(model, "1")
+    manifest = ModelManifest.from_dict(yaml.safe_load(objects.get_bytes(folder.child("kfkit-model.json"))))
+    statistics = objects.get_bytes(folder.child("train_statistics.pb"))
+    assert manifest.files["train_statistics.pb"] == sha256_bytes(statistics)
+    assert "first run of this model" in proc.stderr.lower()
+
+    frame = pd.read_csv(PENGUINS, na_values=["NA"])
+    frame["body_mass_g"] = frame["body_mass_g"] + 3 * frame["body_mass_g"].std()
+    drifted = tmp_path / "drifted.csv"
+    frame.to_csv(drifted, index=False)
+    proc, document = run_pipeline(store_env, f"data_uri={drifted}", f"model_name={model}")
+    line = error_line(proc)
+    assert "validate" in line and "drift:body_mass_g" in line and "Jensen-Shannon divergence" in line
+    assert f"{model} version 1" in line and "threshold 0.2" in line
+    assert document["tasks"]["validate"] == "FAILED"
+    assert document["tasks"]["train"] == "NOT_RUN" and document["pushed"] == {}
+    assert existing_versions(objects, model) == [1]

@@ -56,6 +56,7 @@ def my_two_models(data_uri: str, model_name: str, label_column: str = "species")
             train_split=data.outputs["train_split"],
             schema=checked.outputs["schema"],
             anomalies=checked.outputs["anomalies"],
+            statistics=checked.outputs["statistics"],
             model_name=model_name,
             estimator=estimator,
         )

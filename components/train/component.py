@@ -13,6 +13,7 @@ def train(
     train_split: Input[Dataset],
     schema: Input[Artifact],
     anomalies: Input[Artifact],
+    statistics: Input[Artifact],
     model_name: str,
     model: Output[Model],
     problem_type: str = "classification",
@@ -25,11 +26,12 @@ def train(
     """Fits a scikit-learn Pipeline on the train split, only if validation blessed the data.
 
     Example:
-        train(train_split=..., schema=..., anomalies=..., model_name="penguins",
+        train(train_split=..., schema=..., anomalies=..., statistics=..., model_name="penguins",
               estimator="random_forest", hyperparameters={"n_estimators": 200})
 
     Outputs:
-        model: Folder with model.joblib and kfkit-model.json (sha256, versions, features).
+        model: Folder with model.joblib and kfkit-model.json (sha256, versions, features), and
+            the companion files schema.pbtxt and (given `statistics`) train_statistics.pb.
 
     Args:
         train_split: The train rows (from ingest); its metadata names the label column.
@@ -37,6 +39,8 @@ def train(
             categorical.
         anomalies: The gate: trains only if its metadata says `blessed`.
         model_name: Name recorded in the model manifest.
+        statistics: TFDV statistics of the splits (from validate); its train.pb is kept in the
+            model folder as train_statistics.pb, what later runs are checked for drift against.
         problem_type: "classification" or "regression".
         estimator: logistic_regression, random_forest or hist_gradient_boosting (ridge for
             regression).

@@ -20,7 +20,7 @@ from kfkit.params import check_choice
 if TYPE_CHECKING:
     from kfkit.runtime import Task
 
-SCHEMA_FILE = "schema.pbtxt"
+SCHEMA_FILE = names.SCHEMA_FILE
 ESTIMATORS: dict[str, dict[str, str]] = {
     "classification": {
         "logistic_regression": "sklearn.linear_model:LogisticRegression",
@@ -142,7 +142,11 @@ def train(
     seed: int = 42,
     dataset_fingerprint: str = "",
     run_id: str = "",
+    statistics_path: str | None = None,
 ) -> ModelManifest:
+    """``statistics_path``: the train split's TFDV statistics (validate's ``train.pb``), kept
+    in the model folder as ``train_statistics.pb`` so later runs are checked for drift
+    against the data this version was trained on."""
     hyperparameters = dict(hyperparameters or {})
     features = features_from_schema(schema_path, label_column)
     model = build_pipeline(features, build_estimator(problem_type, estimator, hyperparameters, seed))
@@ -159,10 +163,15 @@ def train(
     except (ValueError, TypeError) as exc:
         # scikit-learn's parameter validation already names the parameter and the range.
         raise KfkitError(f"train: {str(exc).splitlines()[0]}") from None
+    companions: dict[str, str | Path] = {SCHEMA_FILE: schema_path}  # what later data is validated against
+    if statistics_path is not None:
+        if not Path(statistics_path).is_file():
+            raise KfkitError(f"{statistics_path}: no train split statistics in the statistics input")
+        companions[names.TRAIN_STATISTICS_FILE] = statistics_path  # what later data is compared with
     return save_model(
         model_dir,
         model,
-        companions={SCHEMA_FILE: schema_path},  # what later data is validated against
+        companions=companions,
         model_name=model_name,
         problem_type=problem_type,
         label_column=label_column,
@@ -204,6 +213,7 @@ def run(task: Task) -> None:
         seed=p["random_seed"],
         dataset_fingerprint=train_split.metadata.get("dataset_fingerprint", ""),
         run_id=task.run_id,
+        statistics_path=f"{task.inputs['statistics'].path}/train.pb",
     )
     model.metadata.update(manifest_metadata(manifest))
     task.say(f"{p['estimator']} on {len(manifest.features)} features, sha256 {manifest.sha256[:12]}")

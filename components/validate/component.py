@@ -1,5 +1,7 @@
 """The validate component: its kfp declaration. The logic is ``executor.run``."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
@@ -17,10 +19,15 @@ def validate(
     report: Output[Markdown],
     policy: str = "fail",
     schema_uri: str = "",
+    drift_thresholds: Optional[dict] = None,
+    skew_thresholds: Optional[dict] = None,
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Checks both splits against a schema with TensorFlow Data Validation: a curated one, else
-    the baseline's, else one inferred from the train split.
+    the baseline's, else one inferred from the train split. Then drift (the train split against
+    the baseline's training statistics) and train/eval skew with TFDV's comparators: L-infinity
+    distance for categorical features, Jensen-Shannon divergence for numeric ones, each 0.2 by
+    default. A feature beyond its threshold is an anomaly (`drift:<feature>`, `skew:<feature>`).
 
     Example:
         validate(train_split=..., eval_split=..., baseline=..., policy="fail")
@@ -28,16 +35,22 @@ def validate(
     Outputs:
         statistics: TFDV statistics (train.pb, eval.pb).
         schema: The schema used (schema.pbtxt).
-        anomalies: anomalies.pbtxt; metadata `blessed` is the gate train reads.
+        anomalies: anomalies.pbtxt; metadata `blessed` is the gate train reads, `drift` and
+            `skew` the measured distances.
         report: Markdown report rendered by the KFP UI.
 
     Args:
         train_split: The train rows (from ingest); its metadata names the label column.
         eval_split: The eval rows (from ingest).
         baseline: What the data is compared with (from resolve_baseline): its
-            schema.pbtxt, when its metadata says `found`, is the schema checked against.
+            schema.pbtxt, when its metadata says `found`, is the schema checked against, and its
+            train_statistics.pb the training data drift is measured from.
         policy: "fail" ends the task on anomalies; "warn" continues unblessed.
         schema_uri: A curated schema (s3:// or local pbtxt) used instead of the baseline's.
+        drift_thresholds: Per-feature overrides of the drift threshold (default 0.2), e.g.
+            {"income": 0.4}; 1 or more, or null, turns a feature's check off. Unknown
+            features are an error.
+        skew_thresholds: Per-feature overrides of the train/eval skew threshold, the same way.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.validate.executor import run

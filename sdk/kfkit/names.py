@@ -28,6 +28,11 @@ VALIDATION_POLICIES = ("fail", "warn")
 
 # Where pushed models live in the object store: s3://models/<model-name>/<version>/.
 MODELS_BUCKET = "models"
+# Companion files train keeps in the model folder (push uploads them beside the model,
+# resolve_baseline downloads them): the schema the training data was validated against and
+# the TFDV statistics of the train split, what later data is checked for drift against.
+SCHEMA_FILE = "schema.pbtxt"
+TRAIN_STATISTICS_FILE = "train_statistics.pb"
 
 
 # The Kubernetes Secret the pipeline's tasks read in a cluster (manifests/pipelines/): the

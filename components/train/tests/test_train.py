@@ -39,6 +39,10 @@ def call(inputs, tmp_path, anomalies_metadata, **params):
         task_name="train-2",
     )
     arguments.update(params)
+    if "statistics" not in arguments:
+        arguments["statistics"] = make_artifact(Artifact, tmp_path, "statistics")
+        Path(arguments["statistics"].path).mkdir(parents=True, exist_ok=True)
+        (Path(arguments["statistics"].path) / "train.pb").write_bytes(b"train split statistics")
     component.python_func(
         train_split=train_split,
         schema=schema,
@@ -91,3 +95,27 @@ def test_whole_floats_from_kfp_become_ints_only_where_the_estimator_means_an_int
     assert forest.max_features == 1.0 and isinstance(forest.max_features, float)
     linear = build_estimator("classification", "logistic_regression", {"C": 2.0, "max_iter": 500.0}, 0)
     assert isinstance(linear.C, float) and isinstance(linear.max_iter, int)
+
+
+def test_the_train_splits_statistics_are_kept_beside_the_model(inputs, tmp_path, capsys):
+    """validate's statistics/train.pb becomes the companion train_statistics.pb, by sha256:
+    push uploads it and resolve_baseline downloads it for the next run's drift check."""
+    from kfkit.model_folder import sha256_file
+
+    statistics = make_artifact(Artifact, tmp_path, "statistics")
+    Path(statistics.path).mkdir(parents=True)
+    (Path(statistics.path) / "train.pb").write_bytes(b"the train split's statistics")
+    (Path(statistics.path) / "eval.pb").write_bytes(b"the eval split's statistics")
+    model = call(inputs, tmp_path, {"blessed": True}, statistics=statistics)
+    kept = Path(model.path) / "train_statistics.pb"
+    assert kept.read_bytes() == b"the train split's statistics"
+    files = ModelManifest.read(model.path).files
+    assert set(files) == {"schema.pbtxt", "train_statistics.pb"}
+    assert files["train_statistics.pb"] == sha256_file(kept)
+    # A statistics input without train.pb is one line, not a model without its statistics.
+    empty = make_artifact(Artifact, tmp_path / "empty", "statistics")
+    Path(empty.path).mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        call(inputs, tmp_path / "empty", {"blessed": True}, statistics=empty)
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("kfkit train-2: error: ") and "no train split statistics" in line

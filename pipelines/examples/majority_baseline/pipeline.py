@@ -53,6 +53,7 @@ def majority_baseline_example(
             train_split=ingest_task.outputs["train_split"],
             schema=validate_task.outputs["schema"],
             anomalies=validate_task.outputs["anomalies"],
+            statistics=validate_task.outputs["statistics"],
             model_name=model_name,
             estimator=estimator,
             run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,

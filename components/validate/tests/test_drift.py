@@ -1,0 +1,174 @@
+"""Drift against the baseline's training statistics and train/eval skew, on generated data
+(a loans-like table): called as kfp calls validate, with real TFDV (slow)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_artifact
+from kfp.dsl import Artifact, Dataset, Markdown
+
+from kfkit.components import validate as component
+from kfkit.splits import write_split
+
+pytestmark = pytest.mark.slow
+
+INCOME_SD = 15_000.0
+
+
+def loans(rows: int = 4000, seed: int = 1, income_shift_sd: float = 0.0, remap_grades: bool = False):
+    """A loans-like table: numeric amount, income, age; categorical grade, home; label default."""
+    rng = np.random.default_rng(seed)
+    grade = rng.choice(list("ABCDEFG"), rows, p=[0.18, 0.28, 0.25, 0.15, 0.08, 0.04, 0.02])
+    if remap_grades:
+        grade = np.where(np.isin(grade, ["B", "C"]), "A", grade)
+    return pd.DataFrame(
+        {
+            "loan_amount": rng.lognormal(9.5, 0.6, rows),
+            "income": rng.normal(60_000, INCOME_SD, rows) + income_shift_sd * INCOME_SD,
+            "age": rng.integers(21, 70, rows),
+            "grade": grade,
+            "home": rng.choice(["RENT", "OWN", "MORTGAGE"], rows, p=[0.4, 0.15, 0.45]),
+            "default": rng.choice(["yes", "no"], rows, p=[0.15, 0.85]),
+        }
+    )
+
+
+def call(folder: Path, train: pd.DataFrame, evaluation: pd.DataFrame, baseline=None, **params):
+    split_meta = {"label_column": "default", "dataset_fingerprint": "f" * 64}
+    splits = {}
+    for name, frame in (("train_split", train), ("eval_split", evaluation)):
+        splits[name] = make_artifact(Dataset, folder, name, split_meta)
+        write_split(frame, splits[name].path)
+    outputs = {
+        name: make_artifact(kind, folder, name)
+        for name, kind in (
+            ("statistics", Artifact),
+            ("schema", Artifact),
+            ("anomalies", Artifact),
+            ("report", Markdown),
+        )
+    }
+    baseline = baseline or make_artifact(
+        Artifact, folder, "baseline", {"found": False, "reason": "never pushed"}
+    )
+    arguments = {"policy": "warn", "schema_uri": "", "task_name": "validate", **params}
+    component.python_func(**splits, baseline=baseline, **outputs, **arguments)
+    return outputs
+
+
+def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return frame.iloc[: len(frame) * 4 // 5].reset_index(drop=True), frame.iloc[
+        len(frame) * 4 // 5 :
+    ].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """As resolve_baseline hands over version 1 of 'loans': the schema and the train split's
+    statistics train kept beside the model (train_statistics.pb), metadata `found`."""
+    root = tmp_path_factory.mktemp("baseline-run")
+    first = call(root, *split(loans(seed=1)))
+    assert first["anomalies"].metadata["blessed"] is True
+    folder = root / "resolved"
+    artifact = make_artifact(
+        Artifact,
+        folder,
+        "baseline",
+        {"found": True, "model_name": "loans", "version": "1", "uri": "s3://models/loans/1"},
+    )
+    Path(artifact.path).mkdir(parents=True)
+    shutil.copyfile(Path(first["schema"].path) / "schema.pbtxt", Path(artifact.path) / "schema.pbtxt")
+    shutil.copyfile(Path(first["statistics"].path) / "train.pb", Path(artifact.path) / "train_statistics.pb")
+    return artifact
+
+
+def test_a_numeric_column_shifted_by_three_sd_is_drift_naming_feature_and_distance(
+    baseline, tmp_path, capsys
+):
+    out = call(tmp_path, *split(loans(seed=2, income_shift_sd=3)), baseline=baseline)
+    meta = out["anomalies"].metadata
+    assert meta["blessed"] is False
+    assert set(meta["anomalies"]) == {"drift:income"}  # only the shifted column, no skew
+    text = meta["anomalies"]["drift:income"]
+    assert "loans version 1" in text and "Jensen-Shannon divergence 0.7" in text and "threshold 0.2" in text
+    assert meta["drift"]["income"] > 0.7 and all(v < 0.2 for k, v in meta["drift"].items() if k != "income")
+    assert meta["drift_baseline"] == "loans version 1"
+    report = Path(out["report"].path).read_text()
+    assert "## Drift against the baseline" in report
+    assert f"| income | Jensen-Shannon divergence | {meta['drift']['income']:.4f} | 0.2 | DRIFTED |" in report
+    assert "| grade | L-infinity distance |" in report and "| ok |" in report
+    anomalies_text = (Path(out["anomalies"].path) / "anomalies.pbtxt").read_text()
+    assert 'key: "drift:income"' in anomalies_text and "drift_skew_info" in anomalies_text
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        call(tmp_path / "fail", *split(loans(seed=2, income_shift_sd=3)), baseline=baseline, policy="fail")
+    assert exit_info.value.code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("kfkit validate: error: data validation failed (1 anomalies")
+    assert "drift:income: drifted from loans version 1's training data: Jensen-Shannon divergence 0.7" in line
+
+
+def test_a_remapped_categorical_is_drift(baseline, tmp_path):
+    meta = call(tmp_path, *split(loans(seed=3, remap_grades=True)), baseline=baseline)["anomalies"].metadata
+    assert set(meta["anomalies"]) == {"drift:grade"}
+    assert "L-infinity distance 0.5" in meta["anomalies"]["drift:grade"]
+    assert meta["anomalies"]["drift:grade"].endswith("(most changed value: A)")
+    assert meta["drift"]["grade"] > 0.5
+
+
+def test_skew_between_train_and_eval_is_caught_on_a_first_run(tmp_path):
+    train, evaluation = split(loans(seed=4))
+    evaluation = evaluation.assign(income=evaluation["income"] + 3 * INCOME_SD)
+    out = call(tmp_path, train, evaluation)
+    meta = out["anomalies"].metadata
+    assert set(meta["anomalies"]) == {"skew:income"}
+    assert "Jensen-Shannon divergence 0.7" in meta["anomalies"]["skew:income"]
+    assert meta["skew"]["income"] > 0.7 and meta["drift"] == {}
+    report = Path(out["report"].path).read_text()
+    assert "first run of this model: no baseline, nothing to compare with" in report.lower()
+    assert "| income | Jensen-Shannon divergence |" in report and "| SKEWED |" in report
+
+
+def test_an_unchanged_rerun_and_a_fresh_sample_are_not_drift(baseline, tmp_path):
+    same = call(tmp_path / "same", *split(loans(seed=1)), baseline=baseline)["anomalies"].metadata
+    assert same["blessed"] is True and same["anomalies"] == {}
+    assert set(same["drift"]) == {"loan_amount", "income", "age", "grade", "home", "default"}
+    assert all(v == 0.0 for v in same["drift"].values())
+    fresh = call(tmp_path / "fresh", *split(loans(seed=5)), baseline=baseline)["anomalies"].metadata
+    assert fresh["blessed"] is True and 0 < max(fresh["drift"].values()) < 0.1
+
+
+def test_an_override_loosens_one_feature_and_null_turns_it_off(baseline, tmp_path):
+    shifted = split(loans(seed=2, income_shift_sd=3))
+    loose = call(tmp_path / "loose", *shifted, baseline=baseline, drift_thresholds={"income": 0.9})
+    assert loose["anomalies"].metadata["blessed"] is True
+    assert "| income | Jensen-Shannon divergence | 0.7" in Path(loose["report"].path).read_text()
+    off = call(tmp_path / "off", *shifted, baseline=baseline, drift_thresholds={"income": None})
+    assert off["anomalies"].metadata["blessed"] is True
+    assert off["anomalies"].metadata["drift"]["income"] > 0.7  # still measured and recorded
+    assert "| 0.2 | DRIFTED |" not in Path(off["report"].path).read_text()
+    assert "| off | off |" in Path(off["report"].path).read_text()
+    # Loosening income does not loosen grade.
+    both = loans(seed=2, income_shift_sd=3, remap_grades=True)
+    meta = call(tmp_path / "both", *split(both), baseline=baseline, drift_thresholds={"income": 1})[
+        "anomalies"
+    ].metadata
+    assert set(meta["anomalies"]) == {"drift:grade"}
+
+
+@pytest.mark.parametrize("parameter", ["drift_thresholds", "skew_thresholds"])
+def test_an_unknown_feature_in_the_overrides_is_one_line(baseline, tmp_path, capsys, parameter):
+    with pytest.raises(SystemExit) as exit_info:
+        call(tmp_path, *split(loans(seed=1)), baseline=baseline, **{parameter: {"incme": 0.5}})
+    assert exit_info.value.code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"kfkit validate: error: The '{parameter}' parameter of validate must map features of the "
+        "schema (loan_amount, income, age, grade, home, default) to thresholds. "
+        "Got unknown feature(s) ['incme'] instead."
+    )
