@@ -13,14 +13,15 @@ def resolve_baseline(
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Finds what a new run is compared with: the latest pushed version of the model, with
-    the schema its training data was validated against.
+    the schema its training data was validated against and the model file itself.
 
     Example:
         resolve_baseline(model_name="penguins")
 
     Outputs:
-        baseline: Folder with the version's kfkit-model.json and schema.pbtxt; metadata `found`,
-            `version`, `uri`. For a model never pushed, `found` is false and the folder is empty.
+        baseline: Folder with the version's kfkit-model.json, schema.pbtxt and model file, each
+            verified by sha256; metadata `found`, `version`, `uri`. For a model never pushed,
+            `found` is false and the folder is empty.
 
     Args:
         model_name: The model whose pushed versions are looked up in s3://models/<model_name>/.
