@@ -62,6 +62,7 @@ def my_two_models(data_uri: str, model_name: str, label_column: str = "species")
         evaluate(
             model=model.outputs["model"],
             eval_split=data.outputs["eval_split"],
+            train_split=data.outputs["train_split"],
             thresholds={"accuracy": 0.9},
         )
 """
