@@ -13,11 +13,11 @@ def evaluate(
     model: Input[Model],
     eval_split: Input[Dataset],
     train_split: Input[Dataset],
+    baseline: Input[Artifact],
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     blessing: Output[Artifact],
     report: Output[Markdown],
-    baseline: Optional[Input[Artifact]] = None,
     thresholds: Optional[dict] = None,
     trivial_metrics: Optional[list] = None,
     trivial_margin: float = 0.01,
@@ -43,7 +43,7 @@ def evaluate(
         train_split: The train rows (from ingest): the trivial model (DummyClassifier
             strategy prior, DummyRegressor strategy mean) is fitted on its labels.
         baseline: The version the model would replace (from resolve_baseline, with its model
-            file): scored on the same eval rows. Not given or `found` false: nothing to compare with.
+            file): scored on the same eval rows. `found` false: nothing to compare with.
         thresholds: Metric name to limit: a floor for accuracy, macro_f1, roc_auc_ovr, r2;
             a ceiling for log_loss, rmse, mae. Empty: only the two comparisons decide.
         trivial_metrics: Metrics the model must beat the trivial model on. Empty: accuracy and

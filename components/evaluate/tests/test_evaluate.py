@@ -36,7 +36,13 @@ def trained(tmp_path_factory):
     return model, eval_split, train_split
 
 
+def first_run(folder: Path) -> Artifact:
+    """resolve_baseline's output for a model never pushed."""
+    return make_artifact(Artifact, folder, "baseline", {"found": False, "reason": "no pushed version yet"})
+
+
 def call(model, eval_split, folder: Path, thresholds, train_split, baseline=None, **params):
+    baseline = baseline or first_run(folder)
     outputs = {
         "metrics": make_artifact(Metrics, folder, "metrics"),
         "classification_metrics": make_artifact(ClassificationMetrics, folder, "classification_metrics"),
@@ -82,8 +88,8 @@ def test_the_trivial_model_is_scored_and_every_check_recorded(trained, tmp_path,
     assert meta["checks"]["vs trivial: accuracy"].endswith(" ok")
     assert meta["checks"]["vs trivial: log_loss"].endswith(" ok")
     assert meta["checks"]["accuracy"].endswith(" ok")
-    # No baseline given: said, not compared, not a failure.
-    assert meta["checks"]["vs version"] == "no baseline given: nothing to compare with skipped"
+    # No pushed version yet: said, not compared, not a failure.
+    assert meta["checks"]["vs version"] == "no baseline version: nothing to compare with skipped"
     assert meta["baseline_version"] == "" and meta["baseline_metrics"] == {}
     report = Path(out["report"].path).read_text()
     assert "**blessed**" in report and "| metric | candidate | trivial |" in report
