@@ -1,4 +1,5 @@
-"""The kfkit training pipeline: ingest -> validate (against the baseline) -> train -> evaluate -> push.
+"""The kfkit training pipeline: ingest -> validate (against the baseline) -> train -> evaluate
+(against a trivial model and the baseline version) -> push.
 
 Validate checks the schema, drift against the baseline's training statistics (which train
 keeps beside the model it trains) and train/eval skew; ``drift_thresholds`` and
@@ -34,6 +35,8 @@ def training(
     estimator: str = "logistic_regression",
     hyperparameters: dict = {},  # noqa: B006 - kfp pipeline defaults are values, not objects
     thresholds: dict = {"accuracy": 0.9},  # noqa: B006
+    trivial_margin: float = 0.01,
+    tolerances: dict = {},  # noqa: B006 - empty: evaluate's defaults (0.01 accuracy, ...)
     eval_fraction: float = 0.2,
     split_key: str = "",
     validation_policy: str = "fail",
@@ -82,7 +85,11 @@ def training(
         evaluate(
             model=train_task.outputs["model"],
             eval_split=ingest_task.outputs["eval_split"],
+            train_split=ingest_task.outputs["train_split"],
+            baseline=baseline_task.outputs["baseline"],
             thresholds=thresholds,
+            trivial_margin=trivial_margin,
+            tolerances=tolerances,
         )
     )
     use_object_store(

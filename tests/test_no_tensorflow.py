@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys, tempfile
     from pathlib import Path
-    from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Metrics, Model
+    from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
     from tensorflow_metadata.proto.v0 import schema_pb2
     from google.protobuf import text_format
     from kfkit.components import evaluate, ingest, push, train
@@ -43,7 +43,9 @@ SCRIPT = textwrap.dedent(
                       problem_type="classification", estimator="random_forest",
                       hyperparameters={{"n_estimators": 10}}, random_seed=0, run_id="run", task_name="train")
     blessing = artifact(Artifact, "blessing")
-    evaluate.python_func(model=model, eval_split=eval_split, thresholds={{"accuracy": 0.5}},
+    evaluate.python_func(model=model, eval_split=eval_split, train_split=train_split,
+                         baseline=artifact(Artifact, "baseline", found=False),
+                         thresholds={{"accuracy": 0.5}}, report=artifact(Markdown, "report"),
                          metrics=artifact(Metrics, "metrics"),
                          classification_metrics=artifact(ClassificationMetrics, "cm"), blessing=blessing,
                          task_name="evaluate")

@@ -375,3 +375,41 @@ def test_drift_against_the_pushed_versions_training_data_fails_validate_and_push
     assert document["tasks"]["validate"] == "FAILED"
     assert document["tasks"]["train"] == "NOT_RUN" and document["pushed"] == {}
     assert existing_versions(objects, model) == [1]
+
+
+def test_a_model_worse_than_the_version_serving_is_not_pushed(store_env, objects):
+    """Version 1 is pushed and deployed locally; a much weaker estimator setting under the same
+    model name still meets the absolute threshold (accuracy >= 0.9) and beats the trivial
+    model, but is worse than version 1: not blessed, nothing pushed, version 1 keeps serving."""
+    from kfkit.deploy.local import served_version
+
+    model = "penguins-worse"
+    proc, first = run_pipeline(store_env, f"data_uri={PENGUINS}", f"model_name={model}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert first["pushed"]["push"]["version"] == "1"
+    assert first["artifacts"]["evaluate.blessing"]["checks"]["vs version"] == (
+        "no baseline version: nothing to compare with skipped"
+    )
+    deployments = Path(store_env["KFKIT_HOME"])
+    assert served_version(model, deployments) == "1"
+
+    proc, second = run_pipeline(
+        store_env, f"data_uri={PENGUINS}", f"model_name={model}", "hyperparameters={C: 0.01}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blessing = second["artifacts"]["evaluate.blessing"]
+    assert second["metrics"]["evaluate"]["accuracy"] >= 0.9  # the absolute threshold alone would push it
+    assert blessing["checks"]["accuracy"].endswith(" ok")
+    assert blessing["checks"]["vs trivial: accuracy"].endswith(" ok")
+    assert blessing["checks"]["vs version 1: accuracy"].endswith(" FAILED")
+    assert blessing["baseline_version"] == "1"
+    assert blessing["baseline_metrics"]["accuracy"] == pytest.approx(first["metrics"]["evaluate"]["accuracy"])
+    assert second["blessed"] == {"evaluate": False} and second["pushed"] == {}
+    assert "[push] not run: 'blessing' is not blessed: worse than version 1: accuracy" in proc.stderr
+    assert existing_versions(objects, model) == [1]
+    assert served_version(model, deployments) == "1"
+    report = Path(second["artifact_uris"]["evaluate.report"]).read_text()
+    assert (
+        "**NOT blessed**: worse than version 1" in report
+        and "| metric | candidate | trivial | version 1 |" in report
+    )

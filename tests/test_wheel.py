@@ -46,10 +46,11 @@ from kfkit.components import evaluate, ingest, resolve_baseline, train, validate
 @dsl.pipeline(name="my-two-models")
 def my_two_models(data_uri: str, model_name: str, label_column: str = "species"):
     data = ingest(source_uri=data_uri, label_column=label_column)
+    baseline = resolve_baseline(model_name=model_name).outputs["baseline"]
     checked = validate(
         train_split=data.outputs["train_split"],
         eval_split=data.outputs["eval_split"],
-        baseline=resolve_baseline(model_name=model_name).outputs["baseline"],
+        baseline=baseline,
     )
     for estimator in ("logistic_regression", "random_forest"):
         model = train(
@@ -63,6 +64,8 @@ def my_two_models(data_uri: str, model_name: str, label_column: str = "species")
         evaluate(
             model=model.outputs["model"],
             eval_split=data.outputs["eval_split"],
+            train_split=data.outputs["train_split"],
+            baseline=baseline,
             thresholds={"accuracy": 0.9},
         )
 """

@@ -3,7 +3,7 @@
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from kfkit.images import BASE_IMAGE
 
@@ -12,27 +12,48 @@ from kfkit.images import BASE_IMAGE
 def evaluate(
     model: Input[Model],
     eval_split: Input[Dataset],
+    train_split: Input[Dataset],
+    baseline: Input[Artifact],
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     blessing: Output[Artifact],
+    report: Output[Markdown],
     thresholds: Optional[dict] = None,
+    trivial_metrics: Optional[list] = None,
+    trivial_margin: float = 0.01,
+    tolerances: Optional[dict] = None,
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
-    """Scores the model on the eval split and blesses it by absolute thresholds.
+    """Scores the model on the eval split and blesses it only if it beats a trivial model, is
+    not worse than the version it would replace, and meets the absolute thresholds.
 
     Example:
-        evaluate(model=..., eval_split=..., thresholds={"accuracy": 0.9, "log_loss": 0.5})
+        evaluate(model=..., eval_split=..., train_split=..., baseline=..., thresholds={"accuracy": 0.9})
 
     Outputs:
         metrics: accuracy, macro_f1, roc_auc_ovr, log_loss (or rmse, mae, r2).
         classification_metrics: Confusion matrix shown by the KFP UI.
-        blessing: metadata `blessed` and the reason; the gate push reads.
+        blessing: metadata `blessed`, the reason and every check; the gate push reads.
+        report: Markdown report: candidate vs trivial model vs baseline version, checks,
+            verdict, confusion matrix.
 
     Args:
         model: The trained model folder (from train); skipped when train did not run.
         eval_split: The eval rows (from ingest).
+        train_split: The train rows (from ingest): the trivial model (DummyClassifier
+            strategy prior, DummyRegressor strategy mean) is fitted on its labels.
+        baseline: The version the model would replace (from resolve_baseline, with its model
+            file): scored on the same eval rows. `found` false: nothing to compare with.
         thresholds: Metric name to limit: a floor for accuracy, macro_f1, roc_auc_ovr, r2;
-            a ceiling for log_loss, rmse, mae. Empty means nothing is blessed.
+            a ceiling for log_loss, rmse, mae. Empty: only the two comparisons decide.
+        trivial_metrics: Metrics the model must beat the trivial model on. Empty: accuracy and
+            log_loss (classification), rmse (regression).
+        trivial_margin: Fraction of the trivial model's error (1 - accuracy, log_loss, rmse, ...)
+            the model must remove on each of trivial_metrics; 0 means strictly better.
+        tolerances: Metric name to the degradation allowed against the baseline version,
+            absolute for accuracy, macro_f1, roc_auc_ovr, r2, a fraction of the version's value
+            for log_loss, rmse, mae; null switches a metric off. Merged over the defaults 0.01
+            (accuracy, macro_f1, roc_auc_ovr, r2), 0.05 (log_loss), 0.02 (rmse, mae).
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.evaluate.executor import run

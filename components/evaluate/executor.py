@@ -1,18 +1,44 @@
-"""Evaluate's logic: metrics on the eval split and a blessing by absolute thresholds.
+"""Evaluate's logic: metrics on the eval split, and a blessing by three comparisons.
 
-Nothing is blessed by default: with no thresholds the model is not blessed.
+1. **Trivial baseline**: a scikit-learn ``DummyClassifier(strategy="prior")`` (or
+   ``DummyRegressor(strategy="mean")``) fitted on the train split's labels and scored on the same
+   eval rows. The candidate must beat it on each of ``trivial_metrics`` (classification:
+   accuracy and log_loss; regression: rmse) by ``trivial_margin``, a fraction of the trivial
+   model's error (1 - accuracy, log_loss, rmse...). "prior", not "most_frequent": both predict
+   the majority class (same accuracy), but "prior" predicts the class frequencies as
+   probabilities, so its log_loss is the honest no-information one instead of infinite.
+2. **Version it would replace**: the latest pushed version (resolve_baseline's ``baseline``,
+   its model loaded with ``load_verified_model``: sha256, then scikit-learn version) scored on
+   the same eval rows. The candidate may be worse by at most a per-metric tolerance (TFMA's
+   change thresholds): absolute for accuracy, macro_f1, roc_auc_ovr, r2; a fraction of the
+   version's value for log_loss, rmse, mae. No pushed version: nothing to compare with. A
+   version that cannot score these rows (other features, label, classes or scikit-learn) is
+   reported "not comparable", not an error.
+3. **Absolute thresholds**, as before: a floor or ceiling per metric.
+
+Blessed means no check failed and at least one passed. The trivial comparison always runs, so
+empty ``thresholds`` no longer means "never blessed": a model that beats the trivial baseline
+and is not worse than the serving version is blessed (nothing is blessed without evidence).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
-from kfkit.errors import KfkitError
-from kfkit.model_folder import ModelManifest, feature_frame, load_verified_model
+from kfkit.errors import KfkitError, first_line
+from kfkit.model_folder import (
+    MANIFEST_FILE,
+    ModelManifest,
+    check_sklearn_version,
+    feature_frame,
+    load_verified_model,
+)
 
 if TYPE_CHECKING:
     from kfkit.runtime import Task
@@ -23,48 +49,107 @@ LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "roc_auc_ovr", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 
+TRIVIAL_MODELS = {
+    "classification": "DummyClassifier(strategy='prior')",
+    "regression": "DummyRegressor(strategy='mean')",
+}
+# What the candidate must beat the trivial model on, unless ``trivial_metrics`` says otherwise:
+# accuracy alone is the trap on imbalanced data only in the other direction (the majority class
+# scores high), so it stays, and log_loss asks that the probabilities carry information too.
+DEFAULT_TRIVIAL_METRICS = {"classification": ("accuracy", "log_loss"), "regression": ("rmse",)}
+DEFAULT_TRIVIAL_MARGIN = 0.01
+# Allowed degradation against the version being replaced: absolute for the bounded metrics,
+# a fraction of the version's value for the unbounded ones (RELATIVE_TOLERANCE).
+DEFAULT_TOLERANCES = {
+    "accuracy": 0.01,
+    "macro_f1": 0.01,
+    "roc_auc_ovr": 0.01,
+    "r2": 0.01,
+    "log_loss": 0.05,
+    "rmse": 0.02,
+    "mae": 0.02,
+}
+RELATIVE_TOLERANCE = LOWER_IS_BETTER
+
+OK, FAILED, SKIPPED = " ok", " FAILED", " skipped"
+
 
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
     blessed: bool
-    checks: dict[str, str]  # metric -> "0.97 >= 0.9 ok" / "... FAILED"
+    checks: dict[str, str]  # name -> "0.97 >= 0.9 ok" / "... FAILED" / "... skipped"
     confusion_matrix: list[list[int]] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
+    trivial_metrics: dict[str, float] = field(default_factory=dict)
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+    baseline_version: str = ""
+    failures: list[str] = field(default_factory=list)  # one per failed comparison, for the reason
+    passed: list[str] = field(default_factory=list)  # one per comparison that held
 
 
-def compute_metrics(model, manifest: ModelManifest, frame: pd.DataFrame) -> Evaluation:
+def _score(manifest: ModelManifest, y_true: pd.Series, output: np.ndarray) -> Evaluation:
+    """Metrics of predictions ``output`` (regression: values; classification: probabilities
+    with one column per ``manifest.classes``)."""
     from sklearn import metrics as skm
 
-    x = feature_frame(frame, manifest.features, "eval split")
     if manifest.problem_type == "regression":
-        y = pd.to_numeric(frame[manifest.label_column]).astype("float64")
-        predicted = model.predict(x)
+        y = pd.to_numeric(y_true).astype("float64")
         values = {
-            "rmse": math.sqrt(skm.mean_squared_error(y, predicted)),
-            "mae": skm.mean_absolute_error(y, predicted),
-            "r2": skm.r2_score(y, predicted),
+            "rmse": math.sqrt(skm.mean_squared_error(y, output)),
+            "mae": skm.mean_absolute_error(y, output),
+            "r2": skm.r2_score(y, output),
         }
         return Evaluation(metrics=_rounded(values), blessed=False, checks={})
 
-    y = frame[manifest.label_column].astype(str)
+    y = y_true.astype(str)
     classes = list(manifest.classes)
-    proba = model.predict_proba(x)
-    predicted = [classes[i] for i in proba.argmax(axis=1)]
+    predicted = [classes[i] for i in output.argmax(axis=1)]
     values = {
         "accuracy": skm.accuracy_score(y, predicted),
         "macro_f1": skm.f1_score(y, predicted, average="macro", labels=classes, zero_division=0),
-        "log_loss": skm.log_loss(y, proba, labels=classes),
+        "log_loss": skm.log_loss(y, output, labels=classes),
     }
     if set(y) == set(classes):
         if len(classes) == 2:
-            values["roc_auc_ovr"] = skm.roc_auc_score(y == classes[1], proba[:, 1])
+            values["roc_auc_ovr"] = skm.roc_auc_score(y == classes[1], output[:, 1])
         else:
-            values["roc_auc_ovr"] = skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
+            values["roc_auc_ovr"] = skm.roc_auc_score(y, output, multi_class="ovr", labels=classes)
     matrix = skm.confusion_matrix(y, predicted, labels=classes).tolist()
     return Evaluation(
         metrics=_rounded(values), blessed=False, checks={}, confusion_matrix=matrix, classes=classes
     )
+
+
+def compute_metrics(model, manifest: ModelManifest, frame: pd.DataFrame) -> Evaluation:
+    x = feature_frame(frame, manifest.features, "eval split")
+    if manifest.problem_type == "regression":
+        return _score(manifest, frame[manifest.label_column], model.predict(x))
+    return _score(manifest, frame[manifest.label_column], model.predict_proba(x))
+
+
+def trivial_metrics(
+    manifest: ModelManifest, train_frame: pd.DataFrame, frame: pd.DataFrame
+) -> dict[str, float]:
+    """The trivial model (no features: the label's prior or mean on the train split) scored on
+    the eval rows with the candidate's metrics."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    label = manifest.label_column
+    if label not in train_frame.columns:
+        raise KfkitError(f"train split: label column '{label}' missing")
+    no_features_train = np.zeros((len(train_frame), 1))
+    no_features_eval = np.zeros((len(frame), 1))
+    if manifest.problem_type == "regression":
+        y = pd.to_numeric(train_frame[label]).astype("float64")
+        dummy = DummyRegressor(strategy="mean").fit(no_features_train, y)
+        return _score(manifest, frame[label], dummy.predict(no_features_eval)).metrics
+    dummy = DummyClassifier(strategy="prior").fit(no_features_train, train_frame[label].astype(str))
+    proba = dummy.predict_proba(no_features_eval)
+    # Columns in the candidate's class order; a class the train split lacks has probability 0.
+    columns = {str(c): proba[:, i] for i, c in enumerate(dummy.classes_)}
+    aligned = np.column_stack([columns.get(c, np.zeros(len(frame))) for c in manifest.classes])
+    return _score(manifest, frame[label], aligned).metrics
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
@@ -72,54 +157,276 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), 9) for k, v in values.items()}
 
 
-def bless(evaluation: Evaluation, thresholds: dict[str, float], problem_type: str) -> Evaluation:
-    allowed = CLASSIFICATION_METRICS if problem_type == "classification" else REGRESSION_METRICS
-    unknown = sorted(set(thresholds) - set(allowed))
+def _allowed(problem_type: str) -> tuple[str, ...]:
+    return CLASSIFICATION_METRICS if problem_type == "classification" else REGRESSION_METRICS
+
+
+def _check_names(parameter: str, names: Any, problem_type: str) -> None:
+    allowed = _allowed(problem_type)
+    unknown = sorted(set(names) - set(allowed))
     if unknown:
         raise KfkitError(
-            f"The 'thresholds' parameter of evaluate has unknown metric(s) {unknown}; "
+            f"The '{parameter}' parameter of evaluate has unknown metric(s) {unknown}; "
             f"{problem_type} metrics are {', '.join(allowed)}"
         )
-    checks = {}
+
+
+def _loss(metric: str, value: float) -> float:
+    """Every metric as an error, lower is better: 1 - accuracy, log_loss as it is."""
+    return 1.0 - value if metric in HIGHER_IS_BETTER else value
+
+
+def _from_loss(metric: str, loss: float) -> float:
+    return 1.0 - loss if metric in HIGHER_IS_BETTER else loss
+
+
+def _add(evaluation: Evaluation, name: str, text: str, ok: bool | None) -> None:
+    evaluation.checks[name] = text + (SKIPPED if ok is None else OK if ok else FAILED)
+
+
+def check_thresholds(evaluation: Evaluation, thresholds: dict[str, float], problem_type: str) -> None:
+    _check_names("thresholds", thresholds, problem_type)
+    failed = []
     for metric, limit in sorted(thresholds.items()):
         value = evaluation.metrics.get(metric)
         if value is None:
-            checks[metric] = f"not computed (needed {limit}) FAILED"
-            continue
-        if metric in HIGHER_IS_BETTER:
-            ok, sign = value >= float(limit), ">="
+            text, ok = f"not computed (needed {limit})", False
+        elif metric in HIGHER_IS_BETTER:
+            ok, text = value >= float(limit), f"{value:.4f} >= {float(limit):g}"
         else:
-            ok, sign = value <= float(limit), "<="
-        checks[metric] = f"{value:.4f} {sign} {float(limit):g} {'ok' if ok else 'FAILED'}"
-    evaluation.checks = checks
-    evaluation.blessed = bool(checks) and all(c.endswith(" ok") for c in checks.values())
+            ok, text = value <= float(limit), f"{value:.4f} <= {float(limit):g}"
+        _add(evaluation, metric, text, ok)
+        if not ok:
+            failed.append(f"{metric} {text}")
+    if failed:
+        evaluation.failures.append("thresholds not met: " + "; ".join(failed))
+    elif thresholds:
+        evaluation.passed.append("all thresholds met")
+
+
+def check_trivial(
+    evaluation: Evaluation, trivial: dict[str, float], metrics: list[str], margin: float, problem_type: str
+) -> None:
+    """The candidate must remove at least ``margin`` of the trivial model's error on each metric."""
+    _check_names("trivial_metrics", metrics, problem_type)
+    if not 0 <= margin < 1:
+        raise KfkitError(
+            f"The 'trivial_margin' parameter of evaluate must be in [0, 1). Got {margin!r} instead."
+        )
+    evaluation.trivial_metrics = dict(trivial)
+    failed = []
+    for metric in metrics:
+        name = f"vs trivial: {metric}"
+        value, base = evaluation.metrics.get(metric), trivial.get(metric)
+        if value is None or base is None:
+            _add(evaluation, name, f"{metric} not computed for the candidate or the trivial model", False)
+            failed.append(f"{metric} not computed")
+            continue
+        needed_loss = _loss(metric, base) * (1 - margin)
+        ok = _loss(metric, value) <= needed_loss and _loss(metric, value) < _loss(metric, base)
+        sign = ">=" if metric in HIGHER_IS_BETTER else "<="
+        needs = f"needs {sign} {_from_loss(metric, needed_loss):.4f}"
+        text = f"candidate {value:.4f} vs trivial {base:.4f} ({needs}: margin {margin:g} of its error)"
+        _add(evaluation, name, text, ok)
+        if not ok:
+            failed.append(f"{metric} {value:.4f} vs trivial {base:.4f} ({needs})")
+    if failed:
+        model = TRIVIAL_MODELS[problem_type]
+        evaluation.failures.append(f"does not beat the trivial baseline {model}: " + "; ".join(failed))
+    else:
+        evaluation.passed.append(f"beats the trivial baseline on {', '.join(metrics)}")
+
+
+def merged_tolerances(tolerances: dict[str, Any] | None, problem_type: str) -> dict[str, float]:
+    """The defaults for this problem type, overridden per metric; None switches a metric off."""
+    given = dict(tolerances or {})
+    _check_names("tolerances", given, problem_type)
+    merged: dict[str, Any] = {m: DEFAULT_TOLERANCES[m] for m in _allowed(problem_type)}
+    merged.update(given)
+    out = {}
+    for metric, tolerance in merged.items():
+        if tolerance is None:
+            continue
+        if not isinstance(tolerance, int | float) or tolerance < 0:
+            raise KfkitError(
+                f"The 'tolerances' parameter of evaluate must map each metric to a number >= 0 "
+                f"(or null: not compared). Got {metric}: {tolerance!r} instead."
+            )
+        out[metric] = float(tolerance)
+    return out
+
+
+def check_version(
+    evaluation: Evaluation, version: str, baseline: dict[str, float], tolerances: dict[str, float]
+) -> None:
+    """The candidate may be worse than the version it replaces by at most each metric's tolerance."""
+    evaluation.baseline_version = version
+    evaluation.baseline_metrics = dict(baseline)
+    failed = []
+    for metric, tolerance in sorted(tolerances.items()):
+        value, base = evaluation.metrics.get(metric), baseline.get(metric)
+        if value is None or base is None:
+            continue  # e.g. roc_auc_ovr when the eval rows lack a class: nothing to compare
+        name = f"vs version {version}: {metric}"
+        if metric in RELATIVE_TOLERANCE:
+            worse = (value - base) / base if base else (math.inf if value > base else 0.0)
+            change = f"{(value - base) / base:+.1%}" if base else f"{value - base:+.4f}"
+            limit = f"{tolerance:.0%}" if tolerance * 100 == int(tolerance * 100) else f"{tolerance:.2%}"
+        else:
+            worse = base - value
+            change, limit = f"{value - base:+.4f}", f"{tolerance:g}"
+        ok = worse <= tolerance + 1e-12
+        verdict = "within" if ok else "beyond"
+        text = f"candidate {value:.4f} vs version {version} {base:.4f}: {change} {verdict} {limit}"
+        _add(evaluation, name, text, ok)
+        if not ok:
+            failed.append(f"{metric} {value:.4f} vs {base:.4f} ({change} beyond {limit})")
+    if failed:
+        evaluation.failures.append(f"worse than version {version}: " + "; ".join(failed))
+    else:
+        evaluation.passed.append(f"not worse than version {version}")
+
+
+def skip_version(evaluation: Evaluation, why: str, version: str = "") -> None:
+    evaluation.baseline_version = version
+    _add(evaluation, "vs version", why, None)
+    evaluation.passed.append(why)
+
+
+def score_baseline_version(
+    folder: str | Path, candidate: ModelManifest, frame: pd.DataFrame
+) -> tuple[dict[str, float] | None, str]:
+    """The pushed version's metrics on the eval rows, or (None, why it is not comparable).
+
+    Loaded only through ``load_verified_model``: a model whose bytes do not match its sha256
+    is an error (the version was changed after push), not "not comparable"."""
+    import sklearn
+
+    folder = Path(folder)
+    if not (folder / MANIFEST_FILE).is_file():
+        return None, f"the baseline folder has no {MANIFEST_FILE}"
+    manifest = ModelManifest.read(folder)
+    if not (folder / manifest.model_file).is_file():
+        return None, f"the baseline folder has no model file ({manifest.model_file})"
+    if manifest.problem_type != candidate.problem_type:
+        return None, f"it is a {manifest.problem_type} model, the candidate a {candidate.problem_type} one"
+    if manifest.label_column != candidate.label_column:
+        return None, f"it predicts '{manifest.label_column}', the candidate '{candidate.label_column}'"
+    if manifest.problem_type == "classification" and set(manifest.classes) != set(candidate.classes):
+        return (
+            None,
+            f"its classes {sorted(manifest.classes)} differ from the candidate's {sorted(candidate.classes)}",
+        )
+    try:
+        check_sklearn_version(manifest, sklearn.__version__)
+    except KfkitError as exc:
+        return None, str(exc)
+    model, manifest = load_verified_model(folder)  # sha256 mismatch: raises, the task fails
+    try:
+        return compute_metrics(model, manifest, frame).metrics, ""
+    except (KfkitError, ValueError, TypeError, KeyError) as exc:
+        return None, f"it cannot score the eval rows: {first_line(exc)}"
+
+
+def evaluate(
+    model_dir: str,
+    frame: pd.DataFrame,
+    thresholds: dict[str, float],
+    train_frame: pd.DataFrame,
+    baseline_dir: str | None = None,
+    baseline_meta: dict[str, Any] | None = None,
+    trivial_metrics_to_beat: list[str] | None = None,
+    trivial_margin: float = DEFAULT_TRIVIAL_MARGIN,
+    tolerances: dict[str, Any] | None = None,
+) -> Evaluation:
+    """Score the candidate, the trivial model and the baseline version; bless by every check.
+
+    ``baseline_dir`` None: no baseline was given; ``baseline_meta``: its artifact's metadata
+    (``found``, ``version``)."""
+    model, manifest = load_verified_model(model_dir)
+    problem_type = manifest.problem_type
+    evaluation = compute_metrics(model, manifest, frame)
+    wanted = list(trivial_metrics_to_beat or DEFAULT_TRIVIAL_METRICS[problem_type])
+    check_trivial(
+        evaluation, trivial_metrics(manifest, train_frame, frame), wanted, float(trivial_margin), problem_type
+    )
+    allowed_tolerances = merged_tolerances(tolerances, problem_type)
+    meta = dict(baseline_meta or {})
+    if baseline_dir is None:
+        skip_version(evaluation, "no baseline given: nothing to compare with")
+    elif not meta.get("found"):
+        skip_version(evaluation, "no baseline version: nothing to compare with")
+    else:
+        version = str(meta.get("version", "?"))
+        scored, why = score_baseline_version(baseline_dir, manifest, frame)
+        if scored is None:
+            skip_version(evaluation, f"version {version} not comparable: {why}", version)
+        else:
+            check_version(evaluation, version, scored, allowed_tolerances)
+    check_thresholds(evaluation, dict(thresholds), problem_type)
+    if not thresholds:
+        evaluation.passed.append("no thresholds given")
+    verdicts = list(evaluation.checks.values())
+    evaluation.blessed = not evaluation.failures and any(v.endswith(OK) for v in verdicts)
     return evaluation
 
 
-def evaluate(model_dir: str, frame: pd.DataFrame, thresholds: dict[str, float]) -> Evaluation:
-    model, manifest = load_verified_model(model_dir)
-    evaluation = compute_metrics(model, manifest, frame)
-    return bless(evaluation, thresholds, manifest.problem_type)
-
-
 def blessing_reason(evaluation: Evaluation) -> str:
-    if not evaluation.checks:
-        return "no thresholds given: nothing is blessed by default"
-    failed = [
-        f"{m} {c.removesuffix(' FAILED')}" for m, c in evaluation.checks.items() if not c.endswith(" ok")
+    if evaluation.failures:
+        return "; ".join(evaluation.failures)
+    if not evaluation.blessed:
+        return "no check passed: nothing is blessed without evidence"
+    return "; ".join(evaluation.passed)
+
+
+def report_markdown(evaluation: Evaluation, reason: str) -> str:
+    """A Markdown report the KFP UI renders: verdict, metrics side by side, checks, confusion matrix."""
+    version = evaluation.baseline_version
+    columns = ["candidate", "trivial"] + ([f"version {version}"] if evaluation.baseline_metrics else [])
+    lines = [
+        "# Model evaluation",
+        "",
+        f"**{'blessed' if evaluation.blessed else 'NOT blessed'}**: {reason}",
+        "",
+        "| metric | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
-    return "all thresholds met" if not failed else "thresholds not met: " + "; ".join(failed)
+    for metric, value in evaluation.metrics.items():
+        row = [value, evaluation.trivial_metrics.get(metric)]
+        if evaluation.baseline_metrics:
+            row.append(evaluation.baseline_metrics.get(metric))
+        lines.append(f"| {metric} | " + " | ".join("" if v is None else f"{v:.4f}" for v in row) + " |")
+    lines += ["", "## Checks", "", "| check | result |", "|---|---|"]
+    lines += [f"| {name} | {text} |" for name, text in evaluation.checks.items()]
+    if evaluation.classes:
+        lines += [
+            "",
+            "## Confusion matrix (candidate; rows: true class, columns: predicted)",
+            "",
+            "| | " + " | ".join(evaluation.classes) + " |",
+            "|---|" + "---|" * len(evaluation.classes),
+        ]
+        for cls, row in zip(evaluation.classes, evaluation.confusion_matrix, strict=True):
+            lines.append(f"| **{cls}** | " + " | ".join(str(n) for n in row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def run(task: Task) -> None:
-    from pathlib import Path
-
     from kfkit.runtime import write_skipped
     from kfkit.splits import read_split
 
-    model, out = task.inputs["model"], task.outputs
+    model, out, p = task.inputs["model"], task.outputs, task.params
+    baseline = task.inputs.get("baseline")
     result = evaluate(
-        model.path, read_split(task.inputs["eval_split"].path), dict(task.params["thresholds"] or {})
+        model.path,
+        read_split(task.inputs["eval_split"].path),
+        dict(p["thresholds"] or {}),
+        train_frame=read_split(task.inputs["train_split"].path),
+        baseline_dir=baseline.path if baseline is not None else None,
+        baseline_meta=dict(baseline.metadata) if baseline is not None else None,
+        trivial_metrics_to_beat=list(p.get("trivial_metrics") or []),
+        trivial_margin=DEFAULT_TRIVIAL_MARGIN if p.get("trivial_margin") is None else p["trivial_margin"],
+        tolerances=p.get("tolerances"),
     )
     for name, value in result.metrics.items():
         out["metrics"].log_metric(name, value)
@@ -135,11 +442,19 @@ def run(task: Task) -> None:
             "reason": reason,
             "checks": result.checks,
             "metrics": result.metrics,
+            "trivial_metrics": result.trivial_metrics,
+            "baseline_metrics": result.baseline_metrics,
+            "baseline_version": result.baseline_version,
             "model_sha256": model.metadata.get("sha256", ""),
             "dataset_fingerprint": model.metadata.get("training_data_fingerprint", ""),
         }
     )
     Path(blessing.path).parent.mkdir(parents=True, exist_ok=True)
     Path(blessing.path).write_text(("BLESSED" if result.blessed else "NOT_BLESSED") + "\n")
+    Path(out["report"].path).parent.mkdir(parents=True, exist_ok=True)
+    Path(out["report"].path).write_text(report_markdown(result, reason))
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-    task.say(f"{shown}; {'blessed' if result.blessed else 'NOT blessed'}: {reason}")
+    trivial = ", ".join(
+        f"{k} {v:.4f}" for k, v in result.trivial_metrics.items() if k in ("accuracy", "log_loss", "rmse")
+    )
+    task.say(f"{shown} (trivial: {trivial}); {'blessed' if result.blessed else 'NOT blessed'}: {reason}")

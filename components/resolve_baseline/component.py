@@ -13,14 +13,15 @@ def resolve_baseline(
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Finds what a new run is compared with: the latest pushed version of the model, with
-    the schema its training data was validated against and that data's statistics.
+    the schema its training data was validated against, that data's statistics and the model file.
 
     Example:
         resolve_baseline(model_name="penguins")
 
     Outputs:
-        baseline: Folder with the version's kfkit-model.json and companion files (schema.pbtxt,
-            train_statistics.pb); metadata `found`, `version`, `uri`. For a model never pushed,
+        baseline: Folder with the version's kfkit-model.json, its companion files (schema.pbtxt,
+            train_statistics.pb) and its model file, each verified by sha256; metadata `found`,
+            `version`, `uri`. For a model never pushed,
             `found` is false and the folder is empty.
 
     Args:

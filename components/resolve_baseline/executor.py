@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kfkit.model_registry import download_companions, latest_version, version_folder
+from kfkit.model_registry import download, download_companions, latest_version, version_folder
 from kfkit.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 
 def find_baseline(model_name: str, folder: str, store: ObjectStore | None = None) -> dict[str, Any]:
-    """Download the latest pushed version's manifest and companions into ``folder``; the
-    baseline's metadata (``found`` false when the model was never pushed)."""
+    """Download the latest pushed version's manifest, companions and model file into ``folder``
+    (each verified by the sha256 its manifest records: evaluate scores that model on the new
+    eval rows); the baseline's metadata (``found`` false when the model was never pushed)."""
     store = store or ObjectStore.from_env()
     Path(folder).mkdir(parents=True, exist_ok=True)
     version = latest_version(store, model_name)
@@ -31,6 +32,7 @@ def find_baseline(model_name: str, folder: str, store: ObjectStore | None = None
             "reason": f"model {model_name!r} has no pushed version yet: nothing to compare with",
         }
     manifest = download_companions(store, model_name, version, Path(folder))
+    download(store, model_name, version, Path(folder))  # the model file, verified by sha256
     return {
         "found": True,
         "model_name": model_name,
@@ -40,6 +42,7 @@ def find_baseline(model_name: str, folder: str, store: ObjectStore | None = None
         "training_data_fingerprint": manifest.training_data_fingerprint,
         "run_id": manifest.run_id,
         "files": sorted(manifest.files),
+        "model_file": manifest.model_file,
     }
 
 

@@ -15,6 +15,7 @@ from kfkit.components.push.executor import push
 from kfkit.components.resolve_baseline.executor import find_baseline
 from kfkit.components.train.executor import train
 from kfkit.errors import KfkitError
+from kfkit.model_folder import load_verified_model
 from kfkit.model_registry import version_folder
 
 
@@ -47,6 +48,12 @@ def test_the_latest_pushed_version_and_its_schema(objects, tmp_path, store_envir
     assert out.metadata["found"] is True and out.metadata["version"] == second
     assert out.metadata["uri"] == str(version_folder("baseline-test", second))
     assert (Path(out.path) / "schema.pbtxt").read_text() == (tmp_path / "two/schema/schema.pbtxt").read_text()
+    # The model file too, loadable only through the verified path evaluate uses.
+    assert (Path(out.path) / "model.joblib").read_bytes() == (
+        tmp_path / "two/model/model.joblib"
+    ).read_bytes()
+    _, manifest = load_verified_model(out.path)
+    assert manifest.sha256 == out.metadata["sha256"] and out.metadata["model_file"] == "model.joblib"
     assert f"compares with baseline-test version {second}" in capsys.readouterr().out
 
 
@@ -55,3 +62,12 @@ def test_a_changed_companion_file_is_refused(objects, tmp_path):
     objects.put_bytes(version_folder("baseline-tampered", version).child("schema.pbtxt"), b"feature {}")
     with pytest.raises(KfkitError, match="schema.pbtxt: sha256 does not match"):
         find_baseline("baseline-tampered", str(tmp_path / "b"), store=objects)
+
+
+def test_a_changed_model_file_is_refused(objects, tmp_path):
+    version = _pushed(tmp_path, "baseline-tampered-model", objects)
+    objects.put_bytes(
+        version_folder("baseline-tampered-model", version).child("model.joblib"), b"not a model"
+    )
+    with pytest.raises(KfkitError, match="model.joblib: sha256 .* does not match"):
+        find_baseline("baseline-tampered-model", str(tmp_path / "b"), store=objects)

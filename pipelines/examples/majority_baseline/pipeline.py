@@ -58,5 +58,11 @@ def majority_baseline_example(
             estimator=estimator,
             run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         ).outputs["model"]
-        evaluate(model=model, eval_split=eval_split, thresholds=thresholds)
+        evaluate(
+            model=model,
+            eval_split=eval_split,
+            train_split=ingest_task.outputs["train_split"],
+            baseline=baseline,
+            thresholds=thresholds,
+        )
         majority_baseline(model=model, eval_split=eval_split)
