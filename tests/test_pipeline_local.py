@@ -396,7 +396,8 @@ def test_a_model_worse_than_the_version_serving_is_not_pushed(store_env, objects
     proc, second = run_pipeline(
         store_env, f"data_uri={PENGUINS}", f"model_name={model}", "hyperparameters={C: 0.01}"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 3, proc.stderr[-3000:]  # completed, a gate refused
+    assert second["outcome"] == "not blessed" and second["refused"]["gate"] == "blessing"
     blessing = second["artifacts"]["evaluate.blessing"]
     assert second["metrics"]["evaluate"]["accuracy"] >= 0.9  # the absolute threshold alone would push it
     assert blessing["checks"]["accuracy"].endswith(" ok")
