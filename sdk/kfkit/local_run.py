@@ -396,7 +396,7 @@ def _outcome(summary: RunSummary, task: str) -> str:
             else f"data NOT blessed ({len(verdict.get('anomalies') or {})} anomalies)"
         )
     if task in summary.metrics:
-        parts.append(", ".join(f"{k} {v:.4f}" for k, v in summary.metrics[task].items()))
+        parts.append(", ".join(f"{k} {v:.4f}" for k, v in sorted(summary.metrics[task].items())))
     if task in summary.blessed:
         parts.append("model blessed" if summary.blessed[task] else "model NOT blessed")
     if task in summary.pushed:
