@@ -414,3 +414,18 @@ def test_a_model_worse_than_the_version_serving_is_not_pushed(store_env, objects
         "**NOT blessed**: worse than version 1" in report
         and "| metric | candidate | trivial | version 1 |" in report
     )
+
+
+def test_a_failed_first_run_leaves_no_reference_schema(store_env, objects):
+    """Validate blesses, train fails: nothing is pushed, so there is no reference to reject the
+    corrected data with; the corrected run infers its schema and pushes version 1."""
+    model = "penguins-first-fails"
+    proc, failed = run_pipeline(store_env, f"data_uri={PENGUINS}", f"model_name={model}", "estimator=svm")
+    assert "The 'estimator' parameter of train must be one of" in error_line(proc)
+    assert failed["tasks"]["validate"] == "SUCCEEDED" and failed["tasks"]["train"] == "FAILED"
+    shown = run_kfkit(["schema", "show", "--model", model], store_env)
+    assert shown.returncode == 1 and "has no reference schema: no pushed version" in shown.stderr
+    proc, fixed = run_pipeline(store_env, f"data_uri={PENGUINS}", f"model_name={model}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert fixed["validation"]["validate"]["schema_source"] == "inferred"
+    assert fixed["pushed"]["push"]["version"] == "1" and existing_versions(objects, model) == [1]

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kfkit import names
 from kfkit.model_registry import download, download_companions, latest_version, version_folder
+from kfkit.schemas import read_reset
 from kfkit.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -33,7 +35,17 @@ def find_baseline(model_name: str, folder: str, store: ObjectStore | None = None
         }
     manifest = download_companions(store, model_name, version, Path(folder))
     download(store, model_name, version, Path(folder))  # the model file, verified by sha256
-    return {
+    found: dict[str, Any] = {}
+    reset = read_reset(store, model_name)
+    if reset is not None and int(version) <= int(reset["after_version"]):
+        # `kfkit schema reset`: new data is not checked against this version's schema and
+        # statistics (the model is still what a candidate must not be worse than).
+        for name in (names.SCHEMA_FILE, names.TRAIN_STATISTICS_FILE):
+            (Path(folder) / name).unlink(missing_ok=True)
+        found["schema_reset"] = (
+            f"reset after version {reset['after_version']} at {reset['at']} by {reset['by']}"
+        )
+    return found | {
         "found": True,
         "model_name": model_name,
         "version": version,
@@ -51,5 +63,7 @@ def run(task: Task) -> None:
     out.metadata.update(find_baseline(task.params["model_name"], out.path))
     if out.metadata["found"]:
         task.say(f"compares with {task.params['model_name']} version {out.metadata['version']}")
+        if out.metadata.get("schema_reset"):
+            task.say(f"its schema and statistics are not used: {out.metadata['schema_reset']}")
     else:
         task.say(out.metadata["reason"])

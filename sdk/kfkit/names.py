@@ -23,6 +23,7 @@ def check_model_name(name: str) -> str:
         )
     return name
 
+
 PROBLEM_TYPES = ("classification", "regression")
 VALIDATION_POLICIES = ("fail", "warn")
 
