@@ -45,7 +45,14 @@ class IngestResult:
 
 def read_source(source_uri: str, store: ObjectStore | None = None) -> list[SourceFile]:
     """All CSV/Parquet files at a URI (object or prefix) or local path (file or folder)."""
+    if not source_uri.strip():
+        # An empty path would mean the working folder, scanned recursively: never what was meant.
+        raise KfkitError(
+            "The 'source_uri' parameter of ingest must name a file, folder or object. Got '' instead."
+        )
     if is_object_uri(source_uri):
+        if ".." in source_uri.split("://", 1)[1].split("/"):
+            raise KfkitError(f"{source_uri}: '..' is not allowed in an object URI")
         store = store or ObjectStore.from_env()
         target = ObjectUri.parse(source_uri)
         objects = [o for o in store.list(target) if o.uri.lower().endswith(SUPPORTED_SUFFIXES)]
@@ -100,7 +107,30 @@ def parse_file(source: SourceFile) -> pd.DataFrame:
         raise KfkitError(f"{source.name}: cannot read as Parquet: {exc}") from None
     if frame.empty:
         raise KfkitError(f"{source.name}: no data rows (header only)")
+    _check_header(source, frame)
     return frame
+
+
+def _check_header(source: SourceFile, frame: pd.DataFrame) -> None:
+    """Duplicate or empty column names are errors, not silently renamed (pandas reads a second
+    `alcohol` as `alcohol.1` and an empty name as `Unnamed: 2`)."""
+    import csv
+
+    if source.name.lower().endswith(".csv"):
+        first = source.data.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+        header = next(csv.reader([first]))
+    else:
+        header = [str(c) for c in frame.columns]
+    empty = [i + 1 for i, name in enumerate(header) if not name.strip()]
+    if empty:
+        raise KfkitError(f"{source.name}: column(s) {empty} of the header have no name")
+    seen, duplicates = set(), []
+    for name in header:
+        if name in seen and name not in duplicates:
+            duplicates.append(name)
+        seen.add(name)
+    if duplicates:
+        raise KfkitError(f"{source.name}: duplicate column name(s) {duplicates} in the header")
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:

@@ -55,6 +55,8 @@ def test_parquet_with_dates_is_normalised(tmp_path):
         ("", "file is empty"),
         ("species,island\n", "no data rows"),
         ("a,b\n1,2\n", "label column 'species' not found (columns: a, b)"),
+        ("species,alcohol,alcohol\nred,1,2\n", "duplicate column name(s) ['alcohol'] in the header"),
+        ("species,,colour\nred,1,2\n", "column(s) [2] of the header have no name"),
     ],
 )
 def test_bad_files_give_one_clear_error(tmp_path, content, expected):
@@ -118,3 +120,24 @@ def test_component_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("kfkit ingest: error: ") and "no_such_column" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("", "The 'source_uri' parameter of ingest must name a file, folder or object. Got '' instead."),
+        ("   ", "must name a file, folder or object"),
+        ("s3://raw/../secrets/data.csv", "'..' is not allowed in an object URI"),
+    ],
+)
+def test_source_uris_that_are_no_source_are_refused_before_reading(uri, expected):
+    with pytest.raises(KfkitError) as info:
+        ingest(uri, "species")
+    assert expected in str(info.value)
+
+
+def test_a_quoted_comma_in_a_header_is_one_name_not_a_duplicate():
+    from kfkit.components.ingest.executor import SourceFile, parse_file
+
+    frame = parse_file(SourceFile("quoted.csv", b'species,"a,b",a\nred,1,2\n'))
+    assert list(frame.columns) == ["species", "a,b", "a"]
