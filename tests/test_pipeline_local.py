@@ -429,3 +429,44 @@ def test_a_failed_first_run_leaves_no_reference_schema(store_env, objects):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert fixed["validation"]["validate"]["schema_source"] == "inferred"
     assert fixed["pushed"]["push"]["version"] == "1" and existing_versions(objects, model) == [1]
+
+
+def test_a_killed_run_is_marked_failed_by_the_next_one(store_env, tmp_path):
+    """kill -9 of `kfkit run-local` mid-run: the next run on this machine marks it FAILED (and its
+    running task), saying why, instead of leaving it RUNNING for ever."""
+    import os
+    import signal
+    import time
+
+    from kfkit.metadata import open_store
+
+    env = dict(store_env, KFKIT_METADATA_URI=f"sqlite://{tmp_path / 'killed.sqlite'}")
+    args = [KFKIT, "run-local", "--config", "configs/penguins.yaml", "--param", f"data_uri={PENGUINS}"]
+    victim = subprocess.Popen(
+        [*args, "--param", "model_name=penguins-killed"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    run_id = None
+    while time.monotonic() < deadline and run_id is None:
+        line = victim.stderr.readline()
+        if line.startswith("[ingest]"):  # a task has started: the run and a task are recorded
+            store = open_store(env["KFKIT_METADATA_URI"])
+            run_id = store.runs(limit=1)[0].run_id
+            store.close()
+    assert run_id is not None
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    shown = json.loads(run_kfkit(["runs", "show", run_id, "--json"], env).stdout)
+    assert shown["state"] == "RUNNING"
+    proc, _ = run_pipeline(env, f"data_uri={PENGUINS}", "model_name=penguins-after-kill")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"run {run_id}: marked FAILED (aborted: the kfkit process (pid {victim.pid})" in proc.stderr
+    shown = json.loads(run_kfkit(["runs", "show", run_id, "--json"], env).stdout)
+    assert shown["state"] == "FAILED"
+    assert all(t["state"] != "RUNNING" for t in shown["tasks"])

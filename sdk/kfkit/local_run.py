@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import time
 import uuid
 import warnings
@@ -176,7 +177,10 @@ def run_local(
     run_root = root / "pipeline_root" / run_id
     log_path = runs_dir / f"{run_id}.log"
     values = with_defaults(spec, parameters)
-    run = store.start_run(name, run_id, values, str(run_root))
+    for line in mark_abandoned_runs(store):
+        progress(line)
+    owner = {"kfkit_host": socket.gethostname(), "kfkit_pid": os.getpid()}
+    run = store.start_run(name, run_id, values, str(run_root), owner)
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -219,6 +223,42 @@ def run_local(
     summary.metadata = {"store": store.description, "recorded": True}
     (runs_dir / f"{run_id}.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
+
+
+def mark_abandoned_runs(store: MetadataStore, newest: int = 50) -> list[str]:
+    """Runs of this machine still RUNNING although the kfkit process that ran them is gone
+    (killed, machine restarted) become FAILED, with their running tasks, saying why. Runs of
+    other machines, and live ones, are left alone. One line per run marked."""
+    from kfkit.metadata.store import DAG_EXECUTION, RUNNING
+
+    host, marked = socket.gethostname(), []
+    for record in store.runs(limit=newest):
+        props = record.properties
+        if props.get("kfkit_host") != host or _alive(int(props.get("kfkit_pid") or 0)):
+            continue
+        tasks = store.run_tasks(record.run_id)
+        if not any(t.type == DAG_EXECUTION and t.state == RUNNING for t in tasks):
+            continue
+        why = f"aborted: the kfkit process (pid {props.get('kfkit_pid')}) that ran it is gone"
+        handle = store.run_handle(record.run_id)
+        for task in tasks:
+            if task.type == CONTAINER_EXECUTION and task.state == RUNNING:
+                store.finish_task(handle, task.id, FAILED, [], why)
+        store.finish_run(handle, FAILED)
+        marked.append(f"run {record.run_id}: marked FAILED ({why})")
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def task_order(spec: dict[str, Any]) -> list[str]:

@@ -209,7 +209,12 @@ class MlmdStore(MetadataStore):
 
     # -- recording ---------------------------------------------------------------------
     def start_run(
-        self, pipeline: str, run_id: str, parameters: dict[str, Any], pipeline_root: str
+        self,
+        pipeline: str,
+        run_id: str,
+        parameters: dict[str, Any],
+        pipeline_root: str,
+        properties: dict[str, Any] | None = None,
     ) -> RunHandle:
         pb = _pb()
         pipeline_ctx = self._get_or_create_context(PIPELINE_CONTEXT, pipeline, {})
@@ -221,6 +226,7 @@ class MlmdStore(MetadataStore):
                 "resource_name": run_id,
                 "pipeline_root": pipeline_root,
                 "store_session_info": "",
+                **(properties or {}),
             },
         )
         try:

@@ -91,9 +91,15 @@ class MetadataStore(ABC):
     # -- recording ---------------------------------------------------------------------
     @abstractmethod
     def start_run(
-        self, pipeline: str, run_id: str, parameters: dict[str, Any], pipeline_root: str
+        self,
+        pipeline: str,
+        run_id: str,
+        parameters: dict[str, Any],
+        pipeline_root: str,
+        properties: dict[str, Any] | None = None,
     ) -> RunHandle:
-        """The run's contexts and its root DAG execution (RUNNING), holding the parameters."""
+        """The run's contexts and its root DAG execution (RUNNING), holding the parameters;
+        ``properties``: extra run-context properties (who runs it, for crash recovery)."""
 
     @abstractmethod
     def start_task(
