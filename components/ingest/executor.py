@@ -218,6 +218,17 @@ def ingest(
     return IngestResult(train=train, eval=evaluation, metadata=metadata)
 
 
+def check(params: dict[str, Any]) -> None:
+    """The parameters alone, before any task runs (kfkit run-local calls it for every task)."""
+    source = params.get("source_uri")
+    if isinstance(source, str) and not source.strip():
+        raise KfkitError(
+            "The 'source_uri' parameter of ingest must name a file, folder or object. Got '' instead."
+        )
+    if "eval_fraction" in params:
+        check_range("ingest", "eval_fraction", params["eval_fraction"], 0.0, 1.0)
+
+
 def run(task: Task) -> None:
     p = task.params
     result = ingest(p["source_uri"], p["label_column"], p["eval_fraction"], p["split_key"])

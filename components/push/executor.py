@@ -79,6 +79,19 @@ def push(
     raise KfkitError(f"s3://models/{model_name}/: could not claim a new version after {max_attempts} tries")
 
 
+def check(params: dict) -> None:
+    """The parameters alone, before any task runs."""
+    from kfkit import deploy
+    from kfkit.deploy.request import check_canary_traffic
+
+    if "model_name" in params:
+        names.check_model_name(params["model_name"])
+    if "deploy_strategy" in params:
+        deploy.check_deploy_strategy(params["deploy_strategy"])
+        if params["deploy_strategy"] == "canary" and "canary_traffic" in params:
+            check_canary_traffic(params["canary_traffic"])
+
+
 def unchanged_version(manifest: ModelManifest, model_name: str, store: ObjectStore) -> str | None:
     """The latest pushed version if it is this very model (same sha256, or same data,
     parameters and code), else None: pushing it again would only add a copy."""

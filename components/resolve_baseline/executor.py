@@ -58,6 +58,12 @@ def find_baseline(model_name: str, folder: str, store: ObjectStore | None = None
     }
 
 
+def check(params: dict[str, Any]) -> None:
+    """The parameters alone, before any task runs."""
+    if "model_name" in params:
+        names.check_model_name(params["model_name"])
+
+
 def run(task: Task) -> None:
     out = task.outputs["baseline"]
     out.metadata.update(find_baseline(task.params["model_name"], out.path))

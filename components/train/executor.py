@@ -196,6 +196,23 @@ def manifest_metadata(manifest: ModelManifest) -> dict[str, Any]:
     return data
 
 
+def check(params: dict[str, Any]) -> None:
+    """The parameters alone, before any task runs: problem type, estimator and its
+    hyperparameters against the estimator's own parameters, the model name."""
+    from kfkit import names
+
+    if "model_name" in params:
+        names.check_model_name(params["model_name"])
+    if {"problem_type", "estimator"} <= set(params):
+        hyperparameters = params.get("hyperparameters") or {}
+        if not isinstance(hyperparameters, dict):
+            raise KfkitError(
+                "The 'hyperparameters' parameter of train must be a mapping. "
+                f"Got {hyperparameters!r} instead."
+            )
+        build_estimator(params["problem_type"], params["estimator"], hyperparameters, 0)
+
+
 def run(task: Task) -> None:
     from kfkit.splits import read_split
 
