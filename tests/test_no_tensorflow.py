@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys, tempfile
     from pathlib import Path
-    from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+    from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
     from tensorflow_metadata.proto.v0 import schema_pb2
     from google.protobuf import text_format
     from kfkit.components import evaluate, ingest, push, train
@@ -46,6 +46,7 @@ SCRIPT = textwrap.dedent(
     evaluate.python_func(model=model, eval_split=eval_split, train_split=train_split,
                          baseline=artifact(Artifact, "baseline", found=False),
                          thresholds={{"accuracy": 0.5}}, report=artifact(Markdown, "report"),
+                         html=artifact(HTML, "html"),
                          metrics=artifact(Metrics, "metrics"),
                          classification_metrics=artifact(ClassificationMetrics, "cm"), blessing=blessing,
                          task_name="evaluate")

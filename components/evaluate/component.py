@@ -3,7 +3,7 @@
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from kfkit.images import BASE_IMAGE
 
@@ -18,6 +18,7 @@ def evaluate(
     classification_metrics: Output[ClassificationMetrics],
     blessing: Output[Artifact],
     report: Output[Markdown],
+    html: Output[HTML],
     thresholds: Optional[dict] = None,
     trivial_metrics: Optional[list] = None,
     trivial_margin: float = 0.01,
@@ -32,10 +33,14 @@ def evaluate(
 
     Outputs:
         metrics: accuracy, macro_f1, roc_auc_ovr, log_loss (or rmse, mae, r2).
-        classification_metrics: Confusion matrix shown by the KFP UI.
+        classification_metrics: Confusion matrix shown by the KFP UI; for binary
+            classification also the ROC curve (thresholds finite: +inf logged as 1.0).
         blessing: metadata `blessed`, the reason and every check; the gate push reads.
         report: Markdown report: candidate vs trivial model vs baseline version, checks,
             verdict, confusion matrix.
+        html: The same as one self-contained HTML page with inline SVG charts (no scripts, no
+            network), rendered by the KFP UI: metrics as grouped bars, the confusion matrix as a
+            heatmap, ROC and precision-recall curves for binary classification.
 
     Args:
         model: The trained model folder (from train); skipped when train did not run.

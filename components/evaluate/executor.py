@@ -86,6 +86,21 @@ class Evaluation:
     baseline_version: str = ""
     failures: list[str] = field(default_factory=list)  # one per failed comparison, for the reason
     passed: list[str] = field(default_factory=list)  # one per comparison that held
+    # Binary classification: the positive class (the second in the model's order, as for
+    # roc_auc) and scikit-learn's ROC and PR curves on the eval rows.
+    positive_class: str = ""
+    roc: dict[str, list[float]] = field(default_factory=dict)  # fpr, tpr, thresholds (finite)
+    pr: dict[str, list[float]] = field(default_factory=dict)  # precision, recall
+
+
+def finite_thresholds(thresholds: Any) -> list[float]:
+    """scikit-learn's ROC thresholds start at +inf ("no row is positive"); metadata and KFP's
+    UI need numbers: inf becomes the smallest number above every score (1.0 for probabilities
+    below 1), which classifies the same way."""
+    values = [float(t) for t in thresholds]
+    top = max((t for t in values if math.isfinite(t)), default=1.0)
+    above = 1.0 if top < 1.0 else float(np.nextafter(top, math.inf))
+    return [t if math.isfinite(t) else above for t in values]
 
 
 def _score(manifest: ModelManifest, y_true: pd.Series, output: np.ndarray) -> Evaluation:
@@ -116,9 +131,21 @@ def _score(manifest: ModelManifest, y_true: pd.Series, output: np.ndarray) -> Ev
         else:
             values["roc_auc_ovr"] = skm.roc_auc_score(y, output, multi_class="ovr", labels=classes)
     matrix = skm.confusion_matrix(y, predicted, labels=classes).tolist()
-    return Evaluation(
+    evaluation = Evaluation(
         metrics=_rounded(values), blessed=False, checks={}, confusion_matrix=matrix, classes=classes
     )
+    if len(classes) == 2 and set(y) == set(classes):
+        positive, score = y == classes[1], output[:, 1]
+        fpr, tpr, thresholds = skm.roc_curve(positive, score)
+        precision, recall, _ = skm.precision_recall_curve(positive, score)
+        evaluation.positive_class = classes[1]
+        evaluation.roc = {
+            "fpr": fpr.tolist(),
+            "tpr": tpr.tolist(),
+            "thresholds": finite_thresholds(thresholds),
+        }
+        evaluation.pr = {"precision": precision.tolist(), "recall": recall.tolist()}
+    return evaluation
 
 
 def compute_metrics(model, manifest: ModelManifest, frame: pd.DataFrame) -> Evaluation:
@@ -411,6 +438,72 @@ def report_markdown(evaluation: Evaluation, reason: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_html(evaluation: Evaluation, reason: str) -> str:
+    """One self-contained HTML page (KFP's HTML artifact): verdict, metrics of the candidate,
+    the trivial model and the baseline version as grouped bars, the checks, the confusion matrix
+    as a heatmap, and for binary classification the ROC and precision-recall curves."""
+    from kfkit.html_report import Page
+
+    page = Page("Model evaluation")
+    page.paragraph(
+        f"{'blessed' if evaluation.blessed else 'NOT blessed'}: {reason}",
+        "verdict-ok" if evaluation.blessed else "verdict-bad",
+    )
+    series = {"candidate": evaluation.metrics, "trivial model": evaluation.trivial_metrics}
+    if evaluation.baseline_metrics:
+        series[f"version {evaluation.baseline_version}"] = evaluation.baseline_metrics
+    page.heading("Metrics on the eval split")
+    page.paragraph(
+        "Each metric on its own scale; "
+        + ", ".join(m for m in evaluation.metrics if m in LOWER_IS_BETTER)
+        + " lower is better, the others higher."
+    )
+    page.legend(list(series))
+    page.bars(
+        [
+            (metric, {name: values.get(metric) for name, values in series.items()})
+            for metric in evaluation.metrics
+        ],
+        list(series),
+        scale_each_group=True,
+        css="metrics",
+    )
+    page.table(
+        ["metric", *series],
+        [[metric, *(values.get(metric) for values in series.values())] for metric in evaluation.metrics],
+    )
+    page.heading("Checks")
+    page.table(
+        ["check", "result"],
+        list(evaluation.checks.items()),
+        [text.endswith(FAILED) for text in evaluation.checks.values()],
+    )
+    if evaluation.classes:
+        page.heading("Confusion matrix")
+        page.paragraph("The candidate on the eval split; rows: true class, columns: predicted.")
+        page.heatmap(evaluation.classes, evaluation.confusion_matrix, "true \\ predicted")
+    if evaluation.roc:
+        page.heading(f"ROC curve (positive class: {evaluation.positive_class})")
+        auc = evaluation.metrics.get("roc_auc_ovr")
+        if auc is not None:
+            page.paragraph(f"Area under the curve {auc:.4f}; dashed: chance.")
+        page.lines(
+            [("candidate", evaluation.roc["fpr"], evaluation.roc["tpr"])],
+            "false positive rate",
+            "true positive rate",
+            diagonal=True,
+            css="roc",
+        )
+        page.heading(f"Precision-recall curve (positive class: {evaluation.positive_class})")
+        page.lines(
+            [("candidate", evaluation.pr["recall"], evaluation.pr["precision"])],
+            "recall",
+            "precision",
+            css="pr",
+        )
+    return page.render()
+
+
 def run(task: Task) -> None:
     from kfkit.runtime import write_skipped
     from kfkit.splits import read_split
@@ -432,6 +525,10 @@ def run(task: Task) -> None:
         out["metrics"].log_metric(name, value)
     if result.classes:
         out["classification_metrics"].log_confusion_matrix(result.classes, result.confusion_matrix)
+        if result.roc:  # binary: KFP's UI draws it from the metadata
+            out["classification_metrics"].log_roc_curve(
+                result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"]
+            )
     else:
         write_skipped(out["classification_metrics"], "regression: no confusion matrix")
     reason = blessing_reason(result)
@@ -453,6 +550,8 @@ def run(task: Task) -> None:
     Path(blessing.path).write_text(("BLESSED" if result.blessed else "NOT_BLESSED") + "\n")
     Path(out["report"].path).parent.mkdir(parents=True, exist_ok=True)
     Path(out["report"].path).write_text(report_markdown(result, reason))
+    Path(out["html"].path).parent.mkdir(parents=True, exist_ok=True)
+    Path(out["html"].path).write_text(report_html(result, reason))
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     trivial = ", ".join(
         f"{k} {v:.4f}" for k, v in result.trivial_metrics.items() if k in ("accuracy", "log_loss", "rmse")

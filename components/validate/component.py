@@ -3,7 +3,7 @@
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
 from kfkit.images import VALIDATE_IMAGE
 
@@ -17,6 +17,7 @@ def validate(
     schema: Output[Artifact],
     anomalies: Output[Artifact],
     report: Output[Markdown],
+    html: Output[HTML],
     policy: str = "fail",
     schema_uri: str = "",
     drift_thresholds: Optional[dict] = None,
@@ -38,6 +39,10 @@ def validate(
         anomalies: anomalies.pbtxt; metadata `blessed` is the gate train reads, `drift` and
             `skew` the measured distances.
         report: Markdown report rendered by the KFP UI.
+        html: The same as one self-contained HTML page with inline SVG charts (no scripts, no
+            network), rendered by the KFP UI: each feature's distribution in the train split,
+            the eval split and the baseline's training data, anomalies highlighted, drift and
+            skew distances against their thresholds.
 
     Args:
         train_split: The train rows (from ingest); its metadata names the label column.

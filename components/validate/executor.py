@@ -188,6 +188,7 @@ def validate(
     drift_limits = check_thresholds("validate", "drift_thresholds", drift_thresholds, features)
     skew_limits = check_thresholds("validate", "skew_thresholds", skew_thresholds, features)
     drift: list[Comparison] = []
+    control = None
     if baseline_statistics is not None:
         control = _read_statistics(baseline_statistics, f"{baseline_name}: {names.TRAIN_STATISTICS_FILE}")
         drift = compare(stats["train"], control, schema, drift_limits, "drift", anomaly_protos)
@@ -229,7 +230,12 @@ def validate(
         "drift_baseline": baseline_name if baseline_statistics is not None else "",
         "drift_note": result.drift_note,
     }
-    protos = {"statistics": stats, "schema": schema, "anomalies": anomaly_protos}
+    protos = {
+        "statistics": stats,
+        "schema": schema,
+        "anomalies": anomaly_protos,
+        "baseline_statistics": control if baseline_statistics is not None else None,
+    }
     return result, protos
 
 
@@ -386,6 +392,131 @@ def report_markdown(protos: dict[str, Any], result: ValidationResult) -> str:
     return "\n".join(lines)
 
 
+def _feature_stats(statistics) -> dict[str, Any]:
+    """Feature name -> its FeatureNameStatistics in the first dataset of a statistics list."""
+    if statistics is None or not statistics.datasets:
+        return {}
+    return {(f.path.step[0] if f.path.step else f.name): f for f in statistics.datasets[0].features}
+
+
+def _standard_buckets(feature) -> list[tuple[float, float, float]]:
+    """The equal-width histogram TFDV computes for a numeric feature: (low, high, count)."""
+    for histogram in feature.num_stats.histograms:
+        if histogram.type == histogram.STANDARD:
+            return [(b.low_value, b.high_value, b.sample_count) for b in histogram.buckets]
+    return []
+
+
+def _top_values(feature, limit: int = 10) -> dict[str, float]:
+    """A categorical feature's most frequent values -> share of its non-missing rows."""
+    stats = feature.string_stats
+    rows = stats.common_stats.num_non_missing or 1
+    return {v.value: v.frequency / rows for v in stats.top_values[:limit]}
+
+
+def report_html(protos: dict[str, Any], result: ValidationResult) -> str:
+    """One self-contained HTML page (KFP's HTML artifact): verdict, anomalies, drift and skew
+    distances against their thresholds, and each feature's distribution in the train split, the
+    eval split and the baseline's training data."""
+    from kfkit.html_report import Page
+
+    page = Page("Data validation")
+    verdict = "blessed" if result.blessed else "NOT blessed"
+    where = f" ({result.schema_uri})" if result.schema_uri else " (inferred from the train split)"
+    page.paragraph(
+        f"{verdict}: {len(result.anomalies)} anomalies against the {result.schema_source} schema{where}.",
+        "verdict-ok" if result.blessed else "verdict-bad",
+    )
+    if result.anomalies:
+        page.heading("Anomalies")
+        rows = sorted(result.anomalies.items())
+        page.table(["split:feature", "anomaly"], rows, [True] * len(rows))
+
+    page.heading("Drift against the baseline")
+    if result.drift_note:
+        page.paragraph(result.drift_note)
+    else:
+        page.paragraph(
+            f"This run's train split against {result.metadata.get('drift_baseline')}'s training data; "
+            "dashed: the threshold; red: beyond it."
+        )
+        _distance_chart(page, result.drift, "drift")
+    page.heading("Skew between the train and eval splits")
+    page.paragraph("Dashed: the threshold; red: beyond it.")
+    _distance_chart(page, result.skew, "skew")
+
+    splits = {name: _feature_stats(s) for name, s in protos["statistics"].items()}
+    baseline_label = f"{result.metadata.get('drift_baseline') or 'baseline'} train"
+    if protos.get("baseline_statistics") is not None:
+        splits[baseline_label] = _feature_stats(protos["baseline_statistics"])
+    sizes = ", ".join(
+        f"{name} {s.datasets[0].num_examples} rows"
+        for name, s in [*protos["statistics"].items(), (baseline_label, protos.get("baseline_statistics"))]
+        if s is not None and s.datasets
+    )
+    page.heading("Features")
+    page.paragraph(f"Distributions as shares of each split's rows ({sizes}).")
+    page.legend(list(splits))
+    for feature in [f.name for f in protos["schema"].feature] + sorted(
+        set(splits["train"]) - {f.name for f in protos["schema"].feature}
+    ):
+        found = {k: v for k, v in sorted(result.anomalies.items()) if k.split(":", 1)[1] == feature}
+        page.open_section("feature anomaly" if found else "feature", f"feature-{feature}")
+        page.heading(feature, 3)
+        page.items([f"{k}: {v}" for k, v in found.items()], "anomalies")
+        present = {name: stats[feature] for name, stats in splits.items() if feature in stats}
+        rows = []
+        if any(f.HasField("num_stats") for f in present.values()):
+            page.histograms(
+                [(name, _standard_buckets(f)) for name, f in present.items() if f.HasField("num_stats")],
+                css="numeric",
+            )
+            for name, f in present.items():
+                num = f.num_stats
+                rows.append([name, num.common_stats.num_missing, num.mean, num.std_dev, num.min, num.max])
+            page.table(["split", "missing", "mean", "std", "min", "max"], rows)
+        elif any(f.HasField("string_stats") for f in present.values()):
+            shares = {name: _top_values(f) for name, f in present.items() if f.HasField("string_stats")}
+            order = list(dict.fromkeys(v for values in shares.values() for v in values))[:10]
+            series = list(shares)
+            page.bars(
+                [(value, {name: shares[name].get(value, 0.0) for name in series}) for value in order],
+                series,
+                css="categorical",
+            )
+            for name, f in present.items():
+                text = f.string_stats
+                rows.append([name, text.common_stats.num_missing, text.unique])
+            page.table(["split", "missing", "unique values"], rows)
+        page.close_section()
+    return page.render()
+
+
+def _distance_chart(page, checks: list[Comparison], mode: str) -> None:
+    measured = [c for c in checks if c.distance is not None]
+    if measured:
+        page.bars(
+            [(c.feature, {"distance": c.distance}) for c in measured],
+            ["distance"],
+            marks={c.feature: c.threshold for c in measured},
+            over=[c.feature for c in measured if c.flagged],
+            css=mode,
+        )
+    rows = [
+        [
+            c.feature,
+            COMPARATOR_NAMES[c.comparator],
+            "" if c.distance is None else f"{c.distance:.4f}",
+            "off" if c.threshold is None else f"{c.threshold:g}",
+            c.verdict,
+        ]
+        for c in checks
+    ]
+    page.table(
+        ["feature", "comparator", "distance", "threshold", "verdict"], rows, [c.flagged for c in checks]
+    )
+
+
 def _comparison_table(checks: list[Comparison], verdict_word: str = "DRIFTED") -> list[str]:
     lines = ["| feature | comparator | distance | threshold | verdict |", "|---|---|---|---|---|"]
     for check in checks:
@@ -434,6 +565,8 @@ def run(task: Task) -> None:
     out = task.outputs
     write_outputs(protos, result, out["statistics"].path, out["schema"].path, out["anomalies"].path)
     Path(out["report"].path).write_text(report_markdown(protos, result))
+    Path(out["html"].path).parent.mkdir(parents=True, exist_ok=True)
+    Path(out["html"].path).write_text(report_html(protos, result))
     fingerprint = train_split.metadata.get("dataset_fingerprint", "")
     for artifact in out.values():
         artifact.metadata.update(result.metadata)

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import PENGUINS, make_artifact, write_schema
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from kfkit.components import evaluate as component
 from kfkit.components.evaluate.executor import blessing_reason, evaluate
 from kfkit.components.ingest.executor import ingest
 from kfkit.components.train.executor import manifest_metadata, train
 from kfkit.errors import KfkitError
-from kfkit.model_folder import ModelManifest
+from kfkit.model_folder import ModelManifest, feature_frame, load_verified_model
 from kfkit.splits import write_split
 
 
@@ -48,6 +48,7 @@ def call(model, eval_split, folder: Path, thresholds, train_split, baseline=None
         "classification_metrics": make_artifact(ClassificationMetrics, folder, "classification_metrics"),
         "blessing": make_artifact(Artifact, folder, "blessing"),
         "report": make_artifact(Markdown, folder, "report"),
+        "html": make_artifact(HTML, folder, "html"),
     }
     component.python_func(
         model=model,
@@ -358,3 +359,64 @@ def test_regression_against_the_mean(tmp_path):
     assert blessing_reason(results["noise"]).startswith(
         "does not beat the trivial baseline DummyRegressor(strategy='mean'): rmse"
     )
+
+
+def test_the_html_report_and_kfp_roc_curve_of_a_binary_model(imbalanced, tmp_path):
+    import math
+    import re
+
+    from sklearn.metrics import roc_curve
+
+    artifacts, models, eval_frame = imbalanced
+    out = call(
+        models["good"],
+        artifacts["eval_split"],
+        tmp_path,
+        {},
+        artifacts["train_split"],
+        version(models["weaker"]),
+    )
+    meta = out["blessing"].metadata
+    page = Path(out["html"].path).read_text()
+    assert "<script" not in page.lower() and "http" not in page
+    for heading in (
+        "Metrics on the eval split",
+        "Checks",
+        "Confusion matrix",
+        "ROC curve (positive class: yes)",
+    ):
+        assert f"<h2>{heading}" in page
+    # Grouped bars: one per metric for the candidate, the trivial model and version 3.
+    chart = page[page.index('class="chart bars metrics"') :]
+    chart = chart[: chart.index("</svg>")]
+    assert chart.count('class="bar s0"') == len(meta["metrics"]) == 4
+    assert chart.count('class="bar s1"') == len(meta["trivial_metrics"])
+    assert chart.count('class="bar s2"') == len(meta["baseline_metrics"])
+    assert f"accuracy candidate: {meta['metrics']['accuracy']:.4g}" in chart
+    # The confusion matrix, cell by cell.
+    cells = [int(v) for v in re.findall(r'<td class="cell"[^>]*>(\d+)</td>', page)]
+    matrix = out["classification_metrics"].metadata["confusionMatrix"]["rows"]
+    assert cells == [n for row in matrix for n in row["row"]] and sum(cells) == len(eval_frame)
+    # ROC: the page's curve and KFP's have scikit-learn's points; thresholds are all finite.
+    roc = out["classification_metrics"].metadata["confidenceMetrics"]
+    fitted, manifest = load_verified_model(models["good"].path)
+    scores = fitted.predict_proba(feature_frame(eval_frame, manifest.features, "eval"))[
+        :, manifest.classes.index("yes")
+    ]
+    fpr, tpr, _ = roc_curve(eval_frame["default"] == "yes", scores)
+    assert [p["falsePositiveRate"] for p in roc] == pytest.approx(fpr.tolist())
+    assert [p["recall"] for p in roc] == pytest.approx(tpr.tolist())
+    assert all(math.isfinite(p["confidenceThreshold"]) for p in roc) and roc[0]["confidenceThreshold"] == 1.0
+    assert roc[0]["recall"] == 0.0 and roc[-1]["recall"] == 1.0
+    polylines = re.findall(r'<polyline class="curve s0 ?" points="([^"]*)"', page)
+    assert len(polylines) == 2 and len(polylines[0].split()) == len(roc)
+    assert 'class="chart lines roc"' in page and 'class="chart lines pr"' in page
+
+
+def test_a_multiclass_model_has_no_roc_curve_but_a_heatmap(trained, tmp_path):
+    model, eval_split, train_split = trained
+    out = call(model, eval_split, tmp_path, {"accuracy": 0.9}, train_split)
+    page = Path(out["html"].path).read_text()
+    assert "confidenceMetrics" not in out["classification_metrics"].metadata
+    assert "ROC curve" not in page and page.count('<td class="cell"') == 9  # 3 penguin species
+    assert page.count('class="bar s2"') == 0  # first run: no version to compare with

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_artifact
-from kfp.dsl import Artifact, Dataset, Markdown
+from kfp.dsl import HTML, Artifact, Dataset, Markdown
 
 from kfkit.components import validate as component
 from kfkit.splits import write_split
@@ -51,6 +51,7 @@ def call(folder: Path, train: pd.DataFrame, evaluation: pd.DataFrame, baseline=N
             ("schema", Artifact),
             ("anomalies", Artifact),
             ("report", Markdown),
+            ("html", HTML),
         )
     }
     baseline = baseline or make_artifact(
@@ -172,3 +173,47 @@ def test_an_unknown_feature_in_the_overrides_is_one_line(baseline, tmp_path, cap
         "schema (loan_amount, income, age, grade, home, default) to thresholds. "
         "Got unknown feature(s) ['incme'] instead."
     )
+
+
+def _section(page: str, feature: str) -> str:
+    start = page.rindex("<section", 0, page.index(f'id="feature-{feature}"'))
+    return page[start : page.index("</section>", start)]
+
+
+def _standard_bucket_count(path: Path) -> dict[str, int]:
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(path.read_bytes())
+    counts = {}
+    for feature in stats.datasets[0].features:
+        for histogram in feature.num_stats.histograms:
+            if histogram.type == histogram.STANDARD:
+                counts[feature.path.step[0]] = len(histogram.buckets)
+    return counts
+
+
+def test_the_html_report_draws_each_split_and_marks_the_drifted_feature(baseline, tmp_path):
+    out = call(tmp_path, *split(loans(seed=2, income_shift_sd=3)), baseline=baseline)
+    page = Path(out["html"].path).read_text()
+    assert "<script" not in page.lower() and "http" not in page
+    assert "<h2>Drift against the baseline</h2>" in page and "<h2>Features</h2>" in page
+    # One histogram bar per TFDV bucket, for train (s0), eval (s1) and the baseline's data (s2).
+    train = _standard_bucket_count(Path(out["statistics"].path) / "train.pb")
+    evaluation = _standard_bucket_count(Path(out["statistics"].path) / "eval.pb")
+    before = _standard_bucket_count(Path(baseline.path) / "train_statistics.pb")
+    income = _section(page, "income")
+    assert 'class="feature anomaly"' in income and "drift:income: drifted from loans version 1" in income
+    assert income.count('class="bar s0"') == train["income"] > 1
+    assert income.count('class="bar s1"') == evaluation["income"]
+    assert income.count('class="bar s2"') == before["income"]
+    assert "loans version 1 train" in page
+    assert 'class="feature"' in _section(page, "age")  # not highlighted
+    # Categorical: one bar per value and split.
+    grade = _section(page, "grade")
+    assert grade.count('class="bar s0"') == grade.count('class="bar s2"') == 7
+    # Drift chart: one bar per feature, only income beyond its (dashed) threshold.
+    drift = page[page.index('class="chart bars drift"') :]
+    drift = drift[: drift.index("</svg>")]
+    features = len(out["anomalies"].metadata["drift"])
+    assert drift.count("<rect") == features == 6 and drift.count('class="mark"') == features
+    assert drift.count('class="bar s0 over"') == 1 and "income distance: 0.7" in drift

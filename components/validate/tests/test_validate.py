@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import PENGUINS, make_artifact
-from kfp.dsl import Artifact, Dataset, Markdown
+from kfp.dsl import HTML, Artifact, Dataset, Markdown
 
 from kfkit.components import validate as component
 from kfkit.components.ingest.executor import ingest
@@ -40,6 +40,7 @@ def call(folder: Path, train_split, eval_split, **params):
             ("schema", Artifact),
             ("anomalies", Artifact),
             ("report", Markdown),
+            ("html", HTML),
         )
     }
     baseline = params.pop("baseline", None) or make_artifact(Artifact, folder, "baseline", {"found": False})
