@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import KFKIT, error_line, run_kfkit
+from conftest import KFKIT, REPO, error_line, run_kfkit
 
 
 def _verbs(group=None, prefix=()) -> list[list[str]]:
@@ -135,3 +135,60 @@ def test_one_model_name_rule():
     ):
         with pytest.raises(KfkitError, match="must be a DNS-1123 label"):
             check_model_name(bad)
+
+
+@pytest.mark.parametrize(
+    ("param", "expected"),
+    [
+        ("eval_fraction=abc", "The 'eval_fraction' parameter of the pipeline must be a number. Got 'abc'"),
+        ("eval_fraction=1", "ingest: The 'eval_fraction' parameter of ingest must be a float in the range"),
+        ("eval_fraction=-1", "ingest: The 'eval_fraction' parameter of ingest must be a float in the range"),
+        ("random_seed=abc", "The 'random_seed' parameter of the pipeline must be an integer"),
+        ("random_seed=1.5", "The 'random_seed' parameter of the pipeline must be an integer"),
+        ("estimator=svm", "train: The 'estimator' parameter of train must be one of"),
+        ("problem_type=ranking", "train: The 'problem_type' parameter of train must be one of"),
+        (
+            "hyperparameters={n_trees: 3}",
+            "train: The 'hyperparameters' parameter of train has unknown key(s) ['n_trees']",
+        ),
+        ("hyperparameters=5", "The 'hyperparameters' parameter of the pipeline must be a mapping"),
+        ("thresholds=0.9", "The 'thresholds' parameter of the pipeline must be a mapping"),
+        (
+            "thresholds={accuracy: high}",
+            "evaluate: The 'thresholds' parameter of evaluate must map metrics to numbers",
+        ),
+        (
+            "thresholds={acc: 0.9}",
+            "evaluate: The 'thresholds' parameter of evaluate has unknown metric(s) ['acc']",
+        ),
+        (
+            "tolerances={accuracy: lots}",
+            "evaluate: The 'tolerances' parameter of evaluate must map metrics to numbers",
+        ),
+        ("trivial_margin=2", "evaluate: The 'trivial_margin' parameter of evaluate must be in [0, 1)"),
+        (
+            "validation_policy=maybe",
+            "validate: The 'policy' parameter of validate must be one of 'fail', 'warn'",
+        ),
+        (
+            "drift_thresholds={income: -1}",
+            "validate: The 'drift_thresholds' parameter of validate must map each feature",
+        ),
+        ("skew_thresholds=3", "The 'skew_thresholds' parameter of the pipeline must be a mapping"),
+        ("model_name=Wine", "The 'model_name' parameter must be a DNS-1123 label"),
+        ("model_name=../evil", "The 'model_name' parameter must be a DNS-1123 label"),
+        ("model_name=", "The 'model_name' parameter must be a DNS-1123 label"),
+        ("deploy_strategy=blue-green", "push: The 'deploy_strategy' parameter of push must be one of"),
+        ("data_uri=", "ingest: The 'source_uri' parameter of ingest must name a file, folder or object"),
+    ],
+)
+def test_every_parameter_mistake_is_one_line_before_any_task_runs(tmp_path, param, expected):
+    env = {"KFKIT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    args = ["run-local", "--config", str(REPO / "configs/penguins.yaml"), "--param", "data_uri=x.csv"]
+    proc = subprocess.run(
+        [KFKIT, *args, "--param", param], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert expected in error_line(proc)
+    # Nothing ran, nothing was recorded: no task folder, no run in the metadata store.
+    assert not (tmp_path / "home" / "pipeline_root").exists()
+    assert not (tmp_path / "home" / "metadata").exists()

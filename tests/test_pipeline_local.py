@@ -165,7 +165,8 @@ def test_unblessed_model_is_not_pushed_and_the_run_says_why(two_clean_runs, stor
             "s3://raw/penguins-it/missing.csv: object does not exist",
         ),
         (["data_uri=s3://no-such-bucket/data.csv"], "bucket does not exist"),
-        (["estimator=svm"], "The 'estimator' parameter of train must be one of"),
+        # A value only the estimator can judge: found when train fits, after validate.
+        (["hyperparameters={C: -1}"], "The 'C' parameter of LogisticRegression must be"),
     ],
 )
 def test_bad_input_ends_with_one_line_and_pushes_nothing(
@@ -420,8 +421,10 @@ def test_a_failed_first_run_leaves_no_reference_schema(store_env, objects):
     """Validate blesses, train fails: nothing is pushed, so there is no reference to reject the
     corrected data with; the corrected run infers its schema and pushes version 1."""
     model = "penguins-first-fails"
-    proc, failed = run_pipeline(store_env, f"data_uri={PENGUINS}", f"model_name={model}", "estimator=svm")
-    assert "The 'estimator' parameter of train must be one of" in error_line(proc)
+    proc, failed = run_pipeline(
+        store_env, f"data_uri={PENGUINS}", f"model_name={model}", "hyperparameters={C: -1}"
+    )
+    assert "The 'C' parameter of LogisticRegression must be" in error_line(proc)
     assert failed["tasks"]["validate"] == "SUCCEEDED" and failed["tasks"]["train"] == "FAILED"
     shown = run_kfkit(["schema", "show", "--model", model], store_env)
     assert shown.returncode == 1 and "has no reference schema: no pushed version" in shown.stderr
@@ -440,7 +443,13 @@ def test_a_killed_run_is_marked_failed_by_the_next_one(store_env, tmp_path):
 
     from kfkit.metadata import open_store
 
-    env = dict(store_env, KFKIT_METADATA_URI=f"sqlite://{tmp_path / 'killed.sqlite'}")
+    # Its own state folder: a killed run leaves its warm-start folder behind, which other tests'
+    # shared state folder must not see.
+    env = dict(
+        store_env,
+        KFKIT_HOME=str(tmp_path / "home"),
+        KFKIT_METADATA_URI=f"sqlite://{tmp_path / 'killed.sqlite'}",
+    )
     args = [KFKIT, "run-local", "--config", "configs/penguins.yaml", "--param", f"data_uri={PENGUINS}"]
     victim = subprocess.Popen(
         [*args, "--param", "model_name=penguins-killed"],

@@ -504,6 +504,43 @@ def report_html(evaluation: Evaluation, reason: str) -> str:
     return page.render()
 
 
+def check(params: dict[str, Any]) -> None:
+    """The parameters alone, before any task runs: metric names (of either problem type: the
+    model says which at run time), limits that are numbers, a margin in [0, 1)."""
+    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+    for parameter in ("thresholds", "tolerances"):
+        value = params.get(parameter)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise KfkitError(
+                f"The '{parameter}' parameter of evaluate must be a mapping. Got {value!r} instead."
+            )
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise KfkitError(
+                f"The '{parameter}' parameter of evaluate has unknown metric(s) {unknown}; "
+                f"metrics are {', '.join(known)}"
+            )
+        bad = {
+            k: v
+            for k, v in value.items()
+            if not (v is None and parameter == "tolerances")
+            and (isinstance(v, bool) or not isinstance(v, int | float))
+        }
+        if bad:
+            raise KfkitError(
+                f"The '{parameter}' parameter of evaluate must map metrics to numbers. Got {bad!r} instead."
+            )
+    margin = params.get("trivial_margin")
+    if margin is not None and (
+        isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1
+    ):
+        raise KfkitError(
+            f"The 'trivial_margin' parameter of evaluate must be in [0, 1). Got {margin!r} instead."
+        )
+
+
 def run(task: Task) -> None:
     from kfkit.runtime import write_skipped
     from kfkit.splits import read_split

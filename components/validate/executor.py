@@ -344,7 +344,7 @@ def report_markdown(protos: dict[str, Any], result: ValidationResult) -> str:
     lines = [
         "# Data validation",
         "",
-        f"**{verdict}**: {len(result.anomalies)} anomalies against the {result.schema_source} "
+        f"**{verdict}**: {_count(result.anomalies)} against the {result.schema_source} "
         f"schema"
         + (f" (`{result.schema_uri}`)." if result.schema_uri else " (inferred from the train split)."),
         "",
@@ -424,7 +424,7 @@ def report_html(protos: dict[str, Any], result: ValidationResult) -> str:
     verdict = "blessed" if result.blessed else "NOT blessed"
     where = f" ({result.schema_uri})" if result.schema_uri else " (inferred from the train split)"
     page.paragraph(
-        f"{verdict}: {len(result.anomalies)} anomalies against the {result.schema_source} schema{where}.",
+        f"{verdict}: {_count(result.anomalies)} against the {result.schema_source} schema{where}.",
         "verdict-ok" if result.blessed else "verdict-bad",
     )
     if result.anomalies:
@@ -528,6 +528,21 @@ def _comparison_table(checks: list[Comparison], verdict_word: str = "DRIFTED") -
     return [*lines, ""]
 
 
+def check(params: dict[str, Any]) -> None:
+    """The parameters alone, before any task runs (the features are known only at run time:
+    threshold values are checked here, their feature names when the schema is known)."""
+    if "policy" in params:
+        check_choice("validate", "policy", params["policy"], names.VALIDATION_POLICIES)
+    for parameter in ("drift_thresholds", "skew_thresholds"):
+        value = params.get(parameter)
+        if value is not None and not isinstance(value, dict):
+            raise KfkitError(
+                f"The '{parameter}' parameter of validate must be a mapping. Got {value!r} instead."
+            )
+        if value:
+            check_thresholds("validate", parameter, value, list(value))
+
+
 def run(task: Task) -> None:
     from kfkit.splits import read_split
 
@@ -584,8 +599,12 @@ def run(task: Task) -> None:
         )
     elif p["policy"] == "fail":
         raise KfkitError(
-            f"data validation failed ({len(result.anomalies)} anomalies against the "
+            f"data validation failed ({_count(result.anomalies)} against the "
             f"{result.schema_source} schema): {result.summary()}"
         )
     else:
         task.say(f"NOT blessed (policy warn, nothing will be trained or pushed): {result.summary()}")
+
+
+def _count(anomalies: dict[str, str]) -> str:
+    return f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'}"

@@ -23,6 +23,7 @@ gets kfkit's own progress lines, one per line a task says.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import socket
@@ -167,6 +168,7 @@ def run_local(
     pipeline_component = load_compiled(spec_path)
     _check_parameters(pipeline_component, parameters, spec_path)
     spec = pipeline_spec(spec_path)
+    preflight(spec, with_defaults(spec, parameters))  # every parameter, before anything is opened
     store = open_store(metadata_uri)  # before anything runs: an unreachable store loses nothing
 
     name = spec["pipelineInfo"]["name"]
@@ -223,6 +225,55 @@ def run_local(
     summary.metadata = {"store": store.description, "recorded": True}
     (runs_dir / f"{run_id}.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
+
+
+_PARAMETER_TYPES = {
+    "STRING": ((str,), "a string"),
+    "NUMBER_INTEGER": ((int,), "an integer"),
+    "NUMBER_DOUBLE": ((int, float), "a number"),
+    "BOOLEAN": ((bool,), "true or false"),
+    "STRUCT": ((dict,), "a mapping"),
+    "LIST": ((list,), "a list"),
+}
+
+
+def preflight(spec: dict[str, Any], values: dict[str, Any]) -> None:
+    """Every pipeline parameter checked before any task runs: its type against the compiled
+    pipeline, then each kfkit component's own ``check`` on the values its task will get (the
+    component's parameters, declared once, checked by the component). One line naming the
+    parameter (and the task) on the first mistake."""
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    for name, value in values.items():
+        kind = declared.get(name, {}).get("parameterType", "")
+        types, words = _PARAMETER_TYPES.get(kind, ((object,), ""))
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if value is not None and (wrong_bool or not isinstance(value, types)):
+            raise KfkitError(
+                f"The '{name}' parameter of the pipeline must be {words}. Got {value!r} instead."
+            )
+    from kfkit.components import __all__ as kfkit_components
+
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    for task_name in task_order(spec):
+        task = spec["root"]["dag"]["tasks"][task_name]
+        component = spec["components"][task["componentRef"]["name"]]
+        args = executors.get(component.get("executorLabel", ""), {}).get("container", {}).get("args", [])
+        function = args[args.index("--function_to_execute") + 1] if "--function_to_execute" in args else ""
+        if function not in kfkit_components:
+            continue  # not one of kfkit's components: its own code checks at run time
+        params = {}
+        for name, source in task.get("inputs", {}).get("parameters", {}).items():
+            if "componentInputParameter" in source:
+                params[name] = values.get(source["componentInputParameter"])
+            elif "runtimeValue" in source:
+                constant = source["runtimeValue"].get("constant")
+                if not (isinstance(constant, str) and constant.startswith("{{")):
+                    params[name] = constant
+        executor = importlib.import_module(f"kfkit.components.{function}.executor")
+        try:
+            executor.check(params)
+        except KfkitError as exc:
+            raise KfkitError(f"{task_name}: {exc}") from None
 
 
 def mark_abandoned_runs(store: MetadataStore, newest: int = 50) -> list[str]:
