@@ -37,7 +37,7 @@ from typing import Any
 
 from kfkit.catalog import load_compiled, pipeline_spec_file
 from kfkit.errors import KfkitError, first_line
-from kfkit.local_store import LocalObjectStore
+from kfkit.local_store import LocalObjectStore, pid_alive
 from kfkit.metadata import open_store
 from kfkit.metadata.config import URI_ENV
 from kfkit.metadata.store import COMPLETE, CONTAINER_EXECUTION, FAILED, MetadataStore
@@ -285,7 +285,7 @@ def mark_abandoned_runs(store: MetadataStore, newest: int = 50) -> list[str]:
     host, marked = socket.gethostname(), []
     for record in store.runs(limit=newest):
         props = record.properties
-        if props.get("kfkit_host") != host or _alive(int(props.get("kfkit_pid") or 0)):
+        if props.get("kfkit_host") != host or pid_alive(int(props.get("kfkit_pid") or 0)):
             continue
         tasks = store.run_tasks(record.run_id)
         if not any(t.type == DAG_EXECUTION and t.state == RUNNING for t in tasks):
@@ -298,18 +298,6 @@ def mark_abandoned_runs(store: MetadataStore, newest: int = 50) -> list[str]:
         store.finish_run(handle, FAILED)
         marked.append(f"run {record.run_id}: marked FAILED ({why})")
     return marked
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def task_order(spec: dict[str, Any]) -> list[str]:

@@ -45,7 +45,10 @@ def _weed_binary() -> str:
     return found
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine with that pid exists (0 or less: no)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -84,7 +87,7 @@ class LocalObjectStore:
     def running(self) -> LocalStoreState | None:
         """The state of a live store started earlier, or None."""
         state = self._read_state()
-        if state and _pid_alive(state.pid) and self._answers(state.s3_port):
+        if state and pid_alive(state.pid) and self._answers(state.s3_port):
             return state
         return None
 
@@ -233,13 +236,13 @@ class LocalObjectStore:
         if not state:
             return False
         stopped = False
-        if _pid_alive(state.pid):
+        if pid_alive(state.pid):
             try:
                 os.killpg(state.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + _STOP_GRACE_S
-            while time.monotonic() < deadline and _pid_alive(state.pid):
+            while time.monotonic() < deadline and pid_alive(state.pid):
                 time.sleep(0.05)
             try:
                 os.killpg(state.pid, signal.SIGKILL)
@@ -258,7 +261,7 @@ def _reap(pid: int) -> None:
     except ChildProcessError:
         # Not our child (started by another kfkit process): wait until it is gone.
         deadline = time.monotonic() + 5
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
@@ -272,7 +275,7 @@ def _write_private(path: Path, text: str) -> None:
 def _lease_alive(path: Path) -> bool:
     """A lease whose process died (killed run) does not keep the store up; clean it."""
     try:
-        alive = _pid_alive(int(path.read_text()))
+        alive = pid_alive(int(path.read_text()))
     except (OSError, ValueError):
         alive = False
     if not alive:
