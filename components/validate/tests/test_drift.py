@@ -110,7 +110,7 @@ def test_a_numeric_column_shifted_by_three_sd_is_drift_naming_feature_and_distan
         call(tmp_path / "fail", *split(loans(seed=2, income_shift_sd=3)), baseline=baseline, policy="fail")
     assert exit_info.value.code == 1
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("kfkit validate: error: data validation failed (1 anomalies")
+    assert line.startswith("kfkit validate: error: data validation failed (1 anomaly")
     assert "drift:income: drifted from loans version 1's training data: Jensen-Shannon divergence 0.7" in line
 
 
