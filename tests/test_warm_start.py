@@ -39,8 +39,10 @@ def probe(out_dir: str, mode: str):
         "sklearn_preloaded": "sklearn.ensemble" in sys.modules,
         "stdin": sys.stdin.read() if mode == "stdin" else None,
     }
-    with open(os.path.join(out_dir, "probe.json"), "w") as handle:
+    # Written whole, then renamed: a test polling for the file never reads it half-written.
+    with open(os.path.join(out_dir, "probe.json.tmp"), "w") as handle:
         json.dump(info, handle)
+    os.replace(os.path.join(out_dir, "probe.json.tmp"), os.path.join(out_dir, "probe.json"))
     print("probe says hello on stdout", flush=True)
     print("probe says hello on stderr", file=sys.stderr, flush=True)
     if mode == "sleep":
