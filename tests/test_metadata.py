@@ -280,3 +280,21 @@ def test_unreachable_mysql_fails_before_anything_runs(store_env, tmp_path):
         .startswith("kfkit: error: metadata store mysql://kfkit@127.0.0.1:1/nowhere")
     )
     assert not (Path(tmp_path) / "pipeline_root").exists()
+
+
+def test_local_state_and_the_metadata_database_are_private(tmp_path, monkeypatch):
+    """The state folder holds the store's credentials and data: 0700; a SQLite metadata
+    database anywhere, and its lock file: 0600 (no other user reads lineage)."""
+    import stat
+
+    from kfkit.settings import state_dir
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    monkeypatch.setenv("KFKIT_HOME", str(home))
+    assert stat.S_IMODE(state_dir().stat().st_mode) == 0o700
+    database = tmp_path / "shared" / "mlmd.sqlite"
+    store = open_store(f"sqlite://{database}")
+    store.close()
+    for path in (database, Path(f"{database}.lock")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

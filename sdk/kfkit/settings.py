@@ -12,7 +12,12 @@ STATE_DIR_ENV = "KFKIT_HOME"
 
 
 def state_dir() -> Path:
-    """The local state folder (git-ignored): store data, run records, logs. Default ``./.kfkit``."""
+    """The local state folder (git-ignored): store data, run records, logs. Default ``./.kfkit``.
+
+    Private to its owner (0700): it holds the local store's credentials and data, the metadata
+    database and deployment records, so nothing below it is readable by other users."""
     path = Path(os.environ.get(STATE_DIR_ENV, ".kfkit")).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        path.chmod(0o700)
     return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -113,6 +114,13 @@ def _properties(message) -> dict[str, Any]:
     return {k: from_value(v) for k, v in message.custom_properties.items()}
 
 
+def _private(*paths: Path) -> None:
+    """Lineage (parameters, URIs, metrics) is for its owner only: 0600 on files we own."""
+    for path in paths:
+        if path.exists() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+
+
 class _Lock:
     """An exclusive flock for SQLite; nothing for stores with a server."""
 
@@ -159,6 +167,8 @@ class MlmdStore(MetadataStore):
                 if "concurrent connection" not in str(exc) or attempt == _RETRIES - 1:
                     raise KfkitError(f"metadata store {self.description}: {first_line(exc)}") from None
                 time.sleep(0.2 * (attempt + 1))
+        if config.scheme == "sqlite":
+            _private(Path(config.path), Path(config.path + ".lock"))
 
     # -- plumbing ----------------------------------------------------------------------
     def _call(self, func: Callable[[], T]) -> T:
