@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PENGUINS, make_artifact, write_schema
-from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from conftest import PENGUINS, make_artifact, make_outputs, write_schema
+from kfp.dsl import Artifact, Dataset, Model
 
 from kfkit.components import evaluate as component
 from kfkit.components.evaluate.executor import blessing_reason, evaluate
@@ -43,13 +43,7 @@ def first_run(folder: Path) -> Artifact:
 
 def call(model, eval_split, folder: Path, thresholds, train_split, baseline=None, **params):
     baseline = baseline or first_run(folder)
-    outputs = {
-        "metrics": make_artifact(Metrics, folder, "metrics"),
-        "classification_metrics": make_artifact(ClassificationMetrics, folder, "classification_metrics"),
-        "blessing": make_artifact(Artifact, folder, "blessing"),
-        "report": make_artifact(Markdown, folder, "report"),
-        "html": make_artifact(HTML, folder, "html"),
-    }
+    outputs = make_outputs(component, folder)
     component.python_func(
         model=model,
         eval_split=eval_split,

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_artifact
-from kfp.dsl import HTML, Artifact, Dataset, Markdown
+from conftest import make_artifact, make_outputs
+from kfp.dsl import Artifact, Dataset
 
 from kfkit.components import validate as component
 from kfkit.splits import write_split
@@ -44,16 +44,7 @@ def call(folder: Path, train: pd.DataFrame, evaluation: pd.DataFrame, baseline=N
     for name, frame in (("train_split", train), ("eval_split", evaluation)):
         splits[name] = make_artifact(Dataset, folder, name, split_meta)
         write_split(frame, splits[name].path)
-    outputs = {
-        name: make_artifact(kind, folder, name)
-        for name, kind in (
-            ("statistics", Artifact),
-            ("schema", Artifact),
-            ("anomalies", Artifact),
-            ("report", Markdown),
-            ("html", HTML),
-        )
-    }
+    outputs = make_outputs(component, folder)
     baseline = baseline or make_artifact(
         Artifact, folder, "baseline", {"found": False, "reason": "never pushed"}
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import PENGUINS, make_artifact
-from kfp.dsl import HTML, Artifact, Dataset, Markdown
+from conftest import PENGUINS, make_artifact, make_outputs
+from kfp.dsl import Artifact, Dataset
 
 from kfkit.components import validate as component
 from kfkit.components.ingest.executor import ingest
@@ -33,16 +33,7 @@ def splits(folder: Path, frame: pd.DataFrame | None = None):
 
 
 def call(folder: Path, train_split, eval_split, **params):
-    outputs = {
-        name: make_artifact(kind, folder, name)
-        for name, kind in (
-            ("statistics", Artifact),
-            ("schema", Artifact),
-            ("anomalies", Artifact),
-            ("report", Markdown),
-            ("html", HTML),
-        )
-    }
+    outputs = make_outputs(component, folder)
     baseline = params.pop("baseline", None) or make_artifact(Artifact, folder, "baseline", {"found": False})
     arguments = {"policy": "fail", "schema_uri": "", "task_name": "validate", **params}
     component.python_func(
