@@ -10,12 +10,15 @@ for push to keep as an artifact. Neither knows any target: targets are plugins f
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace as _with
 from typing import Any
 
 from kfkit.deploy.registry import LOCAL, Selection, get_target, register, select, unregister
 from kfkit.deploy.request import (
+    AUTO,
+    CANARY,
     DEFAULT_NAMESPACE,
     DEPLOY_STRATEGIES,
     NONE,
@@ -24,6 +27,11 @@ from kfkit.deploy.request import (
     check_deploy_strategy,
 )
 from kfkit.deploy.target import DeployTarget
+from kfkit.errors import KfkitError
+
+# Set by Kubernetes in every pod (a pipeline task's too): a local record written there is
+# deleted with the pod.
+POD_ENV = "KUBERNETES_SERVICE_HOST"
 
 __all__ = [
     "DEPLOY_STRATEGIES",
@@ -33,8 +41,10 @@ __all__ = [
     "check_deploy_strategy",
     "deploy",
     "get_target",
+    "in_pod",
     "manifest",
     "register",
+    "resolve_strategy",
     "select",
     "unregister",
 ]
@@ -56,11 +66,15 @@ def deploy(
     until it serves and rolled back otherwise; with nothing configured, the local record with
     the same strategy, said through ``progress`` (a pipeline run on a laptop still deploys).
     ``strategy`` overrides ``request.strategy``: push has one parameter for both.
+    ``auto``: see :func:`resolve_strategy`. Inside a pod nothing is ever recorded locally
+    (the record would be deleted with the pod): ``local``, or no cluster found, is an error.
     """
-    check_deploy_strategy(strategy)
+    say = progress or (lambda line: None)
+    strategy, why = resolve_strategy(strategy, request, target)
+    if why:
+        say(f"deploy_strategy auto: {strategy} ({why})")
     if strategy == NONE:
         return {"deployed": False, "deploy_target": NONE}
-    say = progress or (lambda line: None)
     if strategy == LOCAL:
         selection = Selection(LOCAL, None, "deploy_strategy 'local'")
         rollout = _with(request, strategy=REPLACE)
@@ -68,6 +82,11 @@ def deploy(
         selection = select(target)
         rollout = _with(request, strategy=strategy)
         if selection.name == LOCAL and target is None:
+            if in_pod():
+                raise KfkitError(
+                    f"deploy_strategy {strategy!r}: this task runs in a pod but {selection.reason}; "
+                    "a local record would be deleted with the pod (mount the service account token)"
+                )
             say(f"{selection.reason}: recording a local {strategy} deployment instead")
     chosen = get_target(selection, namespace=request.namespace or DEFAULT_NAMESPACE, progress=say)
     state = chosen.apply(rollout, timeout)
@@ -86,3 +105,49 @@ def manifest(request: DeploymentRequest, target: str | None = None) -> dict[str,
     cluster target renders without a cluster configured, and nothing is read or written."""
     selection = select(target, connect=False)
     return get_target(selection, namespace=request.namespace or DEFAULT_NAMESPACE).manifest(request)
+
+
+def in_pod() -> bool:
+    """True inside a Kubernetes pod (a pipeline task in a cluster)."""
+    return bool(os.environ.get(POD_ENV))
+
+
+def resolve_strategy(strategy: str, request: DeploymentRequest, target: str | None = None) -> tuple[str, str]:
+    """The strategy ``deploy`` uses for push's ``deploy_strategy``, and why when it chose.
+
+    ``auto`` outside a pod (``kfkit run-local``, a laptop): ``local``, never whatever cluster a
+    kubeconfig happens to name. In a pod: ``replace`` when the model has no deployment yet,
+    else ``canary`` (``request.traffic`` percent): a model evaluate blessed offline meets live
+    traffic in a small share first, and a person (or a later step) promotes it with
+    ``kfkit deploy promote``; a scheduled retraining never moves all traffic on its own.
+    ``local`` in a pod is an error: its record would vanish with the pod while the run reports
+    success. Every other strategy is returned as is."""
+    check_deploy_strategy(strategy)
+    if strategy == LOCAL and in_pod():
+        raise KfkitError(
+            "The 'deploy_strategy' parameter of push is 'local', but this task runs in a pod "
+            f"({POD_ENV} is set): the record would be deleted with the pod. "
+            "Use 'auto', 'replace', 'canary', 'shadow' or 'none'."
+        )
+    if strategy != AUTO:
+        return strategy, ""
+    if not in_pod():
+        return LOCAL, "not in a pod"
+    chosen = get_target(select(target), namespace=request.namespace or DEFAULT_NAMESPACE)
+    if _deployed(chosen, request.model_name):
+        return CANARY, f"{request.model_name} is deployed: {request.traffic}% to the new version first"
+    return REPLACE, f"{request.model_name} has no deployment yet"
+
+
+def _deployed(chosen: DeployTarget, model_name: str) -> bool:
+    """Whether ``chosen`` serves ``model_name``. A target's ``get`` says so without raising
+    (Seldon's: None only for HTTP 404, any other failure raises, so a flaky API never turns a
+    canary into a replace); otherwise ``status``, which raises when there is none."""
+    get = getattr(chosen, "get", None)
+    if callable(get):
+        return get(model_name) is not None
+    try:
+        chosen.status(model_name)
+    except KfkitError:
+        return False
+    return True

@@ -27,7 +27,8 @@ ROLLBACK = "rollback"
 # The push step's ``deploy_strategy``: a rollout strategy, or where not to go.
 LOCAL = "local"  # always the local record, never a cluster (a ``replace`` there)
 NONE = "none"  # push only, deploy nothing
-DEPLOY_STRATEGIES = (LOCAL, NONE, REPLACE, CANARY, SHADOW)
+AUTO = "auto"  # local outside a pod; in a pod, replace for the first deployment, canary after
+DEPLOY_STRATEGIES = (AUTO, LOCAL, NONE, REPLACE, CANARY, SHADOW)
 
 DEFAULT_NAMESPACE = "kfkit-serving"
 # Previous states a target keeps for rollback: bounded, because Seldon keeps them in an
