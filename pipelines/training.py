@@ -19,8 +19,9 @@ variables from its own environment instead.
 from kfp import dsl
 
 from kfkit import names
-from kfkit.components import evaluate, ingest, push, resolve_baseline, train, validate
+from kfkit.components import evaluate, ingest, push, resolve_baseline, resolve_source, train, validate
 from kfkit.platform import use_object_store
+from kfkit.task_settings import configure_task
 
 
 @dsl.pipeline(
@@ -45,17 +46,22 @@ def training(
     skew_thresholds: dict = {},  # noqa: B006
     random_seed: int = 42,
     serving_namespace: str = "kfkit-serving",
-    deploy_strategy: str = "local",
+    deploy_strategy: str = "auto",
 ):
+    # Uncached: the content identities every cache key after it follows (the data, the registry).
+    source_task = use_object_store(resolve_source(source_uri=data_uri, model_name=model_name))
     ingest_task = use_object_store(
         ingest(
             source_uri=data_uri,
             label_column=label_column,
             eval_fraction=eval_fraction,
             split_key=split_key,
+            source_identity=source_task.outputs["source_identity"],
         )
     )
-    baseline_task = use_object_store(resolve_baseline(model_name=model_name))
+    baseline_task = use_object_store(
+        resolve_baseline(model_name=model_name, registry_identity=source_task.outputs["registry_identity"])
+    )
     validate_task = use_object_store(
         validate(
             train_split=ingest_task.outputs["train_split"],
@@ -78,7 +84,8 @@ def training(
             estimator=estimator,
             hyperparameters=hyperparameters,
             random_seed=random_seed,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            # No run_id: the run name would change train's cache key on every run. KFP's lineage
+            # links the model to the run that trained it.
         )
     )
     evaluate_task = use_object_store(
@@ -92,7 +99,7 @@ def training(
             tolerances=tolerances,
         )
     )
-    use_object_store(
+    push_task = use_object_store(
         push(
             model=train_task.outputs["model"],
             blessing=evaluate_task.outputs["blessing"],
@@ -101,3 +108,14 @@ def training(
             deploy_strategy=deploy_strategy,
         )
     )
+    # Image, resources, retries, timeout and caching of each task: kfkit.task_settings.
+    for task in (
+        source_task,
+        ingest_task,
+        baseline_task,
+        validate_task,
+        train_task,
+        evaluate_task,
+        push_task,
+    ):
+        configure_task(task)

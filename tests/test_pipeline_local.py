@@ -18,6 +18,8 @@ from kfkit.model_registry import existing_versions, version_folder
 pytestmark = pytest.mark.slow
 
 MODEL = "penguins-it"
+# Every task of the training pipeline, in the order it runs.
+TASKS = ("resolve-source", "ingest", "resolve-baseline", "validate", "train", "evaluate", "push")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def test_clean_run_reports_every_task_and_pushes(two_clean_runs, objects):
     first = two_clean_runs[0]
     assert first["status"] == "SUCCEEDED"
     assert first["tasks"] == {
-        t: "SUCCEEDED" for t in ("ingest", "resolve-baseline", "validate", "train", "evaluate", "push")
+        t: "SUCCEEDED" for t in TASKS
     }
     verdict = {"blessed": True, "anomalies": {}, "schema_source": "inferred"}
     assert first["validation"] == {"validate": verdict}
@@ -134,7 +136,7 @@ def test_warn_policy_continues_but_trains_and_pushes_nothing(two_clean_runs, sto
     assert document["artifacts"]["train.model"]["skipped"]
     assert "'anomalies' is not blessed" in document["artifacts"]["train.model"]["reason"]
     assert document["tasks"] == {
-        t: "SUCCEEDED" for t in ("ingest", "resolve-baseline", "validate", "train", "evaluate", "push")
+        t: "SUCCEEDED" for t in TASKS
     }
     assert document["blessed"] == {} and document["pushed"] == {}
     assert existing_versions(objects, MODEL) == before
@@ -232,14 +234,7 @@ def test_lineage_of_each_pushed_version_is_the_run_that_pushed_it(two_clean_runs
         )
         assert found["training"]["parameters"]["random_seed"] == run["parameters"]["random_seed"]
         assert found["training"]["image"] == "ghcr.io/kfkit/kfkit:0.1.0"
-        assert [t["task"] for t in found["tasks"]] == [
-            "ingest",
-            "resolve-baseline",
-            "validate",
-            "train",
-            "evaluate",
-            "push",
-        ]
+        assert [t["task"] for t in found["tasks"]] == list(TASKS)
         assert {t["state"] for t in found["tasks"]} == {"COMPLETE"}
     # No version: the latest pushed one.
     assert _lineage(store_env, MODEL)["run"]["run_id"] == two_clean_runs[-1]["run_id"]
@@ -282,7 +277,7 @@ def test_two_concurrent_runs_are_both_recorded_completely(two_clean_runs, store_
         assert found["metrics"] == pytest.approx(document["metrics"]["evaluate"], abs=1e-6)
         shown = json.loads(run_kfkit(["runs", "show", document["run_id"], "--json"], env).stdout)
         assert [(t["task"], t["state"]) for t in shown["tasks"]] == [
-            (t, "COMPLETE") for t in ("ingest", "resolve-baseline", "validate", "train", "evaluate", "push")
+            (t, "COMPLETE") for t in TASKS
         ]
         assert shown["parameters"]["model_name"] == f"concurrent-{n}"
 

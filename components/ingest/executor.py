@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ class SourceFile:
     data: bytes
     etag: str = ""
     version_id: str | None = None
+    is_object: bool = False  # from the object store (its etag names its content), else a local file
 
 
 @dataclass
@@ -43,8 +44,10 @@ class IngestResult:
     metadata: dict[str, Any]
 
 
-def read_source(source_uri: str, store: ObjectStore | None = None) -> list[SourceFile]:
-    """All CSV/Parquet files at a URI (object or prefix) or local path (file or folder)."""
+def list_source(source_uri: str, store: ObjectStore | None = None) -> list[SourceFile]:
+    """The CSV/Parquet files at a URI (object or prefix) or local path (file or folder) that
+    ingest reads: objects with their etag and version id, not yet read; local files read
+    (their bytes are their only identity)."""
     if not source_uri.strip():
         # An empty path would mean the working folder, scanned recursively: never what was meant.
         raise KfkitError(
@@ -66,7 +69,7 @@ def read_source(source_uri: str, store: ObjectStore | None = None) -> list[Sourc
                 objects = [info]
         if not objects:
             raise KfkitError(f"{source_uri}: no CSV or Parquet objects under this prefix")
-        return [SourceFile(o.uri, store.get_bytes(o.uri), o.etag, o.version_id) for o in objects]
+        return [SourceFile(o.uri, b"", o.etag, o.version_id, is_object=True) for o in objects]
 
     path = Path(source_uri)
     if path.is_dir():
@@ -78,6 +81,30 @@ def read_source(source_uri: str, store: ObjectStore | None = None) -> list[Sourc
     else:
         raise KfkitError(f"{source_uri}: no such file or folder")
     return [SourceFile(str(p), p.read_bytes()) for p in files]
+
+
+def read_source(source_uri: str, store: ObjectStore | None = None) -> list[SourceFile]:
+    """All CSV/Parquet files at a URI (object or prefix) or local path (file or folder)."""
+    files = list_source(source_uri, store)
+    if any(f.is_object for f in files):
+        store = store or ObjectStore.from_env()
+    return [replace(f, data=store.get_bytes(f.name)) if f.is_object else f for f in files]
+
+
+def source_identity(files: list[SourceFile]) -> str:
+    """One string that changes exactly when the source's content does: sha256 over each file's
+    name and content tag (an object's etag and version id as the store reports them, a local
+    file's sha256). resolve_source computes it before the run's tasks, ingest again on what it
+    read: a pipeline passes it to ingest so that KFP's cache key follows the data."""
+    tags = []
+    for f in sorted(files, key=lambda f: f.name):
+        tag = (
+            f"etag:{f.etag}:{f.version_id or ''}"
+            if f.is_object
+            else f"sha256:{hashlib.sha256(f.data).hexdigest()}"
+        )
+        tags.append(f"{f.name}\t{tag}\n")
+    return "sha256:" + hashlib.sha256("".join(tags).encode()).hexdigest()
 
 
 def fingerprint(files: list[SourceFile]) -> str:
@@ -169,9 +196,18 @@ def ingest(
     eval_fraction: float = 0.2,
     split_key: str = "",
     store: ObjectStore | None = None,
+    expected_identity: str = "",
 ) -> IngestResult:
     check_range("ingest", "eval_fraction", eval_fraction, 0.0, 1.0)
     files = read_source(source_uri, store)
+    identity = source_identity(files)
+    if expected_identity and identity != expected_identity:
+        # KFP cached (or not) this task under the identity resolve_source saw: data that changed
+        # since would be trained on under the wrong key.
+        raise KfkitError(
+            f"{source_uri}: the data changed between resolve_source and ingest (content identity "
+            f"{expected_identity[:19]} then {identity[:19]}); run the pipeline again"
+        )
     frames = [parse_file(f) for f in files]
     columns = list(frames[0].columns)
     for source, frame in zip(files[1:], frames[1:], strict=True):
@@ -203,6 +239,7 @@ def ingest(
         "source_files": len(files),
         "source_format": "csv" if files[0].name.lower().endswith(".csv") else "parquet",
         "dataset_fingerprint": fingerprint(files),
+        "source_identity": identity,
         "rows": len(frame),
         "columns": len(frame.columns),
         "rows_dropped_missing_label": missing_label,
@@ -231,7 +268,13 @@ def check(params: dict[str, Any]) -> None:
 
 def run(task: Task) -> None:
     p = task.params
-    result = ingest(p["source_uri"], p["label_column"], p["eval_fraction"], p["split_key"])
+    result = ingest(
+        p["source_uri"],
+        p["label_column"],
+        p["eval_fraction"],
+        p["split_key"],
+        expected_identity=p.get("source_identity") or "",
+    )
     for name, split, frame in (("train_split", "train", result.train), ("eval_split", "eval", result.eval)):
         artifact = task.outputs[name]
         write_split(frame, artifact.path)

@@ -10,6 +10,7 @@ from kfkit.images import BASE_IMAGE
 def resolve_baseline(
     model_name: str,
     baseline: Output[Artifact],
+    registry_identity: str = "",
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Finds what a new run is compared with: the latest pushed version of the model, with
@@ -26,6 +27,9 @@ def resolve_baseline(
 
     Args:
         model_name: The model whose pushed versions are looked up in s3://models/<model_name>/.
+        registry_identity: The registry folder's content identity from resolve_source: only so
+            that KFP's cache key of this task (and of the tasks comparing with its baseline)
+            changes exactly when a version is pushed or the schema reset; not read.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.resolve_baseline.executor import run

@@ -199,11 +199,14 @@ def load_compiled(spec_path: Path) -> Any:
         raise KfkitError(f"{spec_path}: not a compiled kfp pipeline: {first_line(exc)}") from None
 
 
-def compile_all(out_root: Path | None = None) -> list[Path]:
+def compile_all(out_root: Path | None = None, settings: Any = None) -> list[Path]:
     """Compile every component to ``components/<name>/component.yaml`` (and refresh its
     README's generated tables) and every pipeline to ``pipelines/compiled/<name>.yaml``;
-    under ``out_root`` instead if given (comparisons)."""
+    under ``out_root`` instead if given (comparisons). ``settings``: the pipelines' images and
+    task settings (a :class:`kfkit.task_settings.CompileSettings`; default: the defaults)."""
     from kfp import compiler
+
+    from kfkit.task_settings import compile_pipeline
 
     written = []
     for name in component_names():
@@ -221,6 +224,6 @@ def compile_all(out_root: Path | None = None) -> list[Path]:
             out_root / "pipelines" / "compiled" / f"{name}.yaml" if out_root else compiled_pipeline_path(name)
         )
         target.parent.mkdir(parents=True, exist_ok=True)
-        compiler.Compiler().compile(load_pipeline(name), str(target))
+        compile_pipeline(load_pipeline(name), target, settings)
         written.append(target)
     return written

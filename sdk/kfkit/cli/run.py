@@ -112,13 +112,47 @@ def run_local_command(
 
 
 @main.command("compile")
+@click.option(
+    "--image-registry",
+    metavar="R",
+    help="Registry the pipeline's kfkit images are pulled from: R/kfkit:T, R/kfkit-validate:T "
+    "(else KFKIT_IMAGE_REGISTRY, else ghcr.io/kfkit).",
+)
+@click.option("--image-tag", metavar="T", help="Their tag (else KFKIT_IMAGE_TAG, else kfkit's version).")
+@click.option(
+    "--resources",
+    "resources_path",
+    type=click.Path(dir_okay=False),
+    help="YAML overriding tasks' CPU, memory, retries, timeouts, caching "
+    "(tasks: {train: {memory_limit: 16Gi}}; see configs/resources.yaml).",
+)
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(file_okay=False),
+    help="Write under this folder (components/, pipelines/compiled/) instead of in place.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def compile_command(as_json: bool) -> None:
-    """Compile every component (component.yaml) and pipeline (pipelines/compiled/)."""
-    from kfkit.catalog import compile_all
+def compile_command(
+    image_registry: str | None,
+    image_tag: str | None,
+    resources_path: str | None,
+    out_root: str | None,
+    as_json: bool,
+) -> None:
+    """Compile every component (component.yaml) and pipeline (pipelines/compiled/).
 
-    written = [str(p) for p in compile_all()]
+    With no options and no KFKIT_IMAGE_* variables this makes the compiled files in git."""
+    from kfkit.catalog import compile_all
+    from kfkit.images import image_settings
+    from kfkit.task_settings import CompileSettings, load_task_overrides
+
+    settings = CompileSettings(
+        images=image_settings(image_registry, image_tag),
+        tasks=load_task_overrides(resources_path) if resources_path else {},
+    )
+    written = [str(p) for p in compile_all(Path(out_root) if out_root else None, settings)]
     _emit_json({"written": written}) if as_json else click.echo("\n".join(written))
 
 

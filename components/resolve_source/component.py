@@ -1,0 +1,41 @@
+"""The resolve_source component: its kfp declaration. The logic is ``executor.run``."""
+
+from kfp import dsl
+
+from kfkit.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def resolve_source(
+    source_uri: str,
+    source_identity: dsl.OutputPath(str),
+    registry_identity: dsl.OutputPath(str),
+    model_name: str = "",
+    task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+):
+    """Resolves a run's live inputs to content identities, one string each, without reading the
+    data: the source ingest will read, and the model's pushed versions resolve_baseline will
+    read. Run it with caching off: its outputs are what the cache keys of the tasks after it
+    follow (KFP keys a task on its input parameters' values).
+
+    Example:
+        resolve_source(source_uri="s3://raw/penguins/", model_name="penguins")
+
+    Outputs:
+        source_identity: `sha256:<hex>` over each CSV/Parquet file's name and content tag (an
+            object's etag and version id, a local file's sha256): pass it to ingest.
+        registry_identity: `sha256:<hex>` over every object under s3://models/<model_name>/
+            (pushed versions, schema resets), or `none` when there is none: pass it to
+            resolve_baseline.
+
+    Args:
+        source_uri: s3:// or minio:// object or prefix, or a local file or folder path: the
+            files ingest reads (the same selection).
+        model_name: The model whose registry folder is resolved; empty: none
+            (`registry_identity` is `none`).
+        task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
+    """
+    from kfkit.components.resolve_source.executor import run
+    from kfkit.runtime import execute
+
+    execute(resolve_source, locals(), run)

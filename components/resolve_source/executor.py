@@ -1,0 +1,65 @@
+"""resolve_source's logic: the content identities a run's cache keys follow.
+
+KFP caches a task on its input parameters' values and its input artifacts' ids; a source URI
+or a model name alone stays the same while the data or the registry behind it changes. This
+step runs uncached, first, and turns each into a string that changes exactly when the content
+does (object etags and version ids from a listing, no data read; sha256 of local files), so
+ingest's and resolve_baseline's keys, and every key after them, follow the content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kfkit import names
+from kfkit.components.ingest.executor import list_source, source_identity
+from kfkit.storage import ObjectStore, ObjectUri
+
+if TYPE_CHECKING:
+    from kfkit.runtime import Task
+
+NO_REGISTRY = "none"
+
+
+def registry_identity(model_name: str, store: ObjectStore) -> str:
+    """sha256 over every object (URI, etag, version id) under the model's registry folder:
+    a push adds a version, `kfkit schema reset` writes its file there; ``none`` when empty."""
+    if not model_name or not store.bucket_exists(names.MODELS_BUCKET):
+        return NO_REGISTRY
+    folder = ObjectUri(names.MODELS_BUCKET, f"{names.check_model_name(model_name)}/")
+    objects = store.list(folder)
+    if not objects:
+        return NO_REGISTRY
+    lines = "".join(f"{o.uri}\t{o.etag}\t{o.version_id or ''}\n" for o in objects)
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
+def resolve(source_uri: str, model_name: str = "", store: ObjectStore | None = None) -> dict[str, Any]:
+    """Both identities, and how many files the source has."""
+    files = list_source(source_uri, store)
+    registry = registry_identity(model_name, store or ObjectStore.from_env()) if model_name else NO_REGISTRY
+    return {
+        "source_identity": source_identity(files),
+        "registry_identity": registry,
+        "source_files": len(files),
+    }
+
+
+def check(params: dict[str, Any]) -> None:
+    """The parameters alone, before any task runs."""
+    if params.get("model_name"):
+        names.check_model_name(params["model_name"])
+
+
+def run(task: Task) -> None:
+    p = task.params
+    found = resolve(p["source_uri"], p.get("model_name") or "")
+    for name in ("source_identity", "registry_identity"):
+        Path(p[name]).parent.mkdir(parents=True, exist_ok=True)
+        Path(p[name]).write_text(found[name])
+    task.say(
+        f"{found['source_files']} file(s) at {p['source_uri']}: {found['source_identity'][:19]}; "
+        f"registry {found['registry_identity'][:19]}"
+    )

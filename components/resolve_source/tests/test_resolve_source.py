@@ -1,0 +1,99 @@
+"""resolve_source against the real object store and local files: an identity that changes
+exactly when the content ingest reads (or the registry resolve_baseline reads) changes, and
+ingest refusing data that changed after it was resolved."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import PENGUINS
+
+from kfkit.components import resolve_source as component
+from kfkit.components.ingest.executor import ingest
+from kfkit.components.resolve_source.executor import NO_REGISTRY, registry_identity, resolve
+from kfkit.errors import KfkitError
+from kfkit.model_registry import version_folder
+
+
+@pytest.fixture()
+def store_environment(store_env, monkeypatch):
+    for key, value in store_env.items():
+        if key.startswith(("KFKIT_S3", "AWS_")):
+            monkeypatch.setenv(key, value)
+
+
+def _prefix(objects) -> str:
+    objects.ensure_bucket("raw")
+    return f"s3://raw/resolve-source-{uuid.uuid4().hex[:8]}/"
+
+
+def test_a_prefix_keeps_its_identity_until_an_object_ingest_reads_changes(objects):
+    prefix = _prefix(objects)
+    data = PENGUINS.read_bytes()
+    objects.put_bytes(prefix + "a.csv", data)
+    first = resolve(prefix, store=objects)["source_identity"]
+    assert first.startswith("sha256:") and resolve(prefix, store=objects)["source_identity"] == first
+    objects.put_bytes(prefix + "notes.txt", b"not read by ingest")
+    assert resolve(prefix, store=objects)["source_identity"] == first
+    objects.put_bytes(prefix + "a.csv", data.replace(b"Adelie", b"adelie", 1))
+    changed = resolve(prefix, store=objects)["source_identity"]
+    assert changed != first
+    objects.put_bytes(prefix + "b.csv", data)
+    assert resolve(prefix, store=objects)["source_identity"] not in (first, changed)
+
+
+def test_a_local_file_is_known_by_its_bytes(tmp_path):
+    data = tmp_path / "penguins.csv"
+    data.write_bytes(PENGUINS.read_bytes())
+    first = resolve(str(data))
+    assert first["source_files"] == 1 and first["registry_identity"] == NO_REGISTRY
+    data.write_bytes(PENGUINS.read_bytes())  # rewritten, same bytes: same identity
+    assert resolve(str(data))["source_identity"] == first["source_identity"]
+    data.write_bytes(PENGUINS.read_bytes() + b"\n")
+    assert resolve(str(data))["source_identity"] != first["source_identity"]
+
+
+def test_ingest_records_the_identity_and_refuses_data_that_changed_since(tmp_path):
+    data = tmp_path / "penguins.csv"
+    data.write_bytes(PENGUINS.read_bytes())
+    resolved = resolve(str(data))["source_identity"]
+    result = ingest(str(data), "species", expected_identity=resolved)
+    assert result.metadata["source_identity"] == resolved
+    data.write_bytes(PENGUINS.read_bytes().replace(b"Adelie", b"adelie", 1))
+    with pytest.raises(KfkitError, match="the data changed between resolve_source and ingest"):
+        ingest(str(data), "species", expected_identity=resolved)
+
+
+def test_the_registry_identity_follows_pushes_and_resets(objects):
+    model = f"resolve-source-{uuid.uuid4().hex[:8]}"
+    objects.ensure_bucket("models")
+    assert registry_identity(model, objects) == NO_REGISTRY
+    objects.put_bytes(version_folder(model, 1).child("kfkit-model.json"), b"{}")
+    pushed = registry_identity(model, objects)
+    assert pushed.startswith("sha256:") and registry_identity(model, objects) == pushed
+    objects.put_bytes(f"s3://models/{model}/kfkit-schema-reset.json", b"{}")
+    assert registry_identity(model, objects) != pushed
+    # Another model's pushes are not this model's.
+    assert registry_identity(model + "-other", objects) == NO_REGISTRY
+
+
+def test_the_component_writes_both_identities_as_output_parameters(
+    objects, tmp_path, store_environment, capsys
+):
+    prefix = _prefix(objects)
+    objects.put_bytes(prefix + "penguins.csv", PENGUINS.read_bytes())
+    outputs = {name: str(tmp_path / "outputs" / name) for name in ("source_identity", "registry_identity")}
+    component.python_func(source_uri=prefix, model_name="never-pushed", task_name="resolve-source", **outputs)
+    written = {name: Path(path).read_text() for name, path in outputs.items()}
+    assert written == {
+        "source_identity": resolve(prefix, store=objects)["source_identity"],
+        "registry_identity": NO_REGISTRY,
+    }
+    assert f"1 file(s) at {prefix}" in capsys.readouterr().out
+
+
+def test_a_missing_source_is_one_line(tmp_path):
+    with pytest.raises(KfkitError, match="no such file or folder"):
+        resolve(str(tmp_path / "missing.csv"))
