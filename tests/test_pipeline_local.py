@@ -42,9 +42,7 @@ def two_clean_runs(store_env, objects):
 def test_clean_run_reports_every_task_and_pushes(two_clean_runs, objects):
     first = two_clean_runs[0]
     assert first["status"] == "SUCCEEDED"
-    assert first["tasks"] == {
-        t: "SUCCEEDED" for t in TASKS
-    }
+    assert first["tasks"] == {t: "SUCCEEDED" for t in TASKS}
     verdict = {"blessed": True, "anomalies": {}, "schema_source": "inferred"}
     assert first["validation"] == {"validate": verdict}
     assert first["blessed"] == {"evaluate": True}
@@ -135,9 +133,7 @@ def test_warn_policy_continues_but_trains_and_pushes_nothing(two_clean_runs, sto
     assert any("bill_length_mm" in key for key in document["validation"]["validate"]["anomalies"])
     assert document["artifacts"]["train.model"]["skipped"]
     assert "'anomalies' is not blessed" in document["artifacts"]["train.model"]["reason"]
-    assert document["tasks"] == {
-        t: "SUCCEEDED" for t in TASKS
-    }
+    assert document["tasks"] == {t: "SUCCEEDED" for t in TASKS}
     assert document["blessed"] == {} and document["pushed"] == {}
     assert existing_versions(objects, MODEL) == before
 
@@ -276,9 +272,7 @@ def test_two_concurrent_runs_are_both_recorded_completely(two_clean_runs, store_
         assert found["model"]["version"] == document["pushed"]["push"]["version"]
         assert found["metrics"] == pytest.approx(document["metrics"]["evaluate"], abs=1e-6)
         shown = json.loads(run_kfkit(["runs", "show", document["run_id"], "--json"], env).stdout)
-        assert [(t["task"], t["state"]) for t in shown["tasks"]] == [
-            (t, "COMPLETE") for t in TASKS
-        ]
+        assert [(t["task"], t["state"]) for t in shown["tasks"]] == [(t, "COMPLETE") for t in TASKS]
         assert shown["parameters"]["model_name"] == f"concurrent-{n}"
 
 

@@ -69,6 +69,7 @@ class CompileSettings:
 
     images: ImageSettings = field(default_factory=ImageSettings)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # component -> field -> value
+    source: str = ""  # the resources file ``tasks`` came from, for messages
 
     def for_task(self, component: str) -> TaskSettings:
         return dataclasses.replace(DEFAULTS.get(component, TaskSettings()), **self.tasks.get(component, {}))
@@ -102,7 +103,7 @@ def configure_task(task: Any) -> Any:
     container = task.component_spec.implementation.container
     if container is not None:
         task.set_container_image(_active.images.image(container.image))
-    where = f"task {component}"
+    where = f"{_active.source}: tasks.{component}" if _active.source else f"task {component}"
     try:
         for value, setter in (
             (settings.cpu_request, task.set_cpu_request),

@@ -151,6 +151,7 @@ def compile_command(
     settings = CompileSettings(
         images=image_settings(image_registry, image_tag),
         tasks=load_task_overrides(resources_path) if resources_path else {},
+        source=resources_path or "",
     )
     written = [str(p) for p in compile_all(Path(out_root) if out_root else None, settings)]
     _emit_json({"written": written}) if as_json else click.echo("\n".join(written))
