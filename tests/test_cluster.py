@@ -184,6 +184,38 @@ def test_submit_json_reuses_the_uploaded_version(standin, cli_env):
     assert len(standin.state.versions) == 2
 
 
+def _caching(spec: dict) -> dict[str, bool]:
+    return {
+        name: task.get("cachingOptions", {}).get("enableCache", False)
+        for name, task in spec["root"]["dag"]["tasks"].items()
+    }
+
+
+def test_submit_keeps_each_tasks_caching_and_disable_caching_runs_an_uncached_variant(standin, cli_env):
+    cached = json.loads(
+        kfkit(["submit", "training", "--param", "data_uri=s3://a/", "--json"], cli_env).stdout
+    )
+    proc = kfkit(
+        ["submit", "training", "--param", "data_uri=s3://a/", "--disable-caching", "--json"], cli_env
+    )
+    assert proc.returncode == 0, proc.stderr
+    uncached = json.loads(proc.stdout)
+    assert cached["enable_caching"] is True and uncached["enable_caching"] is False
+    assert cached["pipeline_version_id"] != uncached["pipeline_version_id"]
+    versions = {v["pipeline_version_id"]: v["pipeline_spec"] for v in standin.state.versions.values()}
+    # On: the compiled settings, resolve-source and push never cached (kfp.Client's
+    # enable_caching=True would have turned every task's cache on).
+    on = _caching(versions[cached["pipeline_version_id"]])
+    assert on == {**dict.fromkeys(on, True), "resolve-source": False, "push": False}
+    assert set(_caching(versions[uncached["pipeline_version_id"]]).values()) == {False}
+    runs = {r["run_id"]: r for r in standin.state.runs.values()}
+    assert (
+        runs[uncached["run_id"]]["pipeline_version_reference"]["pipeline_version_id"]
+        == uncached["pipeline_version_id"]
+    )
+    assert standin.rejected == []
+
+
 def test_submit_refuses_a_credential_as_parameter(standin, cli_env):
     proc = kfkit(
         ["submit", "training", "--param", f"data_uri=s3://x/{PLANTED['AWS_SECRET_ACCESS_KEY']}"], cli_env
@@ -475,6 +507,35 @@ def test_every_page_of_recurring_runs_is_read(client, standin, tmp_path, monkeyp
     assert any(r.query.get("page_token") for r in standin.requests if r.path.endswith("/recurringruns"))
 
 
+def test_enable_caching_per_entry_and_from_the_command_line(client, standin, tmp_path, cli_env):
+    settings, kfp_client = client
+    document = {
+        "experiment": "e",
+        "schedules": [
+            {**SCHEDULES["schedules"][0], "enable_caching": False},
+            SCHEDULES["schedules"][1],
+        ],
+    }
+    plan = apply(kfp_client, settings, load_schedules(write_schedules(tmp_path, document)))
+    assert sorted(u["enable_caching"] for u in plan.uploads) == [False, True]
+    specs = {v["pipeline_version_id"]: v["pipeline_spec"] for v in standin.state.versions.values()}
+    runs = by_name(standin)
+    nightly = specs[runs["nightly"]["pipeline_version_reference"]["pipeline_version_id"]]
+    weekly = specs[runs["weekly"]["pipeline_version_reference"]["pipeline_version_id"]]
+    assert set(_caching(nightly).values()) == {False} and _caching(weekly)["ingest"] is True
+    assert runs["nightly"]["description"].endswith("(caching off)")
+    # --enable-caching for every entry: the nightly one moves to the cached version.
+    path = write_schedules(tmp_path, document)
+    proc = kfkit(["schedule", "apply", "-f", path, "--enable-caching", "--json"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    actions = {a["name"]: a for a in json.loads(proc.stdout)["actions"]}
+    assert actions["nightly"]["action"] == "update" and actions["nightly"]["changes"] == [
+        "pipeline_version_id"
+    ]
+    assert actions["weekly"]["action"] == "unchanged"
+    assert standin.rejected == []
+
+
 def test_example_schedules_file_is_valid():
     wanted = load_schedules(str(REPO / "configs" / "schedules.yaml"))
     assert wanted.schedules and {s.pipeline for s in wanted.schedules} == {"training"}
@@ -494,6 +555,10 @@ def test_example_schedules_file_is_valid():
             "unknown key(s) ['every']",
         ),
         ({"pipeline": "training", "cron": "0 0 2 * * *"}, "`name` and `pipeline` are required"),
+        (
+            {"name": "a", "pipeline": "training", "cron": "0 0 2 * * *", "enable_caching": "no"},
+            "`enable_caching` must be true or false",
+        ),
     ],
 )
 def test_bad_schedule_entries_are_named(tmp_path, entry, message):

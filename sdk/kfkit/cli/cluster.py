@@ -107,6 +107,12 @@ def upload_command(
     "--service-account",
     help="ServiceAccount the run uses (else KFKIT_KFP_SERVICE_ACCOUNT, kfkit-pipeline-runner; '' = KFP's).",
 )
+@click.option(
+    "--enable-caching/--disable-caching",
+    default=True,
+    show_default=True,
+    help="Reuse cached tasks (keyed on the data's content) or run every task.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @user_errors
 def submit_command(
@@ -119,6 +125,7 @@ def submit_command(
     experiment: str,
     run_name: str | None,
     service_account: str | None,
+    enable_caching: bool,
     as_json: bool,
 ) -> None:
     """Start a run of PIPELINE in Kubeflow Pipelines and print its UI URL.
@@ -131,7 +138,9 @@ def submit_command(
     _, parameters = load_config(config_path)
     parameters.update(parse_params(params))
     settings, client = _kfp_connect(host, namespace, token_file, service_account=service_account)
-    result = submit(client, settings, _known_pipeline(pipeline), parameters, experiment, run_name)
+    result = submit(
+        client, settings, _known_pipeline(pipeline), parameters, experiment, run_name, enable_caching
+    )
     _progress(f"started run {result.run_name} ({result.run_id}) of {pipeline} {result.pipeline_version}")
     _emit_json(result.to_dict()) if as_json else click.echo(result.url)
 
@@ -145,10 +154,21 @@ def schedule_group() -> None:
 @click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False), help="schedules.yaml")
 @_kfp_options
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option(
+    "--enable-caching/--disable-caching",
+    default=None,
+    help="For every entry (default: each entry's `enable_caching`, true if unset).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @user_errors
 def schedule_apply_command(
-    path: str, host: str | None, namespace: str | None, token_file: str | None, dry_run: bool, as_json: bool
+    path: str,
+    host: str | None,
+    namespace: str | None,
+    token_file: str | None,
+    dry_run: bool,
+    enable_caching: bool | None,
+    as_json: bool,
 ) -> None:
     """Make the experiment's kfkit-managed recurring runs match the file: create the missing,
     replace the changed (delete + create: KFP has no update), delete the removed."""
@@ -158,7 +178,7 @@ def schedule_apply_command(
     for name in {s.pipeline for s in wanted.schedules}:
         _known_pipeline(name)
     settings, client = _kfp_connect(host, namespace, token_file)
-    plan = apply(client, settings, wanted, dry_run=dry_run)
+    plan = apply(client, settings, wanted, dry_run=dry_run, enable_caching=enable_caching)
     if as_json:
         _emit_json(plan.to_dict())
         return

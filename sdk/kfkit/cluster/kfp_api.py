@@ -360,9 +360,33 @@ class SubmitResult:
     pipeline_version: str
     pipeline_version_id: str
     parameters: dict[str, Any]
+    enable_caching: bool
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def spec_with_caching(spec_path: Path, enable_caching: bool, folder: Path) -> Path:
+    """The spec to upload for a run with ``enable_caching``: as compiled when on (each task's
+    own setting: resolve_source and push are never cached, every other task is, keyed on the
+    data's identity), else a copy in ``folder`` with every task's cache off.
+
+    Not kfp.Client's ``enable_caching``: it rewrites only a spec passed as a file (runs of an
+    uploaded version ignore it), and True would cache every task, resolve_source and push too.
+    The copy has its own digest, so it is its own content-named version."""
+    if enable_caching:
+        return spec_path
+    import yaml
+
+    documents = list(yaml.safe_load_all(spec_path.read_text()))
+    spec = documents[0]
+    dags = [spec["root"], *(c for c in spec.get("components", {}).values() if "dag" in c)]
+    for dag in dags:
+        for task in dag["dag"].get("tasks", {}).values():
+            task["cachingOptions"] = {}  # enableCache false: protobuf leaves the default out
+    target = folder / spec_path.name
+    target.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return target
 
 
 def submit(
@@ -372,13 +396,18 @@ def submit(
     params: dict[str, Any],
     experiment: str = "Default",
     run_name: str | None = None,
+    enable_caching: bool = True,
 ) -> SubmitResult:
-    """Start one run of the uploaded (content-addressed) version of ``pipeline``."""
+    """Start one run of the uploaded (content-addressed) version of ``pipeline``; with
+    ``enable_caching`` false, of its variant with every task's cache off."""
+    import tempfile
+
     from kfkit.catalog import compiled_pipeline_path
 
-    spec_path = compiled_pipeline_path(pipeline)
-    params = check_parameters(spec_path, params)
-    uploaded = upload(client, settings, pipeline, spec_path)
+    params = check_parameters(compiled_pipeline_path(pipeline), params)
+    with tempfile.TemporaryDirectory(prefix="kfkit-spec-") as folder:
+        spec_path = spec_with_caching(compiled_pipeline_path(pipeline), enable_caching, Path(folder))
+        uploaded = upload(client, settings, pipeline, spec_path)
     experiment_id = ensure_experiment(client, settings, experiment)
     run_name = run_name or f"{uploaded.pipeline}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     with api_errors(settings, f"start run {run_name}"):
@@ -400,4 +429,5 @@ def submit(
         pipeline_version=uploaded.version,
         pipeline_version_id=uploaded.version_id,
         parameters=params,
+        enable_caching=enable_caching,
     )

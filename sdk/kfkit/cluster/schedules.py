@@ -27,13 +27,19 @@ is optional)::
         no_catchup: true
         enabled: true
         service_account: kfkit-pipeline-runner
+        enable_caching: true       # false: every task runs every time
         parameters: {data_uri: "s3://raw/penguins/"}
+
+``enable_caching`` (default true) keeps the compiled pipeline's per-task caching, keyed on the
+data's content identity (resolve_source), so a nightly run on unchanged data reuses every cached
+task and a run on new data reruns from ingest; false uploads and schedules the variant with every
+task's cache off (its own content-named version).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kfkit.cluster.kfp_api import (
@@ -42,6 +48,7 @@ from kfkit.cluster.kfp_api import (
     api_errors,
     check_parameters,
     ensure_experiment,
+    spec_with_caching,
     upload,
 )
 from kfkit.errors import KfkitError
@@ -57,6 +64,7 @@ SCHEDULE_KEYS = {
     "no_catchup",
     "enabled",
     "service_account",
+    "enable_caching",
     "parameters",
 }
 
@@ -73,6 +81,7 @@ class Schedule:
     no_catchup: bool = True
     enabled: bool = True
     service_account: str | None = None
+    enable_caching: bool = True
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,7 +127,7 @@ def load_schedules(path: str) -> ScheduleFile:
         concurrency = entry.get("max_concurrency", 1)
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 10:
             raise KfkitError(f"{where}: `max_concurrency` must be an integer from 1 to 10 (KFP's limit)")
-        for key in ("no_catchup", "enabled"):
+        for key in ("no_catchup", "enabled", "enable_caching"):
             if key in entry and not isinstance(entry[key], bool):
                 raise KfkitError(f"{where}: `{key}` must be true or false")
         parameters = entry.get("parameters") or {}
@@ -134,6 +143,7 @@ def load_schedules(path: str) -> ScheduleFile:
                 no_catchup=entry.get("no_catchup", True),
                 enabled=entry.get("enabled", True),
                 service_account=entry.get("service_account"),
+                enable_caching=entry.get("enable_caching", True),
                 parameters=parameters,
             )
         )
@@ -253,9 +263,23 @@ def is_managed(recurring_run: Any) -> bool:
     return (recurring_run.description or "").startswith(MANAGED_TAG)
 
 
-def apply(client: Any, settings: KfpSettings, schedule_file: ScheduleFile, dry_run: bool = False) -> Plan:
-    """Reconcile the file's experiment with the file; with ``dry_run`` only compute the plan."""
+def apply(
+    client: Any,
+    settings: KfpSettings,
+    schedule_file: ScheduleFile,
+    dry_run: bool = False,
+    enable_caching: bool | None = None,
+) -> Plan:
+    """Reconcile the file's experiment with the file; with ``dry_run`` only compute the plan.
+    ``enable_caching``, when given, applies to every entry (else each entry's, default true)."""
+    import tempfile
+    from pathlib import Path
+
     from kfkit.catalog import compiled_pipeline_path
+
+    if enable_caching is not None:
+        entries = [replace(s, enable_caching=enable_caching) for s in schedule_file.schedules]
+        schedule_file = replace(schedule_file, schedules=entries)
 
     # Every entry is checked before anything is written.
     wanted_parameters = {
@@ -263,10 +287,12 @@ def apply(client: Any, settings: KfpSettings, schedule_file: ScheduleFile, dry_r
         for s in schedule_file.schedules
     }
     uploads, versions = [], {}
-    for pipeline in sorted({s.pipeline for s in schedule_file.schedules}):
-        result = upload(client, settings, pipeline, compiled_pipeline_path(pipeline), dry_run=dry_run)
-        versions[pipeline] = result
-        uploads.append(result.to_dict())
+    for pipeline, caching in sorted({(s.pipeline, s.enable_caching) for s in schedule_file.schedules}):
+        with tempfile.TemporaryDirectory(prefix="kfkit-spec-") as folder:
+            spec_path = spec_with_caching(compiled_pipeline_path(pipeline), caching, Path(folder))
+            result = upload(client, settings, pipeline, spec_path, dry_run=dry_run)
+        versions[pipeline, caching] = result
+        uploads.append({**result.to_dict(), "enable_caching": caching})
 
     experiment_id = ensure_experiment(client, settings, schedule_file.experiment, dry_run=dry_run)
     existing = list_recurring_runs(client, settings, experiment_id) if experiment_id else []
@@ -290,7 +316,9 @@ def apply(client: Any, settings: KfpSettings, schedule_file: ScheduleFile, dry_r
         service_account = (
             schedule.service_account if schedule.service_account is not None else settings.service_account
         )
-        desired = _desired_state(schedule, versions[schedule.pipeline].version_id, service_account)
+        desired = _desired_state(
+            schedule, versions[schedule.pipeline, schedule.enable_caching].version_id, service_account
+        )
         desired["parameters"] = wanted_parameters[schedule.name]
         current = by_name.pop(schedule.name, None)
         if current is None:
@@ -323,7 +351,7 @@ def apply(client: Any, settings: KfpSettings, schedule_file: ScheduleFile, dry_r
                     settings,
                     experiment_id,
                     schedule,
-                    versions[schedule.pipeline],
+                    versions[schedule.pipeline, schedule.enable_caching],
                     wanted_parameters[schedule.name],
                 )
                 action.new_recurring_run_id = created.recurring_run_id
@@ -344,7 +372,10 @@ def _create(
     return client.create_recurring_run(
         experiment_id=experiment_id,
         job_name=schedule.name,
-        description=f"{MANAGED_TAG} kfkit schedule apply: {schedule.pipeline} {uploaded.version}",
+        description=(
+            f"{MANAGED_TAG} kfkit schedule apply: {schedule.pipeline} {uploaded.version}"
+            + ("" if schedule.enable_caching else " (caching off)")
+        ),
         interval_second=schedule.interval_seconds,
         cron_expression=schedule.cron,
         max_concurrency=schedule.max_concurrency,
