@@ -14,6 +14,7 @@ from conftest import REPO, error_line, run_kfkit
 from kfkit import __version__
 from kfkit.images import ImageSettings, image_settings
 from kfkit.task_settings import DEFAULTS, NEVER_CACHED
+from kfkit.warm_start import routes_for
 
 COMPILED = REPO / "pipelines" / "compiled" / "training.yaml"
 REGISTRY = "registry.example.com:5000/ml"
@@ -111,6 +112,9 @@ def test_registry_tag_and_resources_from_the_command_line(tmp_path):
     assert train["container"]["resources"]["resourceMemoryRequest"] == DEFAULTS["train"].memory_request
     assert train["task"]["retryPolicy"]["maxRetryCount"] == 1
     assert train["kubernetes"]["activeDeadlineSeconds"] == "60"
+    # run-local's warm start still sends validate to the server that pre-imported TensorFlow.
+    spec, _ = _documents(tmp_path / "out/pipelines/compiled/training.yaml")
+    assert routes_for(spec)["validate"] == ("validate",)
     # A component's own YAML still names the published images: only the pipeline is retargeted.
     assert "ghcr.io/kfkit/kfkit:" in (tmp_path / "out/components/train/component.yaml").read_text()
 

@@ -46,6 +46,11 @@ class ImageSettings:
         return f"{self.registry}/{name}:{self.tag}"
 
 
+def is_validate_image(image: str) -> bool:
+    """Whether ``image`` is the validate image (TensorFlow), under any registry and tag."""
+    return image.rsplit("/", 1)[-1].split(":", 1)[0] == "kfkit-validate"
+
+
 def image_settings(
     registry: str | None = None, tag: str | None = None, environ: Mapping[str, str] | None = None
 ) -> ImageSettings:

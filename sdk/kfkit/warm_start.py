@@ -47,13 +47,13 @@ def routes_for(spec: dict) -> dict[str, tuple[str, ...]]:
     """Profiles for one compiled pipeline: functions that run on the TensorFlow image go to
     the validate server, all others to the tasks server (from the executors' image and
     ``--function_to_execute`` argument in the spec)."""
-    from kfkit.images import VALIDATE_IMAGE
+    from kfkit.images import is_validate_image
 
     functions = []
     for executor in spec.get("deploymentSpec", {}).get("executors", {}).values():
         container = executor.get("container", {})
         args = list(container.get("args", []))
-        if container.get("image") == VALIDATE_IMAGE and "--function_to_execute" in args:
+        if is_validate_image(container.get("image", "")) and "--function_to_execute" in args:
             functions.append(args[args.index("--function_to_execute") + 1])
     return {"validate": tuple(sorted(set(functions))), "tasks": ("",)}
 
