@@ -9,6 +9,14 @@ The same definition runs under ``kfp.local`` (``kfkit run-local``) and in Kubefl
 Pipelines. Gates (no training on unblessed data, no push of an unblessed model) live inside
 the components, because kfp.local refuses ``dsl.If``.
 
+Caching in a cluster follows content, not names: resolve_source (never cached) resolves
+``data_uri`` and the model's registry folder to content identities, which ingest and
+resolve_baseline take as parameters; KFP's cache key of every task after them follows. An
+unchanged rerun reuses ingest to evaluate, new data reruns from ingest, a new pushed version
+from resolve_baseline; push is never cached. No task gets the run name. Each task's image,
+resources, retries, timeout and caching come from :mod:`kfkit.task_settings`
+(``kfkit compile --resources/--image-registry/--image-tag``).
+
 In a cluster every task reads the object-store credentials from the Kubernetes Secret
 ``kfkit-object-store`` (shipped in ``manifests/pipelines/``) through kfp-kubernetes: the
 compiled YAML names the Secret and its keys, never a value, and no credential is a pipeline
