@@ -843,7 +843,7 @@ def test_deploy_entry_point_without_a_cluster(no_cluster: Path):
     with pytest.raises(KfkitError) as info:
         kfkit.deploy.check_deploy_strategy("blue-green")
     assert str(info.value) == (
-        "The 'deploy_strategy' parameter of push must be one of 'local', 'none', 'replace', "
+        "The 'deploy_strategy' parameter of push must be one of 'auto', 'local', 'none', 'replace', "
         "'canary', 'shadow'. Got 'blue-green' instead."
     )
     with pytest.raises(KfkitError, match="parameter of push must be one of"):
