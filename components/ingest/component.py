@@ -31,8 +31,8 @@ def ingest(
         label_column: Column to predict; rows where it is missing are dropped.
         eval_fraction: Share of rows in the eval split, in (0, 1).
         split_key: Column whose value decides the split (e.g. an id); default the whole row.
-        source_identity: The source's content identity from resolve_source (its etags and version
-            ids, or sha256 of local files). It makes KFP's cache key of this task, and so of every
+        source_identity: The source's content identity from resolve_source (its objects' etags,
+            or sha256 of local files). It makes KFP's cache key of this task, and so of every
             task after it, change exactly when the data does; ingest refuses data whose identity
             differs (changed between the two tasks). Empty: no check.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.

@@ -93,16 +93,14 @@ def read_source(source_uri: str, store: ObjectStore | None = None) -> list[Sourc
 
 def source_identity(files: list[SourceFile]) -> str:
     """One string that changes exactly when the source's content does: sha256 over each file's
-    name and content tag (an object's etag and version id as the store reports them, a local
-    file's sha256). resolve_source computes it before the run's tasks, ingest again on what it
-    read: a pipeline passes it to ingest so that KFP's cache key follows the data."""
+    name and content tag (an object's etag as the store reports it, a local file's sha256).
+    Not the version id: a versioned bucket gives the same bytes uploaded again a new one, and
+    the etag already names the content. resolve_source computes it before the run's tasks,
+    ingest again on what it read: a pipeline passes it to ingest so that KFP's cache key
+    follows the data."""
     tags = []
     for f in sorted(files, key=lambda f: f.name):
-        tag = (
-            f"etag:{f.etag}:{f.version_id or ''}"
-            if f.is_object
-            else f"sha256:{hashlib.sha256(f.data).hexdigest()}"
-        )
+        tag = f"etag:{f.etag}" if f.is_object else f"sha256:{hashlib.sha256(f.data).hexdigest()}"
         tags.append(f"{f.name}\t{tag}\n")
     return "sha256:" + hashlib.sha256("".join(tags).encode()).hexdigest()
 

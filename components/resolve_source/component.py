@@ -23,7 +23,7 @@ def resolve_source(
 
     Outputs:
         source_identity: `sha256:<hex>` over each CSV/Parquet file's name and content tag (an
-            object's etag and version id, a local file's sha256): pass it to ingest.
+            object's etag, a local file's sha256): pass it to ingest.
         registry_identity: `sha256:<hex>` over every object under s3://models/<model_name>/
             (pushed versions, schema resets), or `none` when there is none: pass it to
             resolve_baseline.

@@ -3,7 +3,7 @@
 KFP caches a task on its input parameters' values and its input artifacts' ids; a source URI
 or a model name alone stays the same while the data or the registry behind it changes. This
 step runs uncached, first, and turns each into a string that changes exactly when the content
-does (object etags and version ids from a listing, no data read; sha256 of local files), so
+does (object etags from a listing, no data read; sha256 of local files), so
 ingest's and resolve_baseline's keys, and every key after them, follow the content.
 """
 
@@ -24,15 +24,15 @@ NO_REGISTRY = "none"
 
 
 def registry_identity(model_name: str, store: ObjectStore) -> str:
-    """sha256 over every object (URI, etag, version id) under the model's registry folder:
-    a push adds a version, `kfkit schema reset` writes its file there; ``none`` when empty."""
+    """sha256 over every object (URI, etag) under the model's registry folder: a push adds a
+    version, `kfkit schema reset` writes its file there; ``none`` when empty."""
     if not model_name or not store.bucket_exists(names.MODELS_BUCKET):
         return NO_REGISTRY
     folder = ObjectUri(names.MODELS_BUCKET, f"{names.check_model_name(model_name)}/")
     objects = store.list(folder)
     if not objects:
         return NO_REGISTRY
-    lines = "".join(f"{o.uri}\t{o.etag}\t{o.version_id or ''}\n" for o in objects)
+    lines = "".join(f"{o.uri}\t{o.etag}\n" for o in objects)
     return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
 
 

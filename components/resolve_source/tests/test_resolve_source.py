@@ -97,3 +97,14 @@ def test_the_component_writes_both_identities_as_output_parameters(
 def test_a_missing_source_is_one_line(tmp_path):
     with pytest.raises(KfkitError, match="no such file or folder"):
         resolve(str(tmp_path / "missing.csv"))
+
+
+def test_an_objects_identity_is_its_etag_not_its_version_id():
+    """A versioned bucket gives identical bytes uploaded again a new version id: same data,
+    same identity (else every re-upload would rerun the pipeline from ingest)."""
+    from kfkit.components.ingest.executor import SourceFile, source_identity
+
+    first = SourceFile("s3://raw/p.csv", b"", "etag-1", "version-1", is_object=True)
+    again = SourceFile("s3://raw/p.csv", b"", "etag-1", "version-2", is_object=True)
+    changed = SourceFile("s3://raw/p.csv", b"", "etag-2", "version-3", is_object=True)
+    assert source_identity([first]) == source_identity([again]) != source_identity([changed])
