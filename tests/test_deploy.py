@@ -237,7 +237,9 @@ def _check_predictor(pred: dict[str, Any], version: str) -> None:
     assert container["image"] == seldon.SERVING_IMAGE
     assert {"name": "OMP_NUM_THREADS", "value": "1"} in container["env"]
     assert {"name": "KFKIT_MODEL_DIR", "value": "/mnt/models"} in container["env"]
-    assert container["securityContext"] == {"runAsNonRoot": True, "allowPrivilegeEscalation": False}
+    # Pod Security Standards "restricted" and a read-only root (tests/test_manifests.py checks each control).
+    assert container["securityContext"] == seldon.MODEL_CONTAINER_SECURITY_CONTEXT
+    assert component["spec"]["securityContext"] == seldon.POD_SECURITY_CONTEXT
     text = json.dumps(pred)
     assert not any(word in text for word in SECRET_WORDS)
 
