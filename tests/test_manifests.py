@@ -441,10 +441,14 @@ def granted(objects: list[dict], account: str, account_ns: str) -> dict[str, set
     for binding in objects:
         if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
             continue
-        subject = {"kind": "ServiceAccount", "name": account, "namespace": account_ns}
-        if subject not in binding.get("subjects", []):
-            continue
         namespace = binding["metadata"].get("namespace", "*cluster*")
+        # A RoleBinding's ServiceAccount subject without a namespace is in the binding's own
+        # (kubernetes pkg/registry/rbac/validation/rule.go appliesToUser).
+        subjects = [
+            (s["kind"], s["name"], s.get("namespace") or namespace) for s in binding.get("subjects", [])
+        ]
+        if ("ServiceAccount", account, account_ns) not in subjects:
+            continue
         ref = binding["roleRef"]
         role = roles[(ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])]
         for rule in role["rules"]:
