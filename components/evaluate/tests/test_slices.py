@@ -226,3 +226,32 @@ def test_slice_parameters_are_checked_before_any_task_and_columns_at_run_time(sl
         KfkitError, match=r"'slice_floors' parameter of evaluate has unknown metric\(s\) \['rmse'\]"
     ):
         evaluate(model.path, eval_frame, {}, train_frame, slice_features=["region"], slice_floors={"rmse": 1})
+
+
+def test_a_regression_model_s_worst_slice_has_the_highest_rmse(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = 1500
+    frame = pd.DataFrame({"x": rng.normal(size=rows), "shop": rng.choice(["a", "b", "c"], size=rows)})
+    # Shop c's sales are far noisier: the model is as good there as it can be, and still worst.
+    noise = np.where(frame["shop"] == "c", 3.0, 0.3) * rng.normal(size=rows)
+    frame["sales"] = 2 * frame["x"] + noise
+    train_frame, eval_frame = frame.iloc[:1200], frame.iloc[1200:].reset_index(drop=True)
+    schema = write_schema(train_frame, tmp_path / "schema")
+    train(
+        train_frame,
+        str(schema / "schema.pbtxt"),
+        "sales",
+        "sales",
+        str(tmp_path / "m"),
+        "regression",
+        "ridge",
+    )
+    result = evaluate(
+        str(tmp_path / "m"), eval_frame, {}, train_frame, slice_features=["shop"], slice_floors={"rmse": 1.0}
+    )
+    assert [s.value for s in result.slices] == ["a", "b", "c"]
+    assert result.worst_slice.value == "c" and result.worst_slice.metrics["rmse"] > 2
+    assert max(result.slices, key=lambda s: s.metrics["rmse"]) is result.worst_slice
+    assert result.blessed is False
+    assert blessing_reason(result).startswith("slice floors not met: shop=c rmse ")
+    assert "above the ceiling 1" in blessing_reason(result)
