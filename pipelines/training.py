@@ -3,7 +3,9 @@
 
 Validate checks the schema, drift against the baseline's training statistics (which train
 keeps beside the model it trains) and train/eval skew; ``drift_thresholds`` and
-``skew_thresholds`` loosen single features (feature -> threshold).
+``skew_thresholds`` loosen single features (feature -> threshold). The baseline is the version
+the deploy target serves now (``deploy_strategy``), else the latest pushed one. Evaluate slices
+its metrics by ``slice_features`` and refuses a model whose worst slice misses ``slice_floors``.
 
 The same definition runs under ``kfp.local`` (``kfkit run-local``) and in Kubeflow
 Pipelines. Gates (no training on unblessed data, no push of an unblessed model) live inside
@@ -37,6 +39,8 @@ def training(
     thresholds: dict = {"accuracy": 0.9},  # noqa: B006
     trivial_margin: float = 0.01,
     tolerances: dict = {},  # noqa: B006 - empty: evaluate's defaults (0.01 accuracy, ...)
+    slice_features: list = [],  # noqa: B006 - eval split columns to slice the metrics by
+    slice_floors: dict = {},  # noqa: B006 - metric -> what the worst slice must reach
     eval_fraction: float = 0.2,
     split_key: str = "",
     validation_policy: str = "fail",
@@ -55,7 +59,11 @@ def training(
             split_key=split_key,
         )
     )
-    baseline_task = use_object_store(resolve_baseline(model_name=model_name))
+    baseline_task = use_object_store(
+        resolve_baseline(
+            model_name=model_name, deploy_strategy=deploy_strategy, serving_namespace=serving_namespace
+        )
+    )
     validate_task = use_object_store(
         validate(
             train_split=ingest_task.outputs["train_split"],
@@ -90,6 +98,8 @@ def training(
             thresholds=thresholds,
             trivial_margin=trivial_margin,
             tolerances=tolerances,
+            slice_features=slice_features,
+            slice_floors=slice_floors,
         )
     )
     use_object_store(

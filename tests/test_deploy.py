@@ -383,13 +383,17 @@ def test_shadow_on_kmock_api(kube: KmockApi, target: SeldonTarget):
 
 
 def test_rollback_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    assert target.served_version(MODEL) is None  # resolve_baseline then falls back to the latest
     with OperatorStandIn(kube.api()):
         target.apply(_rollout("1"), timeout=20)
         first = _read(kube)
         target.apply(_rollout("2", "canary", 10), timeout=20)
+        assert target.served_version(MODEL) == "1"  # a canary's stable version serves
         target.promote(MODEL, timeout=20)
+        assert target.served_version(MODEL) == "2"
         target.rollback(MODEL, timeout=20)
         assert _shares(_read(kube)) == [("v1", 90), ("v2", 10)]
+        assert target.served_version(MODEL) == "1"
         state = target.rollback(MODEL, timeout=20)
     obj = _read(kube)
     assert obj["spec"]["predictors"] == first["spec"]["predictors"]
