@@ -3,7 +3,9 @@
 
 Validate checks the schema, drift against the baseline's training statistics (which train
 keeps beside the model it trains) and train/eval skew; ``drift_thresholds`` and
-``skew_thresholds`` loosen single features (feature -> threshold).
+``skew_thresholds`` loosen single features (feature -> threshold). The baseline is the version
+the deploy target serves now (``deploy_strategy``), else the latest pushed one. Evaluate slices
+its metrics by ``slice_features`` and refuses a model whose worst slice misses ``slice_floors``.
 
 The same definition runs under ``kfp.local`` (``kfkit run-local``) and in Kubeflow
 Pipelines. Gates (no training on unblessed data, no push of an unblessed model) live inside
@@ -46,6 +48,8 @@ def training(
     thresholds: dict = {"accuracy": 0.9},  # noqa: B006
     trivial_margin: float = 0.01,
     tolerances: dict = {},  # noqa: B006 - empty: evaluate's defaults (0.01 accuracy, ...)
+    slice_features: list = [],  # noqa: B006 - eval split columns to slice the metrics by
+    slice_floors: dict = {},  # noqa: B006 - metric -> what the worst slice must reach
     eval_fraction: float = 0.2,
     split_key: str = "",
     validation_policy: str = "fail",
@@ -57,7 +61,14 @@ def training(
     deploy_strategy: str = "auto",
 ):
     # Uncached: the content identities every cache key after it follows (the data, the registry).
-    source_task = use_object_store(resolve_source(source_uri=data_uri, model_name=model_name))
+    source_task = use_object_store(
+        resolve_source(
+            source_uri=data_uri,
+            model_name=model_name,
+            deploy_strategy=deploy_strategy,
+            serving_namespace=serving_namespace,
+        )
+    )
     ingest_task = use_object_store(
         ingest(
             source_uri=data_uri,
@@ -68,7 +79,12 @@ def training(
         )
     )
     baseline_task = use_object_store(
-        resolve_baseline(model_name=model_name, registry_identity=source_task.outputs["registry_identity"])
+        resolve_baseline(
+            model_name=model_name,
+            deploy_strategy=deploy_strategy,
+            serving_namespace=serving_namespace,
+            baseline_identity=source_task.outputs["baseline_identity"],
+        )
     )
     validate_task = use_object_store(
         validate(
@@ -105,6 +121,8 @@ def training(
             thresholds=thresholds,
             trivial_margin=trivial_margin,
             tolerances=tolerances,
+            slice_features=slice_features,
+            slice_floors=slice_floors,
         )
     )
     push_task = use_object_store(

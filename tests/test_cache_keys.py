@@ -164,8 +164,14 @@ def _executor(objects):
     def execute(task_name: str, parameters: dict[str, Any]) -> dict[str, Any]:
         if task_name != "resolve-source":
             return {}
-        found = resolve(parameters["source_uri"], parameters["model_name"], store=objects)
-        return {k: found[k] for k in ("source_identity", "registry_identity")}
+        found = resolve(
+            parameters["source_uri"],
+            parameters["model_name"],
+            store=objects,
+            deploy_strategy=parameters["deploy_strategy"],
+            serving_namespace=parameters["serving_namespace"],
+        )
+        return {k: found[k] for k in ("source_identity", "baseline_identity")}
 
     return execute
 
@@ -260,3 +266,32 @@ def test_the_stand_in_sees_what_a_run_scoped_input_would_do(spec, objects, data)
     assert second["ingest"]["hit"] and second["validate"]["hit"]
     assert second["train"]["fingerprint"] != first["train"]["fingerprint"] and not second["train"]["hit"]
     assert not second["evaluate"]["hit"]  # a new model artifact: evaluate runs again too
+
+
+def test_a_rollback_changes_the_baseline_and_what_compares_with_it(
+    spec, objects, data, tmp_path, monkeypatch
+):
+    """resolve_baseline compares with the version serving now: a rollback changes its answer
+    with no change in the registry, and so its key (the local record stands in for the cluster's
+    SeldonDeployment: the same question, asked of another target)."""
+    from kfkit import deploy
+    from kfkit.deploy.local import LocalTarget
+    from kfkit.deploy.request import DeploymentRequest
+    from kfkit.deploy.target import TargetContext
+    from kfkit.model_registry import version_folder
+
+    monkeypatch.setenv("KFKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    model = _model()
+    objects.ensure_bucket("models")
+    for version in ("1", "2"):
+        objects.put_bytes(version_folder(model, version).child("kfkit-model.json"), b"{}")
+        deploy.deploy(DeploymentRequest(model, version, f"s3://models/{model}/{version}"), "local", timeout=1)
+    kfp = KfpCacheStandIn(spec)
+    arguments = {"data_uri": data, "model_name": model}
+    before = kfp.run("run-1", arguments, _executor(objects))
+    LocalTarget.from_context(TargetContext()).rollback(model)
+    after = kfp.run("run-2", arguments, _executor(objects))
+    assert after["ingest"]["hit"]
+    for name in ("resolve-baseline", "validate", "train", "evaluate"):
+        assert after[name]["fingerprint"] != before[name]["fingerprint"], name

@@ -1,10 +1,11 @@
 """resolve_source's logic: the content identities a run's cache keys follow.
 
 KFP caches a task on its input parameters' values and its input artifacts' ids; a source URI
-or a model name alone stays the same while the data or the registry behind it changes. This
-step runs uncached, first, and turns each into a string that changes exactly when the content
-does (object etags from a listing, no data read; sha256 of local files), so
-ingest's and resolve_baseline's keys, and every key after them, follow the content.
+or a model name alone stays the same while the data, the registry or the serving version
+behind it changes. This step runs uncached, first, and turns each into a string that changes
+exactly when the content does (object etags from a listing, no data read; sha256 of local
+files; the version the deploy target serves), so ingest's and resolve_baseline's keys, and
+every key after them, follow the content.
 """
 
 from __future__ import annotations
@@ -36,30 +37,68 @@ def registry_identity(model_name: str, store: ObjectStore) -> str:
     return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
 
 
-def resolve(source_uri: str, model_name: str = "", store: ObjectStore | None = None) -> dict[str, Any]:
+def baseline_identity(
+    model_name: str, store: ObjectStore, deploy_strategy: str | None = None, serving_namespace: str = ""
+) -> str:
+    """What resolve_baseline will resolve, as one string: the registry folder's identity and the
+    version the deploy target serves now (asked as resolve_baseline asks it: a rollback or a
+    promotion changes the baseline with no change in the registry); ``none`` for no registry."""
+    from kfkit import deploy
+
+    registry = registry_identity(model_name, store)
+    if registry == NO_REGISTRY:
+        return NO_REGISTRY
+    served = None
+    if deploy_strategy is not None:
+        served, _ = deploy.served_version(model_name, deploy_strategy, serving_namespace)
+    # The reason is left out: an unreachable target's error text is no content.
+    state = f"{registry}\nserved\t{served or '-'}\n"
+    return "sha256:" + hashlib.sha256(state.encode()).hexdigest()
+
+
+def resolve(
+    source_uri: str,
+    model_name: str = "",
+    store: ObjectStore | None = None,
+    deploy_strategy: str | None = None,
+    serving_namespace: str = "",
+) -> dict[str, Any]:
     """Both identities, and how many files the source has."""
     files = list_source(source_uri, store)
-    registry = registry_identity(model_name, store or ObjectStore.from_env()) if model_name else NO_REGISTRY
+    baseline = NO_REGISTRY
+    if model_name:
+        baseline = baseline_identity(
+            model_name, store or ObjectStore.from_env(), deploy_strategy, serving_namespace
+        )
     return {
         "source_identity": source_identity(files),
-        "registry_identity": registry,
+        "baseline_identity": baseline,
         "source_files": len(files),
     }
 
 
 def check(params: dict[str, Any]) -> None:
     """The parameters alone, before any task runs."""
+    from kfkit.deploy import check_deploy_strategy
+
     if params.get("model_name"):
         names.check_model_name(params["model_name"])
+    if params.get("deploy_strategy") is not None:
+        check_deploy_strategy(params["deploy_strategy"])
 
 
 def run(task: Task) -> None:
     p = task.params
-    found = resolve(p["source_uri"], p.get("model_name") or "")
-    for name in ("source_identity", "registry_identity"):
+    found = resolve(
+        p["source_uri"],
+        p.get("model_name") or "",
+        deploy_strategy=p.get("deploy_strategy"),
+        serving_namespace=p.get("serving_namespace") or "",
+    )
+    for name in ("source_identity", "baseline_identity"):
         Path(p[name]).parent.mkdir(parents=True, exist_ok=True)
         Path(p[name]).write_text(found[name])
     task.say(
         f"{found['source_files']} file(s) at {p['source_uri']}: {found['source_identity'][:19]}; "
-        f"registry {found['registry_identity'][:19]}"
+        f"baseline {found['baseline_identity'][:19]}"
     )

@@ -12,7 +12,12 @@ from conftest import PENGUINS
 
 from kfkit.components import resolve_source as component
 from kfkit.components.ingest.executor import ingest
-from kfkit.components.resolve_source.executor import NO_REGISTRY, registry_identity, resolve
+from kfkit.components.resolve_source.executor import (
+    NO_REGISTRY,
+    baseline_identity,
+    registry_identity,
+    resolve,
+)
 from kfkit.errors import KfkitError
 from kfkit.model_registry import version_folder
 
@@ -48,7 +53,7 @@ def test_a_local_file_is_known_by_its_bytes(tmp_path):
     data = tmp_path / "penguins.csv"
     data.write_bytes(PENGUINS.read_bytes())
     first = resolve(str(data))
-    assert first["source_files"] == 1 and first["registry_identity"] == NO_REGISTRY
+    assert first["source_files"] == 1 and first["baseline_identity"] == NO_REGISTRY
     data.write_bytes(PENGUINS.read_bytes())  # rewritten, same bytes: same identity
     assert resolve(str(data))["source_identity"] == first["source_identity"]
     data.write_bytes(PENGUINS.read_bytes() + b"\n")
@@ -84,12 +89,12 @@ def test_the_component_writes_both_identities_as_output_parameters(
 ):
     prefix = _prefix(objects)
     objects.put_bytes(prefix + "penguins.csv", PENGUINS.read_bytes())
-    outputs = {name: str(tmp_path / "outputs" / name) for name in ("source_identity", "registry_identity")}
+    outputs = {name: str(tmp_path / "outputs" / name) for name in ("source_identity", "baseline_identity")}
     component.python_func(source_uri=prefix, model_name="never-pushed", task_name="resolve-source", **outputs)
     written = {name: Path(path).read_text() for name, path in outputs.items()}
     assert written == {
         "source_identity": resolve(prefix, store=objects)["source_identity"],
-        "registry_identity": NO_REGISTRY,
+        "baseline_identity": NO_REGISTRY,
     }
     assert f"1 file(s) at {prefix}" in capsys.readouterr().out
 
@@ -108,3 +113,33 @@ def test_an_objects_identity_is_its_etag_not_its_version_id():
     again = SourceFile("s3://raw/p.csv", b"", "etag-1", "version-2", is_object=True)
     changed = SourceFile("s3://raw/p.csv", b"", "etag-2", "version-3", is_object=True)
     assert source_identity([first]) == source_identity([again]) != source_identity([changed])
+
+
+def test_the_baseline_identity_follows_the_version_serving(objects, tmp_path, monkeypatch):
+    """A rollback changes resolve_baseline's answer with no change in the registry: the
+    identity asks the deploy target as resolve_baseline does (here the local record)."""
+    from kfkit import deploy
+    from kfkit.deploy.local import LocalTarget
+    from kfkit.deploy.request import DeploymentRequest
+
+    monkeypatch.setenv("KFKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    model = f"resolve-served-{uuid.uuid4().hex[:8]}"
+    objects.ensure_bucket("models")
+    for version in ("1", "2"):
+        objects.put_bytes(version_folder(model, version).child("kfkit-model.json"), b"{}")
+
+    def identity() -> str:
+        return baseline_identity(model, objects, "auto")
+
+    nothing_served = identity()
+    assert nothing_served == baseline_identity(model, objects, None)  # nobody to ask, nothing served
+    for version in ("1", "2"):
+        request = DeploymentRequest(model, version, f"s3://models/{model}/{version}", "0" * 64)
+        deploy.deploy(request, "auto", timeout=1)
+        if version == "1":
+            serving_one = identity()
+    serving_two = identity()
+    assert len({nothing_served, serving_one, serving_two}) == 3
+    LocalTarget.from_context(deploy.target.TargetContext()).rollback(model)
+    assert identity() == serving_one

@@ -27,7 +27,7 @@ from kfkit.deploy.request import (
     check_deploy_strategy,
 )
 from kfkit.deploy.target import DeployTarget
-from kfkit.errors import KfkitError
+from kfkit.errors import KfkitError, first_line
 
 # Set by Kubernetes in every pod (a pipeline task's too): a local record written there is
 # deleted with the pod.
@@ -46,6 +46,7 @@ __all__ = [
     "register",
     "resolve_strategy",
     "select",
+    "served_version",
     "unregister",
 ]
 
@@ -151,3 +152,27 @@ def _deployed(chosen: DeployTarget, model_name: str) -> bool:
     except KfkitError:
         return False
     return True
+
+
+def served_version(model_name: str, strategy: str, namespace: str = "") -> tuple[str | None, str]:
+    """Which version of ``model_name`` serves now on the target that ``strategy`` (push's
+    ``deploy_strategy``) deploys to, and how that was found, in words; (None, why) when it
+    cannot be told in this process: ``none``, a target without ``served_version``, nothing
+    deployed, or a target that cannot be reached (the caller falls back and says so)."""
+    check_deploy_strategy(strategy)
+    if strategy == AUTO and not in_pod():
+        strategy = LOCAL  # where push's auto deploys outside a pod (resolve_strategy)
+    if strategy == NONE:
+        return None, "deploy_strategy 'none' deploys nowhere: no target to ask"
+    try:
+        selection = Selection(LOCAL, None, "deploy_strategy 'local'") if strategy == LOCAL else select()
+        chosen = get_target(selection, namespace=namespace or DEFAULT_NAMESPACE)
+        ask = getattr(chosen, "served_version", None)
+        if ask is None:
+            return None, f"deploy target {selection.name!r} cannot tell which version serves"
+        version = ask(model_name)
+    except KfkitError as exc:
+        return None, f"cannot ask deploy target: {first_line(exc)}"
+    if version is None:
+        return None, f"deploy target {selection.name!r} serves no version of {model_name}"
+    return str(version), f"deploy target {selection.name!r} serves version {version}"

@@ -184,6 +184,9 @@ class LocalTarget:
         self._write(model_name, after)
         return self.status(model_name)
 
+    def served_version(self, model_name: str) -> str | None:
+        return served_version(model_name, self.root)
+
     def status(self, model_name: str) -> dict[str, Any]:
         record = self._require(model_name)
         serving = record.get("serving") or {}
