@@ -72,7 +72,6 @@ def test_the_compiled_pipeline_in_git_carries_the_default_settings_of_every_task
         "resolve_source",
         "ingest",
         "resolve_baseline",
-        "push",
     }
 
 

@@ -78,13 +78,10 @@ def resolve(
 
 
 def check(params: dict[str, Any]) -> None:
-    """The parameters alone, before any task runs."""
-    from kfkit.deploy import check_deploy_strategy
-
+    """The parameters alone, before any task runs. ``deploy_strategy`` is push's parameter:
+    push checks it (run-local names the first task whose check refuses a value)."""
     if params.get("model_name"):
         names.check_model_name(params["model_name"])
-    if params.get("deploy_strategy") is not None:
-        check_deploy_strategy(params["deploy_strategy"])
 
 
 def run(task: Task) -> None:

@@ -56,9 +56,11 @@ DEFAULTS: dict[str, TaskSettings] = {
     "validate": TaskSettings("1", "", "4Gi", "8Gi", timeout_seconds=7200),
     "train": TaskSettings("1", "", "4Gi", "8Gi", timeout_seconds=14400),
     "evaluate": TaskSettings("500m", "", "2Gi", "4Gi", timeout_seconds=3600),
-    # Side effects (a new version, a rollout): never cached. Retried, since push reports a model
-    # it already pushed as `unchanged`; the timeout covers push's own deploy_timeout (600 s).
-    "push": TaskSettings("250m", "", "512Mi", "1Gi", retries=2, timeout_seconds=1800, caching=False),
+    # Side effects (a new version, a rollout): never cached, and not retried by KFP: a retry
+    # after a rollout that failed (and was rolled back) finds its model already pushed and
+    # reports `unchanged`, a success with nothing deployed. The object store client retries
+    # transient HTTP errors inside the task. The timeout covers push's deploy_timeout (600 s).
+    "push": TaskSettings("250m", "", "512Mi", "1Gi", timeout_seconds=1800, caching=False),
 }
 NEVER_CACHED = frozenset(name for name, settings in DEFAULTS.items() if not settings.caching)
 
