@@ -11,6 +11,7 @@ planted values.
 from __future__ import annotations
 
 import base64
+import copy
 import shutil
 import subprocess
 import uuid
@@ -21,7 +22,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from kfkit import names
+from kfkit import names, signing
 from kfkit.deploy.seldon import STORAGE_SECRET, seldon_deployment
 
 KUBERNETES_VERSION = "1.32.0"  # the kubectl on these machines; kubernetes-validate ships it
@@ -123,6 +124,7 @@ def test_every_built_object_validates(built, target):
         "Namespace",
         "ServiceAccount",
         "Secret",
+        "ConfigMap",  # the trusted model keys (public)
         "Role",
         "RoleBinding",
         "NetworkPolicy",
@@ -155,6 +157,7 @@ def _seldon_schema() -> dict:
         }
 
     string = {"type": "string", "minLength": 1}
+    trusted = signing.TRUSTED_KEYS_CONFIG_MAP
     labels = {"type": "object", "additionalProperties": {"type": "string"}}
     quantity = {"type": "string", "pattern": r"^[0-9.]+(m|Mi|Gi|Ki)?$"}
     resources = closed(
@@ -168,6 +171,11 @@ def _seldon_schema() -> dict:
             "name": string,
             "image": {"type": "string", "pattern": r"^[a-z0-9./-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$"},
             "env": {"type": "array", "items": closed({"name": string, "value": {"type": "string"}})},
+            # Only the trusted model keys (a ConfigMap of public keys), read-only.
+            "volumeMounts": {
+                "type": "array",
+                "items": closed({"name": string, "mountPath": string, "readOnly": {"const": True}}),
+            },
             "securityContext": closed(
                 {"runAsNonRoot": {"const": True}, "allowPrivilegeEscalation": {"const": False}}
             ),
@@ -196,7 +204,18 @@ def _seldon_schema() -> dict:
                 "items": closed(
                     {
                         # no metadata.name: Seldon then names the Deployment <sdep>-<predictor>-0-model
-                        "spec": closed({"containers": {"type": "array", "minItems": 1, "items": container}}),
+                        "spec": closed(
+                            {
+                                "containers": {"type": "array", "minItems": 1, "items": container},
+                                "volumes": {
+                                    "type": "array",
+                                    "items": closed(
+                                        {"name": string, "configMap": closed({"name": {"const": trusted}})}
+                                    ),
+                                },
+                            },
+                            ["containers"],
+                        ),
                     }
                 ),
             },
@@ -429,7 +448,10 @@ def test_real_env_files_are_git_ignored_and_required(tree, tmp_path):
 def check_compiled_pipeline_env(spec: dict, platform: dict) -> None:
     """Every task's executor, as the compiled spec itself lists them (root.dag.tasks ->
     components -> executorLabel, and deploymentSpec.executors), gets the object-store Secret
-    by name and keys, and only that Secret; nothing refers to a ConfigMap."""
+    by name and keys as env, and only that Secret; besides it only the model-signing key (a
+    Secret mounted as a file, train only) and the trusted public keys (a ConfigMap mounted as
+    files); nothing else refers to a ConfigMap."""
+    platform = copy.deepcopy(platform)  # the mounted keys are checked, then set aside
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks, "no tasks in root.dag"
     task_executors = {spec["components"][t["componentRef"]["name"]]["executorLabel"] for t in tasks.values()}
@@ -437,6 +459,10 @@ def check_compiled_pipeline_env(spec: dict, platform: dict) -> None:
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == task_executors
     for label, executor in executors.items():
+        for volume in executor.pop("secretAsVolume", []):
+            assert (label, volume["secretName"]) == ("exec-train", signing.SIGNING_KEY_SECRET), volume
+        for volume in executor.pop("configMapAsVolume", []):
+            assert volume["configMapName"] == signing.TRUSTED_KEYS_CONFIG_MAP, f"{label}: {volume}"
         config_maps = [key for key in executor if "configmap" in key.lower()]
         assert not config_maps, f"{label}: {config_maps}"
         (secret,) = executor["secretAsEnv"]

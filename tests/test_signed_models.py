@@ -309,3 +309,59 @@ def test_pipeline_signs_automatically_and_no_key_reaches_yaml_logs_or_lineage(
     for form, material in _key_material(home).items():
         for where, text in texts.items():
             assert material not in text, f"{form} in {where}"
+
+
+def test_in_a_cluster_train_reads_the_secret_and_loaders_the_config_map():
+    """The compiled pipeline mounts the signing Secret into train only and the trusted keys'
+    ConfigMap into the tasks that load models, as files whose paths are the env variables; the
+    model server push deploys mounts the same ConfigMap. Names and paths, no key."""
+    import yaml
+
+    from kfkit.deploy.seldon import seldon_deployment
+
+    spec, platform = yaml.safe_load_all((REPO / "pipelines" / "compiled" / "training.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounted_secrets = {label: e["secretAsVolume"] for label, e in executors.items() if "secretAsVolume" in e}
+    assert {label: [v["secretName"] for v in vs] for label, vs in mounted_secrets.items()} == {
+        "exec-train": [signing.SIGNING_KEY_SECRET]
+    }
+    trusting = {label for label, e in executors.items() if "configMapAsVolume" in e}
+    assert trusting == {"exec-resolve-baseline", "exec-evaluate"}
+    containers = spec["deploymentSpec"]["executors"]
+    assert containers["exec-train"]["container"]["env"] == [
+        {"name": signing.SIGNING_KEY_ENV, "value": "/etc/kfkit/model-signing/signing-key.pem"}
+    ]
+    for label in trusting:
+        assert executors[label]["configMapAsVolume"][0]["mountPath"] == signing.TRUSTED_KEYS_MOUNT
+        assert containers[label]["container"]["env"] == [
+            {"name": signing.TRUSTED_KEYS_DIR_ENV, "value": signing.TRUSTED_KEYS_MOUNT}
+        ]
+    (predictor,) = seldon_deployment("penguins", "3", "s3://models/penguins/3")["spec"]["predictors"]
+    pod = predictor["componentSpecs"][0]["spec"]
+    assert pod["volumes"] == [
+        {"name": "trusted-model-keys", "configMap": {"name": signing.TRUSTED_KEYS_CONFIG_MAP}}
+    ]
+    (container,) = pod["containers"]
+    assert {"name": signing.TRUSTED_KEYS_DIR_ENV, "value": signing.TRUSTED_KEYS_MOUNT} in container["env"]
+    assert container["volumeMounts"][0]["mountPath"] == signing.TRUSTED_KEYS_MOUNT
+
+
+def test_keys_cli_shows_ids_and_public_key_never_the_private_key(tmp_path: Path):
+    from conftest import run_kfkit
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFKIT_")}
+    env["KFKIT_HOME"] = str(tmp_path / "home")
+    shown = run_kfkit(["keys", "show", "--json"], env)
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    private = (tmp_path / "home" / "keys" / signing.LOCAL_PRIVATE_KEY).read_text()
+    body = "".join(private.splitlines()[1:-1])
+    assert body not in shown.stdout + shown.stderr
+    assert document["trusted"] == [document["signing_key_id"]]
+    rotated = run_kfkit(["keys", "rotate", "--json"], env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert json.loads(rotated.stdout)["previous"] == document["signing_key_id"]
+    after = json.loads(run_kfkit(["keys", "show", "--json"], env).stdout)
+    assert set(after["trusted"]) == {document["signing_key_id"], after["signing_key_id"]}
+    public = run_kfkit(["keys", "show", "--public"], env).stdout
+    assert public.startswith("-----BEGIN PUBLIC KEY-----") and public == after["public_key"]

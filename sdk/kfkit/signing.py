@@ -42,6 +42,15 @@ TRUSTED_KEYS_FILE_ENV = "KFKIT_TRUSTED_KEYS_FILE"
 LOCAL_PRIVATE_KEY = "signing-key.pem"
 LOCAL_TRUSTED_DIR = "trusted"
 
+# In a cluster (manifests/, kfkit.platform, the SeldonDeployment push builds): the Secret that
+# holds the private key, mounted into the train task, and the ConfigMap of trusted public keys,
+# mounted into the tasks and model servers that load models. Names and paths only.
+SIGNING_KEY_SECRET = "kfkit-model-signing"
+SIGNING_KEY_SECRET_FILE = "signing-key.pem"
+SIGNING_KEY_MOUNT = "/etc/kfkit/model-signing"
+TRUSTED_KEYS_CONFIG_MAP = "kfkit-trusted-model-keys"
+TRUSTED_KEYS_MOUNT = "/etc/kfkit/trusted-model-keys"
+
 
 def _serialization() -> Any:
     from cryptography.hazmat.primitives import serialization

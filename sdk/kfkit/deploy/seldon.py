@@ -29,6 +29,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kfkit import signing
 from kfkit.deploy.request import (
     CANARY,
     DEFAULT_NAMESPACE,
@@ -51,6 +52,7 @@ PLURAL = "seldondeployments"
 KIND = "SeldonDeployment"
 STORAGE_SECRET = "kfkit-seldon-rclone"
 MODEL_CLASS = "kfkit.serving.model.KfkitModel"
+TRUSTED_KEYS_VOLUME = "trusted-model-keys"
 
 HISTORY_ANNOTATION = "kfkit.io/history"
 CANDIDATE_ANNOTATION = "kfkit.io/candidate"
@@ -129,13 +131,25 @@ def predictor(
                                 # several workers' OpenMP threads fight for the cores.
                                 {"name": "OMP_NUM_THREADS", "value": "1"},
                                 {"name": "KFKIT_MODEL_DIR", "value": "/mnt/models"},
+                                # The public keys whose model signatures the server accepts.
+                                {"name": signing.TRUSTED_KEYS_DIR_ENV, "value": signing.TRUSTED_KEYS_MOUNT},
+                            ],
+                            "volumeMounts": [
+                                {
+                                    "name": TRUSTED_KEYS_VOLUME,
+                                    "mountPath": signing.TRUSTED_KEYS_MOUNT,
+                                    "readOnly": True,
+                                }
                             ],
                             "securityContext": {
                                 "runAsNonRoot": True,
                                 "allowPrivilegeEscalation": False,
                             },
                         }
-                    ]
+                    ],
+                    "volumes": [
+                        {"name": TRUSTED_KEYS_VOLUME, "configMap": {"name": signing.TRUSTED_KEYS_CONFIG_MAP}}
+                    ],
                 },
             }
         ],
