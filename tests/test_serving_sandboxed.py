@@ -34,6 +34,7 @@ from conftest import REPO
 from sklearn.linear_model import LogisticRegression
 from test_serving import CATEGORICAL, FEATURES, LABEL, NUMERIC, PENGUINS_CSV, _pipeline, _write_model_folder
 
+from kfkit import signing
 from kfkit.deploy.seldon import seldon_deployment
 from kfkit.errors import KfkitError
 from kfkit.net import free_port
@@ -84,6 +85,24 @@ def _blocked_ancestor(path: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def config_map_folder(name: str, hold: Path) -> Path:
+    """What the kubelet would mount for ConfigMap ``name``: kfkit's only one is the trusted model
+    keys, here this machine's trusted public keys, readable by the image's user."""
+    assert name == signing.TRUSTED_KEYS_CONFIG_MAP, name
+    ((_, source),) = signing.trusted_keys_env().items()
+    source_path = Path(source)
+    if source_path.is_file():
+        files = [source_path]
+    else:
+        files = sorted(p for p in source_path.iterdir() if p.is_file())
+    folder = hold / f"configmap-{name}"
+    folder.mkdir(mode=0o755)
+    for path in files:
+        (folder / path.name).write_bytes(path.read_bytes())
+        (folder / path.name).chmod(0o644)
+    return folder
+
+
 def sandbox_script(spec: dict[str, Any], model_dir: Path, hold: Path, ports: dict[str, int]) -> str:
     """The shell script, run by root in a fresh mount namespace, that ends in the model server."""
     container = model_container(spec)
@@ -99,20 +118,25 @@ def sandbox_script(spec: dict[str, Any], model_dir: Path, hold: Path, ports: dic
         keep.append(child)
         covers.append(f"mount -t tmpfs -o mode=0711 tmpfs {shlex.quote(str(directory))}")
     volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+    config_maps: dict[str, Path] = {}  # mountPath -> folder, mounted read-only like the model
     for mount in container.get("volumeMounts", []):
-        empty_dir = volumes[mount["name"]]["emptyDir"]
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            config_maps[mount["mountPath"]] = config_map_folder(volume["configMap"]["name"], hold)
+            continue
+        empty_dir = volume["emptyDir"]
         size = _size_bytes(empty_dir.get("sizeLimit", "64Mi"))
         covers.append(f"mount -t tmpfs -o mode=1777,size={size} tmpfs {shlex.quote(mount['mountPath'])}")
 
     lines = ["set -e"]
     # 1. Hold what the server reads, on a path nothing below covers.
-    for index, path in enumerate([*keep, model_dir]):
+    for index, path in enumerate([*keep, model_dir, *config_maps.values()]):
         (hold / str(index)).mkdir()
         lines.append(f"mount --bind {shlex.quote(str(path))} {hold / str(index)}")
     # 2. The pod's view: /mnt, the emptyDir volumes, the blocked directory.
     lines += covers
     # 3. The held paths back in place, read-only; the model at /mnt/models.
-    targets = [*(str(path) for path in keep), MODEL_MOUNT]
+    targets = [*(str(path) for path in keep), MODEL_MOUNT, *config_maps]
     for index, target in enumerate(targets):
         quoted = shlex.quote(target)
         lines += [
