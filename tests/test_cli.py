@@ -178,7 +178,7 @@ def test_one_model_name_rule():
         ("model_name=Wine", "The 'model_name' parameter must be a DNS-1123 label"),
         ("model_name=../evil", "The 'model_name' parameter must be a DNS-1123 label"),
         ("model_name=", "The 'model_name' parameter must be a DNS-1123 label"),
-        ("deploy_strategy=blue-green", "push: The 'deploy_strategy' parameter of push must be one of"),
+        ("deploy_strategy=blue-green", "The 'deploy_strategy' parameter of resolve_baseline must be one of"),
         ("data_uri=", "ingest: The 'source_uri' parameter of ingest must name a file, folder or object"),
     ],
 )
