@@ -124,6 +124,15 @@ def _check_names(names: Any) -> int:
     return len(names)
 
 
+def _first_row_width(data: dict[str, Any]) -> int:
+    rows, tensor = data.get("ndarray"), data.get("tensor")
+    if isinstance(rows, list) and rows and isinstance(rows[0], list):
+        return len(rows[0])
+    if isinstance(tensor, dict) and isinstance(tensor.get("shape"), list) and len(tensor["shape"]) == 2:
+        return tensor["shape"][1]
+    return -1  # the shape checks below refuse it
+
+
 def _check_ndarray(rows: Any, width: int) -> None:
     if not isinstance(rows, list) or not rows:
         raise RequestRefused(400, f"data.ndarray must be a non-empty list of rows: {_SHAPE_HINT}")
@@ -132,7 +141,7 @@ def _check_ndarray(rows: Any, width: int) -> None:
             raise RequestRefused(400, f"data.ndarray row {index} is not a list of values: {_SHAPE_HINT}")
         if len(row) != width:
             raise RequestRefused(
-                400, f"data.ndarray row {index} has {len(row)} values but data.names has {width} names"
+                400, f"data.ndarray row {index} has {len(row)} values but there are {width} feature names"
             )
         for column, value in enumerate(row):
             if not isinstance(value, _SCALARS):
@@ -202,7 +211,8 @@ def check_prediction_request(message: Any) -> None:
             400,
             f"data must hold names and exactly one of ndarray or tensor (got {sorted(data)}): {_SHAPE_HINT}",
         )
-    width = _check_names(data.get("names"))
+    # Without names the model refuses the request itself, listing the features it takes.
+    width = _check_names(data["names"]) if "names" in data else _first_row_width(data)
     if payloads[0] == "ndarray":
         _check_ndarray(data["ndarray"], width)
     else:
