@@ -577,3 +577,43 @@ def _alive(pids: list[int]) -> list[int]:
         if state != "Z":
             alive.append(pid)
     return alive
+
+
+# ------------------------------------------------------------------ the serving image
+
+
+def test_the_serving_image_holds_everything_its_server_imports(tmp_path: Path):
+    """The Dockerfile's COPY lines of sdk/ give the image the same server as `kfkit serve`: copy
+    exactly those files and import the server module with the serving venv's Python."""
+    import shlex
+    import shutil
+
+    from kfkit.serving.server import SERVER_MODULE, serving_venv
+
+    repo = Path(__file__).resolve().parents[1]
+    dockerfile = (repo / "components" / "serving" / "Dockerfile").read_text()
+    copied = 0
+    for line in dockerfile.splitlines():
+        words = shlex.split(line) if line.startswith("COPY ") else []
+        if words and words[1].startswith("sdk/"):
+            target = tmp_path / words[-1].removeprefix("./")
+            for source in words[1:-1]:
+                path = repo / source
+                if path.is_dir():
+                    shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(path, target)
+                copied += 1
+    assert copied >= 2
+    assert f'CMD ["python", "-m", "{SERVER_MODULE}"]' in dockerfile
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "sdk"), "PYTHONNOUSERSITE": "1"}
+    proc = subprocess.run(
+        [str(serving_venv() / "bin" / "python"), "-m", SERVER_MODULE, "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--max-body-bytes" in proc.stdout and "--host" in proc.stdout
