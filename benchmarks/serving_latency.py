@@ -2,10 +2,11 @@
 
 Compares, on the same penguins models:
 - in-process ``KfkitModel.predict`` (``predict_proba`` plus the request-row conversion): the floor;
-- kfkit's Seldon server: Seldon's unchanged ``seldon-core-microservice`` script with
-  ``--workers 2 --threads 2``, as ``kfkit serve`` and the serving image run it, and beside it the
-  same script with Seldon's defaults (one sync worker), so the row pair shows what those public
-  flags buy;
+- kfkit's model server (``python -m kfkit.serving.app``: Seldon's REST app behind kfkit's request
+  checks, 2 workers x 2 threads), as ``kfkit serve`` and the serving image run it;
+- before it, in the same run: Seldon's unchanged ``seldon-core-microservice`` script with
+  ``--workers 2 --threads 2`` (what kfkit ran until the server was hardened) and with Seldon's
+  defaults (one sync worker); the notes give kfkit's server's ratios against the 2 x 2 row;
 - MLServer's scikit-learn runtime (``benchmarks/mlserver/.venv``, made by ``make bench-serving``)
   with ``parallel_workers`` 0, 1 and 2, when that venv exists; the best is labelled as such.
 
@@ -29,6 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import contextlib
 import json
 import platform
 import re
@@ -54,7 +56,7 @@ from kfkit.components.train.executor import build_pipeline
 from kfkit.model_folder import MODEL_FILE, Feature, save_model
 from kfkit.net import free_port
 from kfkit.serving.model import KfkitModel
-from kfkit.serving.server import start_server
+from kfkit.serving.server import HEALTH_PATH, LOOPBACK, serving_venv, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the apt-get helper the tests use for MariaDB
@@ -352,6 +354,47 @@ def start_mlserver(
     raise RuntimeError(f"mlserver not ready after 120 s: see {log}")
 
 
+def start_seldon_microservice(
+    folder: Path, workers: int, threads: int, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Seldon's own console script, unchanged (it binds 0.0.0.0; the benchmark talks to loopback)."""
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    run_dir = Path(tempfile.mkdtemp(prefix="kfkit-bench-seldon-"))
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(run_dir),
+        "PYTHONPATH": str(REPO / "sdk"),
+        "KFKIT_MODEL_DIR": str(folder),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [
+        str(serving_venv() / "bin" / "seldon-core-microservice"), "kfkit.serving.model.KfkitModel",
+        "--service-type", "MODEL", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        "--metrics-port", str(metrics_port), "--workers", str(workers), "--threads", str(threads),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO / "sdk",
+        start_new_session=True,
+    )
+    base = f"http://{LOOPBACK}:{http_port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"seldon-core-microservice exited: see {log}")
+        try:
+            with urllib.request.urlopen(base + HEALTH_PATH, timeout=2) as response:
+                if response.status == 200:
+                    return process, f"{base}/api/v1.0/predictions"
+        except OSError:
+            time.sleep(0.3)
+    stop(process)
+    raise RuntimeError(f"seldon-core-microservice not healthy after 120 s: see {log}")
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
@@ -370,6 +413,22 @@ def check_same_answer(url: str, body: bytes, expected: list[float], kind: str) -
     else:
         got = answer["outputs"][0]["data"]
     return list(map(float, got)) == list(map(float, expected))
+
+
+KFKIT_ROW = "kfkit server (`python -m kfkit.serving.app`, 2 workers x 2 threads, request checks)"
+BEFORE_ROW = "before: Seldon's unchanged `seldon-core-microservice --workers 2 --threads 2`"
+
+
+def ratio_note(label: str, lines: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """kfkit's server against the unchanged script at the same workers x threads, in this run."""
+    rows = {server: result for model, server, result in lines if model == label}
+    new, old = rows[KFKIT_ROW], rows[BEFORE_ROW]
+    parts = [f"p50 {new['p50']:.2f} vs {old['p50']:.2f} ms (x{new['p50'] / old['p50']:.2f})"]
+    for connections in (1, 8, 32):
+        a, b = new["rps"].get(connections), old["rps"].get(connections)
+        if a and b:
+            parts.append(f"{connections} conn {a:.0f} vs {b:.0f} req/s (x{a / b:.2f})")
+    return f"{label}: **kfkit server / unchanged script (2 x 2), this run**: " + "; ".join(parts)
 
 
 def _cell(value: float | None, digits: int) -> str:
@@ -402,19 +461,23 @@ def main() -> None:
         lines.append(
             (label, "in-process KfkitModel.predict (floor)", in_process(folder, frame, IN_PROCESS_CALLS))
         )
-        for workers, threads, server_name in (
-            (2, 2, "kfkit server (`seldon-core-microservice --workers 2 --threads 2`)"),
-            (1, 1, "same script with Seldon's defaults (1 worker x 1 thread)"),
-        ):
+        servers = (
+            ("kfkit", 2, 2, KFKIT_ROW),
+            ("seldon", 2, 2, BEFORE_ROW),
+            ("seldon", 1, 1, "Seldon's unchanged script with its defaults (1 worker x 1 thread)"),
+        )
+        for kind, workers, threads, server_name in servers:
             print(f"{label}: {server_name}", file=sys.stderr)
-            name = f"{short}-seldon-{workers}x{threads}"
-            with start_server(
-                folder,
-                workers=workers,
-                threads=threads,
-                log_path=root / f"{name}.log",
-            ) as server:
-                url = server.url + "/api/v1.0/predictions"
+            name = f"{short}-{kind}-{workers}x{threads}"
+            with contextlib.ExitStack() as running:
+                if kind == "kfkit":
+                    server = running.enter_context(
+                        start_server(folder, workers=workers, threads=threads, log_path=root / f"{name}.log")
+                    )
+                    url = server.url + "/api/v1.0/predictions"
+                else:
+                    process, url = start_seldon_microservice(folder, workers, threads, root / f"{name}.log")
+                    running.callback(stop, process)
                 same = check_same_answer(url, seldon_bodies(frame)[0], list(first), "seldon")
                 notes.append(f"{label}: {server_name}: answer equals in-process predict_proba: {same}")
                 result = timed(url, seldon_bodies(frame), name)
@@ -427,6 +490,7 @@ def main() -> None:
                     f"level: {spread}. Keep-alive connections stay with the worker that accepted them: "
                     "when all of them land on one worker, that level runs on one process"
                 )
+        notes.append(ratio_note(label, lines))
         if not (MLSERVER_VENV / "bin" / "mlserver").exists():
             notes.append(
                 "MLServer not measured: benchmarks/mlserver/.venv missing (make bench-serving makes it)"
@@ -508,18 +572,16 @@ def main() -> None:
         "turning off its gzip middleware and metrics endpoint as well, tried by hand with "
         "parallel_workers=2, changed nothing beyond noise (271 vs 267 req/s at 8 connections), so the "
         "rows keep those defaults.\n\n"
-        "**kfkit's server is Seldon's console script, unchanged**: kfkit sets only its public flags "
-        "(`--workers`, `--threads`, ports; `GUNICORN_WORKERS`/`GUNICORN_THREADS` in the image). It no "
-        "longer patches seldon-core: Seldon 1.19 has no public setting to skip its per-request write of "
-        "an empty custom-metrics entry to its `multiprocessing.Manager`, nor to pass gunicorn's "
-        "`reuse_port` (its gunicorn application reads neither `GUNICORN_CMD_ARGS` nor a gunicorn config "
-        "file), so both costs are back. The last run with the two patches (linear model, same machine) "
-        "measured p50 0.65 ms / p99 0.90 ms at 1 connection and 3,092 / 3,038 req/s at 8 / 32 "
-        "connections, against 0.95 / 1.52 ms and 1,307 / 1,546 req/s for the unchanged script at 2 x 2, "
-        "the configuration of the first row now. An interleaved A/B on 2026-12-01 (the removed entry "
-        "point run from a scratch copy, 4 alternating pairs, linear model, 2 x 2, a busier machine) "
-        "gave medians of p50 0.91 vs 1.14 ms at 1 connection and 1,365 / 1,639 vs 738 / 765 req/s at "
-        "8 / 32 connections: without the patches about half the throughput.\n\n"
+        "**kfkit's server** (`python -m kfkit.serving.app`) composes Seldon 1.19's public pieces instead "
+        "of running its console script: Seldon's REST Flask app behind kfkit's request checks (content "
+        "type, method, body size, strict JSON and the message's shape, before Seldon parses the body: "
+        "the body is parsed twice), under kfkit's own gunicorn application bound to 127.0.0.1, and a "
+        "`SeldonMetrics` subclass that skips Seldon's per-request write of an empty custom-metrics entry "
+        "to its `multiprocessing.Manager`. Its REST workers still share one listening socket, as "
+        "Seldon's do. The unchanged script runs in the same run for the ratio (notes). History: with "
+        "two patches into seldon-core (empty metrics skipped, one socket per worker), removed on "
+        "2026-12-01, an interleaved A/B had measured p50 0.91 vs 1.14 ms and 1,365 / 1,639 vs 738 / 765 "
+        "req/s at 8 / 32 connections against the unchanged script.\n\n"
         + header
         + body
         + "\n"
