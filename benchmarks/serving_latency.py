@@ -18,6 +18,11 @@ come from wrk's latency histogram (printed by the script's ``done()``) with wrk'
 correction undone (``raw_histogram``). Loopback only. Writes benchmarks/results/serving_latency.md.
 
     .venv/bin/python benchmarks/serving_latency.py [--seconds 5] [--warmup 1]
+    .venv/bin/python benchmarks/serving_latency.py --ab 4   # kfkit's server vs the unchanged script only
+
+``--ab N`` alternates kfkit's server and the unchanged script (linear model, 2 x 2) N times each and
+writes the medians and their ratio to benchmarks/results/serving_ab.md: on a shared machine the
+alternation spreads the other jobs' load over both sides.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from debian_packages import ensure_debian_package  # noqa: E402
 
 MLSERVER_VENV = REPO / "benchmarks" / "mlserver" / ".venv"
 RESULTS = REPO / "benchmarks" / "results" / "serving_latency.md"
+AB_RESULTS = REPO / "benchmarks" / "results" / "serving_ab.md"
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
 CATEGORICAL = ["island", "sex"]
 FEATURES = NUMERIC + CATEGORICAL
@@ -435,13 +441,68 @@ def _cell(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def measure_server(
+    kind: str, folder: Path, bodies: list[bytes], args: argparse.Namespace, name: Path
+) -> dict[str, Any]:
+    """One server of ``kind`` ("kfkit" or "seldon", 2 x 2) started, measured at every level, stopped."""
+    with contextlib.ExitStack() as running:
+        if kind == "kfkit":
+            server = running.enter_context(
+                start_server(folder, workers=2, threads=2, log_path=name.with_suffix(".log"))
+            )
+            url = server.url + "/api/v1.0/predictions"
+        else:
+            process, url = start_seldon_microservice(folder, 2, 2, name.with_suffix(".log"))
+            running.callback(stop, process)
+        return measure(url, bodies, args.seconds, args.warmup, name)
+
+
+def interleaved_ab(args: argparse.Namespace, root: Path) -> None:
+    folder, frame = build_model(root / "linear", LogisticRegression(max_iter=1000))
+    bodies = seldon_bodies(frame)
+    results: dict[str, list[dict[str, Any]]] = {"kfkit": [], "seldon": []}
+    for round_ in range(args.ab):
+        for kind in ("kfkit", "seldon") if round_ % 2 == 0 else ("seldon", "kfkit"):
+            print(f"A/B round {round_ + 1}/{args.ab}: {kind}", file=sys.stderr)
+            results[kind].append(measure_server(kind, folder, bodies, args, root / f"ab-{kind}-{round_}"))
+
+    def median(kind: str, key: str, level: int | None = None) -> float:
+        values = [r["rps"][level] if level else r[key] for r in results[kind]]
+        return statistics.median(values)
+
+    rows = []
+    for key, level in (("p50", None), ("p99", None), ("rps", 1), ("rps", 8), ("rps", 32)):
+        label = f"{key} ms at 1 connection" if level is None else f"req/s at {level} connection(s)"
+        new, old = median("kfkit", key, level), median("seldon", key, level)
+        rows.append(f"| {label} | {new:.2f} | {old:.2f} | x{new / old:.2f} |")
+    text = (
+        "# kfkit's server against Seldon's unchanged script, interleaved\n\n"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} shared cores: "
+        f"`benchmarks/serving_latency.py --ab {args.ab} --seconds {args.seconds:g}`. Linear model "
+        "(LogisticRegression, kfkit's training layout), 2 workers x 2 threads on both sides, single-row "
+        "JSON POSTs from `wrk` over loopback as in serving_latency.md; the sides alternate "
+        f"(ABBA...), {args.ab} runs each; medians.\n\n"
+        "| measure | kfkit server (`kfkit.serving.app`) | unchanged `seldon-core-microservice` | ratio |\n"
+        "|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+    AB_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    AB_RESULTS.write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5, help="timed wrk run per level of connections")
     parser.add_argument("--warmup", type=float, default=1, help="wrk warm-up run before each timed run")
+    parser.add_argument(
+        "--ab", type=int, default=0, metavar="N", help="only the interleaved A/B, N runs each"
+    )
     args = parser.parse_args()
     ensure_wrk()
     root = Path(tempfile.mkdtemp(prefix="kfkit-bench-serving-"))
+    if args.ab:
+        interleaved_ab(args, root)
+        return
     lines: list[tuple[str, str, dict[str, Any]]] = []
     notes: list[str] = []
 

@@ -617,3 +617,11 @@ def test_the_serving_image_holds_everything_its_server_imports(tmp_path: Path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--max-body-bytes" in proc.stdout and "--host" in proc.stdout
+
+
+@pytest.mark.parametrize("host", ["10.255.255.1", "no-such-host.invalid"])
+def test_a_host_this_machine_cannot_listen_on_is_refused_at_once(model_dir: Path, host: str):
+    from kfkit.errors import KfkitError
+
+    with pytest.raises(KfkitError, match=f"cannot listen on host '{host}'"):
+        start_server(model_dir, host=host, timeout=5)

@@ -8,6 +8,7 @@ and only needs the standard library.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -68,9 +69,11 @@ def _check_port_free(port: int, host: str = LOOPBACK) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise KfkitError(
-                f"port {port} is in use ({exc.strerror}): pick another, or port=None for a free one"
-            ) from None
+            if exc.errno == errno.EADDRINUSE:
+                raise KfkitError(
+                    f"port {port} is in use ({exc.strerror}): pick another, or port=None for a free one"
+                ) from None
+            raise KfkitError(f"cannot listen on host {host!r} port {port}: {exc.strerror or exc}") from None
 
 
 def _free_ports(count: int, taken: set[int]) -> list[int]:
@@ -335,8 +338,7 @@ def start_server(
             f"{venv} has no seldon-core: create the serving venv with "
             f"`cd {REPO_ROOT / 'serving'} && uv sync --frozen`, or set {SERVING_VENV_ENV}"
         )
-    if port:
-        _check_port_free(port, host)
+    _check_port_free(port or 0, host)  # a busy port, or a host this machine has no address for
     http_port = port or free_port()
     grpc_port, metrics_port = _free_ports(2, {http_port})
     if log_path is None:
