@@ -336,6 +336,26 @@ def test_valid_requests_and_seldon_endpoints_still_answer(server: ServingProcess
         assert send(server.http_port, case)[0] == 200, path
 
 
+NUMERIC_CASES = [
+    case for case in CORPUS if case.name.startswith(("string-", "bool-", "huge-", "1e400", "minus-"))
+]
+
+
+@pytest.mark.slow
+def test_scikit_learn_path_answers_the_numeric_cases_like_the_fast_path(
+    server: ServingProcess, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The same status and message from a server with KFKIT_SERVING_FAST_PATH=0."""
+    assert len(NUMERIC_CASES) >= 8
+    monkeypatch.setenv("KFKIT_SERVING_FAST_PATH", "0")
+    with start_server(model_dir, log_path=tmp_path / "plain.log", max_body_bytes=BODY_LIMIT) as plain:
+        for case in [*NUMERIC_CASES, Case("valid", 200, _body([ROW, [None] * 5 + ["Dream", None]]))]:
+            fast_answer = send(server.http_port, case)[:2]
+            plain_answer = send(plain.http_port, case)[:2]
+            assert plain_answer[0] == fast_answer[0] == case.status, case.name
+            assert _strict_json(plain_answer[1]) == _strict_json(fast_answer[1]), case.name
+
+
 def _process_group(pgid: int) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
