@@ -7,7 +7,7 @@ remounted read-only (``readOnlyRootFilesystem``), a tmpfs for each ``emptyDir`` 
 ``mountPath``, the model folder read-only at ``/mnt/models`` (where Seldon's storage initializer
 puts it), then ``setpriv`` to the image's numeric USER (``runAsNonRoot``) with no capabilities
 (``capabilities: drop [ALL]``) and no_new_privs (``allowPrivilegeEscalation: false``), and the
-container's environment only. The real ``seldon-core-microservice`` of the serving venv then
+container's environment only. The serving image's own command (its CMD, kfkit's server) from the serving venv then
 starts there. Seccomp is the runtime's and is not emulated.
 
 A control run without the ``emptyDir`` proves the sandbox really is read-only: the same server
@@ -17,6 +17,7 @@ cannot start.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -57,6 +58,12 @@ def image_user_and_env() -> tuple[int, dict[str, str]]:
             if key not in IMAGE_PATHS:
                 env[key] = value
     return int(user), env
+
+
+def image_command() -> list[str]:
+    """The serving image's CMD (exec form), as the container runtime would run it."""
+    (command,) = re.findall(r"^CMD (\[.*\])\s*$", DOCKERFILE.read_text(), re.M)
+    return json.loads(command)
 
 
 def model_container(spec: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +169,7 @@ def sandbox_script(spec: dict[str, Any], model_dir: Path, hold: Path, ports: dic
         **{item["name"]: item["value"] for item in container["env"]},
     }
     privileges = "--clear-groups --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all"
-    command = ["seldon-core-microservice", "kfkit.serving.model.KfkitModel", "--service-type", "MODEL"]
+    command = image_command()
     lines.append(
         f"exec setpriv --reuid {uid} --regid {uid} {privileges} env -i "
         + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
