@@ -7,8 +7,8 @@ remounted read-only (``readOnlyRootFilesystem``), a tmpfs for each ``emptyDir`` 
 ``mountPath``, the model folder read-only at ``/mnt/models`` (where Seldon's storage initializer
 puts it), then ``setpriv`` to the image's numeric USER (``runAsNonRoot``) with no capabilities
 (``capabilities: drop [ALL]``) and no_new_privs (``allowPrivilegeEscalation: false``), and the
-container's environment only. The serving image's own command (its CMD, kfkit's server) from the serving venv then
-starts there. Seccomp is the runtime's and is not emulated.
+container's environment only. The serving image's own command (its CMD, kfkit's server) then
+starts there, from the serving venv. Seccomp is the runtime's and is not emulated.
 
 A control run without the ``emptyDir`` proves the sandbox really is read-only: the same server
 cannot start.
