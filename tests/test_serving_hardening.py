@@ -511,7 +511,7 @@ def pushed_model(objects: Any, model_dir: Path) -> str:
 
     objects.ensure_bucket(MODELS_BUCKET)
     folder = version_folder("hardening", 1)
-    for name in ("model.joblib", "kfkit-model.json"):  # the manifest last, as push writes it
+    for name in ("model.joblib", "kfkit-model.sig", "kfkit-model.json"):  # the manifest last, as push does
         objects.put_bytes(folder.child(name), (model_dir / name).read_bytes())
     return "hardening:1"
 
@@ -543,7 +543,10 @@ def test_kfkit_serve_listens_on_its_host_and_a_signal_stops_every_process(
     from kfkit.net import free_port
 
     host, port = "127.0.0.2", free_port()  # loopback still, but not the default: --host is honoured
-    env = {**store_env, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "sdk")}
+    from kfkit.signing import trusted_keys_env
+
+    # The module's model was signed by this process's key: trust it in the server's state folder too.
+    env = {**store_env, **trusted_keys_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "sdk")}
     process = subprocess.Popen(
         [
             KFKIT,
@@ -565,9 +568,15 @@ def test_kfkit_serve_listens_on_its_host_and_a_signal_stops_every_process(
     started: list[int] = []
     try:
         _wait_for_listener(host, port, process)
-        started = [pid for pid in _descendants(process.pid) if pid != process.pid]
+        # HTTP answers first; the gRPC and metrics servers may still be binding (a busy machine).
+        deadline = time.monotonic() + 60
+        while True:
+            started = [pid for pid in _descendants(process.pid) if pid != process.pid]
+            listeners = listening_sockets(started)
+            if len(listeners) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert len(started) >= 5, started
-        listeners = listening_sockets(started)
         assert len(listeners) == 3 and {address for address, _ in listeners} == {host}, listeners
         status, raw, _ = send(port, Case("oversize", 413, b" " * 1001 + _body([ROW])), host=host)
         assert status == 413, raw  # --max-body-bytes reached the server
