@@ -38,6 +38,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)  # on top of the store's ({secret}: the real one)
     files: dict[str, str | None] = field(default_factory=dict)  # written into {tmp} (None: absent)
     cwd_tmp: bool = False  # run in {tmp} instead of the repository
+    slow: bool = False  # runs validate (TFDV) and train before the refusal
 
 
 def run_local(*params: str) -> tuple[str, ...]:
@@ -172,6 +173,12 @@ CASES = [
     data("missing.csv", "missing.csv: no such file or folder"),
     data("penguins.csv", "penguins.csv: label column 'nope' not found (columns: ", "label_column=nope"),
     data("penguins.csv", "penguins.csv: split key column 'island_code' not found", "split_key=island_code"),
+    Case(
+        "data:one_class.csv",
+        run_local("data_uri={data}/one_class.csv"),
+        "train: train split: label 'species' has fewer than two classes",
+        slow=True,
+    ),
     # -- data URIs --------------------------------------------------------------------------------
     Case(
         "uri:dotdot",
@@ -290,6 +297,12 @@ def _write_bad_files(folder: Path) -> None:
     (folder / "mixed" / "one.csv").write_text("a,b,species\n1,2,x\n3,4,y\n")
     (folder / "mixed" / "two.csv").write_text("a,c,species\n1,2,x\n3,4,y\n")
     shutil.copy(PENGUINS, folder / "penguins.csv")
+    header, *rows = PENGUINS.read_text().splitlines()
+    label = header.split(",").index("species")
+    one_class = [
+        ",".join("Adelie" if i == label else v for i, v in enumerate(row.split(","))) for row in rows
+    ]
+    (folder / "one_class.csv").write_text("\n".join([header, *one_class]) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +328,9 @@ def _models(objects) -> list[str]:
     return [info.uri for info in objects.list("s3://models/")] if objects.bucket_exists("models") else []
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, id=case.id, marks=[pytest.mark.slow] if case.slow else []) for case in CASES]
+)
 def test_a_bad_input_is_one_line_and_nothing_is_pushed(case: Case, corpus, objects, tmp_path):
     env, home = corpus
     secret = env[SECRET_KEY_ENV]
