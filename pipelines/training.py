@@ -3,7 +3,9 @@
 
 Validate checks the schema, drift against the baseline's training statistics (which train
 keeps beside the model it trains) and train/eval skew; ``drift_thresholds`` and
-``skew_thresholds`` loosen single features (feature -> threshold).
+``skew_thresholds`` loosen single features (feature -> threshold). The baseline is the version
+the deploy target serves now (``deploy_strategy``), else the latest pushed one. Evaluate slices
+its metrics by ``slice_features`` and refuses a model whose worst slice misses ``slice_floors``.
 
 The same definition runs under ``kfp.local`` (``kfkit run-local``) and in Kubeflow
 Pipelines. Gates (no training on unblessed data, no push of an unblessed model) live inside
@@ -14,13 +16,18 @@ In a cluster every task reads the object-store credentials from the Kubernetes S
 compiled YAML names the Secret and its keys, never a value, and no credential is a pipeline
 parameter. kfp.local ignores this platform config; ``kfkit run-local`` passes the same
 variables from its own environment instead.
+
+Models are signed: train reads its private key from the Secret ``kfkit-model-signing`` and the
+tasks that load models (resolve_baseline, evaluate) trust the public keys in the ConfigMap
+``kfkit-trusted-model-keys``, both mounted as files (``kfkit.platform``). Locally kfkit uses a
+key pair of its own under the state folder.
 """
 
 from kfp import dsl
 
 from kfkit import names
 from kfkit.components import evaluate, ingest, push, resolve_baseline, train, validate
-from kfkit.platform import use_object_store
+from kfkit.platform import use_model_signing_key, use_object_store, use_trusted_model_keys
 
 
 @dsl.pipeline(
@@ -37,6 +44,8 @@ def training(
     thresholds: dict = {"accuracy": 0.9},  # noqa: B006
     trivial_margin: float = 0.01,
     tolerances: dict = {},  # noqa: B006 - empty: evaluate's defaults (0.01 accuracy, ...)
+    slice_features: list = [],  # noqa: B006 - eval split columns to slice the metrics by
+    slice_floors: dict = {},  # noqa: B006 - metric -> what the worst slice must reach
     eval_fraction: float = 0.2,
     split_key: str = "",
     validation_policy: str = "fail",
@@ -55,7 +64,13 @@ def training(
             split_key=split_key,
         )
     )
-    baseline_task = use_object_store(resolve_baseline(model_name=model_name))
+    baseline_task = use_trusted_model_keys(
+        use_object_store(
+            resolve_baseline(
+                model_name=model_name, deploy_strategy=deploy_strategy, serving_namespace=serving_namespace
+            )
+        )
+    )
     validate_task = use_object_store(
         validate(
             train_split=ingest_task.outputs["train_split"],
@@ -67,29 +82,35 @@ def training(
             skew_thresholds=skew_thresholds,
         )
     )
-    train_task = use_object_store(
-        train(
-            train_split=ingest_task.outputs["train_split"],
-            schema=validate_task.outputs["schema"],
-            anomalies=validate_task.outputs["anomalies"],
-            statistics=validate_task.outputs["statistics"],
-            model_name=model_name,
-            problem_type=problem_type,
-            estimator=estimator,
-            hyperparameters=hyperparameters,
-            random_seed=random_seed,
-            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    train_task = use_model_signing_key(
+        use_object_store(
+            train(
+                train_split=ingest_task.outputs["train_split"],
+                schema=validate_task.outputs["schema"],
+                anomalies=validate_task.outputs["anomalies"],
+                statistics=validate_task.outputs["statistics"],
+                model_name=model_name,
+                problem_type=problem_type,
+                estimator=estimator,
+                hyperparameters=hyperparameters,
+                random_seed=random_seed,
+                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            )
         )
     )
-    evaluate_task = use_object_store(
-        evaluate(
-            model=train_task.outputs["model"],
-            eval_split=ingest_task.outputs["eval_split"],
-            train_split=ingest_task.outputs["train_split"],
-            baseline=baseline_task.outputs["baseline"],
-            thresholds=thresholds,
-            trivial_margin=trivial_margin,
-            tolerances=tolerances,
+    evaluate_task = use_trusted_model_keys(
+        use_object_store(
+            evaluate(
+                model=train_task.outputs["model"],
+                eval_split=ingest_task.outputs["eval_split"],
+                train_split=ingest_task.outputs["train_split"],
+                baseline=baseline_task.outputs["baseline"],
+                thresholds=thresholds,
+                trivial_margin=trivial_margin,
+                tolerances=tolerances,
+                slice_features=slice_features,
+                slice_floors=slice_floors,
+            )
         )
     )
     use_object_store(

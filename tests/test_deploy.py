@@ -237,7 +237,9 @@ def _check_predictor(pred: dict[str, Any], version: str) -> None:
     assert container["image"] == seldon.SERVING_IMAGE
     assert {"name": "OMP_NUM_THREADS", "value": "1"} in container["env"]
     assert {"name": "KFKIT_MODEL_DIR", "value": "/mnt/models"} in container["env"]
-    assert container["securityContext"] == {"runAsNonRoot": True, "allowPrivilegeEscalation": False}
+    # Pod Security Standards "restricted" and a read-only root (tests/test_manifests.py checks each control).
+    assert container["securityContext"] == seldon.MODEL_CONTAINER_SECURITY_CONTEXT
+    assert component["spec"]["securityContext"] == seldon.POD_SECURITY_CONTEXT
     text = json.dumps(pred)
     assert not any(word in text for word in SECRET_WORDS)
 
@@ -381,13 +383,17 @@ def test_shadow_on_kmock_api(kube: KmockApi, target: SeldonTarget):
 
 
 def test_rollback_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    assert target.served_version(MODEL) is None  # resolve_baseline then falls back to the latest
     with OperatorStandIn(kube.api()):
         target.apply(_rollout("1"), timeout=20)
         first = _read(kube)
         target.apply(_rollout("2", "canary", 10), timeout=20)
+        assert target.served_version(MODEL) == "1"  # a canary's stable version serves
         target.promote(MODEL, timeout=20)
+        assert target.served_version(MODEL) == "2"
         target.rollback(MODEL, timeout=20)
         assert _shares(_read(kube)) == [("v1", 90), ("v2", 10)]
+        assert target.served_version(MODEL) == "1"
         state = target.rollback(MODEL, timeout=20)
     obj = _read(kube)
     assert obj["spec"]["predictors"] == first["spec"]["predictors"]

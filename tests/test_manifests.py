@@ -1,7 +1,10 @@
 """manifests/ and kustomize/: every overlay builds with the real `kubectl kustomize`, every
 object validates against the Kubernetes schemas (kubernetes-validate, offline) or, for
-SeldonDeployments, against the fields kfkit builds; RBAC is least privilege; credentials
-planted in the git-ignored env files appear only inside the generated Secrets' data.
+SeldonDeployments, against the fields kfkit builds with their pod spec as a Kubernetes PodSpec;
+RBAC grants exactly the calls Argo's executor, KFP's driver and launcher and push make; every pod
+kfkit defines passes the Pod Security Standards' "restricted" profile; egress is explicit;
+credentials planted in the git-ignored env files appear only inside the generated Secrets' data,
+and `kfkit manifests` refuses a build whose credentials are still placeholders.
 
 The real `.env` files are never needed: each build runs on a temporary copy of manifests/
 and kustomize/ where the test writes the env files from the shipped `*.env.example`s with
@@ -11,6 +14,8 @@ planted values.
 from __future__ import annotations
 
 import base64
+import copy
+import json
 import shutil
 import subprocess
 import uuid
@@ -19,16 +24,16 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, error_line, run_kfkit
+from pod_security_standards import pod_specs, restricted_violations
 
-from kfkit import names
-from kfkit.deploy.seldon import STORAGE_SECRET, seldon_deployment
+from kfkit import names, signing
+from kfkit.deploy.seldon import STORAGE_SECRET, changed, plan, predictor, seldon_deployment
 
 KUBERNETES_VERSION = "1.32.0"  # the kubectl on these machines; kubernetes-validate ships it
 OVERLAYS = sorted(p.name for p in (REPO / "kustomize" / "overlays").iterdir() if p.is_dir())
 TARGETS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
-EXPECTED_REPLICAS = {"dev": 1, "prod": 2}
-SERVING_IMAGE = "ghcr.io/kfkit/kfkit-serving"
+EXAMPLE_SELDON_DEPLOYMENT = REPO / "manifests" / "examples" / "seldondeployment.yaml"
 
 
 def planted_values() -> dict[str, str]:
@@ -114,20 +119,18 @@ def test_every_built_object_validates(built, target):
     kinds = set()
     for obj in built[target][1]:
         kinds.add(obj["kind"])
-        if obj["apiVersion"].startswith("machinelearning.seldon.io/"):
-            check_seldon_deployment(obj)
-        else:
-            # strict: unknown fields are errors, as the API server's field validation would say
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        # strict: unknown fields are errors, as the API server's field validation would say
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    # No SeldonDeployment: push owns it (see test_seldon_deployment_has_one_owner).
     assert kinds == {
         "Namespace",
         "ServiceAccount",
         "Secret",
+        "ConfigMap",
         "Role",
         "RoleBinding",
         "NetworkPolicy",
-        "SeldonDeployment",
-    }
+    }  # ConfigMap: the trusted model keys (public)
 
 
 def test_a_broken_object_fails_validation():
@@ -140,11 +143,18 @@ def test_a_broken_object_fails_validation():
         check_seldon_deployment(
             {**seldon_deployment("m", "1", "s3://models/m/1"), "spec": {"replicas": "two"}}
         )
+    # The pod spec inside a SeldonDeployment is held to the Kubernetes PodSpec schema.
+    deployment = seldon_deployment("m", "1", "s3://models/m/1")
+    container = deployment["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]
+    container["securityContext"]["readOnlyRootFileSystem"] = True  # typo: FileSystem
+    with pytest.raises(kubernetes_validate.ValidationError):
+        check_seldon_deployment(deployment)
 
 
 def _seldon_schema() -> dict:
     """The fields kfkit's SeldonDeployments use (sdk/kfkit/deploy/seldon.py), closed: a field
-    outside this list is a mistake, not a feature. Resources and replicas come from overlays."""
+    outside this list is a mistake, not a feature. The pod spec of each componentSpec is a
+    Kubernetes PodSpec, validated by check_seldon_deployment against the Kubernetes schemas."""
 
     def closed(properties: dict, required: list[str] | None = None) -> dict:
         return {
@@ -156,25 +166,6 @@ def _seldon_schema() -> dict:
 
     string = {"type": "string", "minLength": 1}
     labels = {"type": "object", "additionalProperties": {"type": "string"}}
-    quantity = {"type": "string", "pattern": r"^[0-9.]+(m|Mi|Gi|Ki)?$"}
-    resources = closed(
-        {
-            "requests": closed({"cpu": quantity, "memory": quantity}),
-            "limits": closed({"cpu": quantity, "memory": quantity}),
-        }
-    )
-    container = closed(
-        {
-            "name": string,
-            "image": {"type": "string", "pattern": r"^[a-z0-9./-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$"},
-            "env": {"type": "array", "items": closed({"name": string, "value": {"type": "string"}})},
-            "securityContext": closed(
-                {"runAsNonRoot": {"const": True}, "allowPrivilegeEscalation": {"const": False}}
-            ),
-            "resources": resources,
-        },
-        ["name", "image", "env", "securityContext"],
-    )
     graph = closed(
         {
             "name": string,
@@ -184,24 +175,22 @@ def _seldon_schema() -> dict:
             "children": {"type": "array", "maxItems": 0},
         }
     )
-    predictor = closed(
+    predictor_schema = closed(
         {
             "name": string,
             "replicas": {"type": "integer", "minimum": 1},
             "traffic": {"type": "integer", "minimum": 0, "maximum": 100},
+            "shadow": {"const": True},
             "labels": labels,
             "componentSpecs": {
                 "type": "array",
                 "minItems": 1,
-                "items": closed(
-                    {
-                        # no metadata.name: Seldon then names the Deployment <sdep>-<predictor>-0-model
-                        "spec": closed({"containers": {"type": "array", "minItems": 1, "items": container}}),
-                    }
-                ),
+                # no metadata.name: Seldon then names the Deployment <sdep>-<predictor>-0-model
+                "items": closed({"spec": {"type": "object"}}),
             },
             "graph": graph,
-        }
+        },
+        ["name", "replicas", "labels", "componentSpecs", "graph"],
     )
     metadata = closed(
         {
@@ -222,7 +211,7 @@ def _seldon_schema() -> dict:
                 {
                     "name": string,
                     "protocol": {"const": "seldon"},
-                    "predictors": {"type": "array", "items": predictor},
+                    "predictors": {"type": "array", "items": predictor_schema},
                 }
             ),
         }
@@ -230,43 +219,71 @@ def _seldon_schema() -> dict:
 
 
 def check_seldon_deployment(obj: dict) -> None:
+    """The closed schema above, then every componentSpec's pod spec as a Kubernetes Pod (strict)."""
     import jsonschema
 
     try:
         jsonschema.validate(obj, _seldon_schema())
     except jsonschema.ValidationError as exc:
         raise kubernetes_validate.ValidationError(exc, "seldon") from None
+    for where, spec in pod_specs(obj):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "check"}, "spec": spec}
+        try:
+            kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            exc.add_note(f"in {where}")
+            raise
+
+
+def _what_push_builds() -> list[dict]:
+    """What push sends: a first version (replace), and a canary and a shadow on top of it."""
+    first = seldon_deployment("penguins", "7", "s3://models/penguins/7", namespace="x")
+    built = [first]
+    for strategy in ("canary", "shadow"):
+        new = predictor("penguins", "8", "s3://models/penguins/8")
+        predictors, candidate = plan(first, strategy, new, traffic=10)
+        built.append(changed(first, "penguins", "x", predictors, candidate, strategy))
+    return built
 
 
 def test_what_push_builds_fits_the_seldon_schema():
-    check_seldon_deployment(seldon_deployment("penguins", "7", "s3://models/penguins/7", namespace="x"))
+    for deployment in _what_push_builds():
+        check_seldon_deployment(deployment)
 
 
-def test_shipped_seldon_deployment_is_what_push_builds():
-    shipped = yaml.safe_load((REPO / "manifests" / "serving" / "seldondeployment.yaml").read_text())
+def test_example_seldon_deployment_is_what_push_builds():
+    shipped = yaml.safe_load(EXAMPLE_SELDON_DEPLOYMENT.read_text())
     built_by_push = seldon_deployment("penguins", "1", "s3://models/penguins/1")
-    del built_by_push["metadata"]["namespace"]  # kustomize sets it
+    del built_by_push["metadata"]["namespace"]  # push sets its --namespace
     assert shipped == built_by_push
+    check_seldon_deployment(shipped)
+
+
+def test_seldon_deployment_has_one_owner(built):
+    """Push creates and patches the SeldonDeployment (canary, shadow, promote, rollback, with
+    history in an annotation): no kustomize build may carry one too, or `kubectl apply -k` and
+    GitOps tools would undo every rollout. The example is in no kustomization."""
+    for target in TARGETS:
+        assert not objects_of(built, target, "SeldonDeployment"), target
+    listed = [
+        resource
+        for kustomization in [*(REPO / "manifests").rglob("kustomization.yaml")]
+        for resource in yaml.safe_load(kustomization.read_text()).get("resources", [])
+    ]
+    assert all("seldondeployment" not in resource for resource in listed), listed
+    assert not list((REPO / "manifests" / "examples").glob("kustomization.y*ml"))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_sets_image_tag_replicas_and_resources(built, overlay):
+def test_overlay_has_its_own_namespaces_and_labels(built, overlay):
     target = f"overlays/{overlay}"
-    deployment = one(built, target, "SeldonDeployment")
-    predictor = deployment["spec"]["predictors"][0]
-    container = predictor["componentSpecs"][0]["spec"]["containers"][0]
-    assert container["image"].startswith(SERVING_IMAGE + ":")
-    overlay_file = yaml.safe_load((REPO / "kustomize" / target / "kustomization.yaml").read_text())
-    (image,) = [i for i in overlay_file["images"] if i["name"] == SERVING_IMAGE]
-    assert container["image"] == f"{SERVING_IMAGE}:{image['newTag']}"
-    assert predictor["replicas"] == EXPECTED_REPLICAS[overlay]
-    assert set(container["resources"]) == {"requests", "limits"}
-    # Each overlay has its own namespaces; serving and pipelines are different ones.
     namespaces = {o["metadata"].get("namespace") for o in built[target][1]} - {None}
-    assert len(namespaces) == 2
-    assert one(built, target, "Namespace")["metadata"]["name"] == deployment["metadata"]["namespace"]
-    labels = deployment["metadata"]["labels"]
-    assert labels["kfkit.io/environment"] == overlay and labels["app.kubernetes.io/part-of"] == "kfkit"
+    assert len(namespaces) == 2, "serving and pipelines are different namespaces"
+    serving = one(built, target, "Namespace")["metadata"]["name"]
+    assert serving == one(built, target, "Role", "kfkit-seldon-deployer")["metadata"]["namespace"]
+    for obj in built[target][1]:
+        labels = obj["metadata"]["labels"]
+        assert labels["kfkit.io/environment"] == overlay and labels["app.kubernetes.io/part-of"] == "kfkit"
 
 
 def test_overlays_use_different_namespaces(built):
@@ -279,37 +296,52 @@ def test_overlays_use_different_namespaces(built):
 # -- cross-namespace references ------------------------------------------------------------
 
 
+SERVING_ROLE = "kfkit-seldon-deployer"
+INGRESS_POLICY = "kfkit-serving-ingress"
+EGRESS_POLICY = "kfkit-serving-egress"
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_references_between_namespaces_point_at_the_built_names(built, target):
     runner = one(built, target, "ServiceAccount", names.PIPELINE_RUNNER_SERVICE_ACCOUNT)
     pipelines_ns = runner["metadata"]["namespace"]
-    role = one(built, target, "Role")
-    serving_ns = role["metadata"]["namespace"]
+    serving_ns = one(built, target, "Namespace")["metadata"]["name"]
     assert pipelines_ns != serving_ns
-    binding = one(built, target, "RoleBinding")
-    assert binding["metadata"]["namespace"] == serving_ns
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": role["metadata"]["name"],
-    }
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": names.PIPELINE_RUNNER_SERVICE_ACCOUNT, "namespace": pipelines_ns}
-    ]
-    policy = one(built, target, "NetworkPolicy")
-    assert policy["metadata"]["namespace"] == serving_ns
+    # Each RoleBinding binds the Role of its own namespace to the runner, wherever it lives.
+    for role_name, namespace in ((SERVING_ROLE, serving_ns), (RUNNER_ROLE, pipelines_ns)):
+        role = one(built, target, "Role", role_name)
+        assert role["metadata"]["namespace"] == namespace
+        (binding,) = [
+            b for b in objects_of(built, target, "RoleBinding") if b["roleRef"]["name"] == role_name
+        ]
+        assert binding["metadata"]["namespace"] == namespace
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role_name,
+        }
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": names.PIPELINE_RUNNER_SERVICE_ACCOUNT,
+                "namespace": pipelines_ns,
+            }
+        ]
+    for name in (INGRESS_POLICY, EGRESS_POLICY):
+        assert one(built, target, "NetworkPolicy", name)["metadata"]["namespace"] == serving_ns
     allowed = [
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-        for rule in policy["spec"]["ingress"]
+        for rule in one(built, target, "NetworkPolicy", INGRESS_POLICY)["spec"]["ingress"]
         for peer in rule["from"]
         if "namespaceSelector" in peer
     ]
     assert sorted(allowed) == sorted(["istio-system", pipelines_ns])
-    deployment = one(built, target, "SeldonDeployment")
-    assert deployment["metadata"]["namespace"] == serving_ns
-    # The storage secret the deployment names exists next to it, with rclone's six keys.
-    secret_name = deployment["spec"]["predictors"][0]["graph"]["envSecretRefName"]
-    assert secret_name == STORAGE_SECRET
+    # The storage Secret push's SeldonDeployments name exists in the serving namespace, with
+    # rclone's six keys.
+    assert (
+        seldon_deployment("m", "1", "s3://models/m/1")["spec"]["predictors"][0]["graph"]["envSecretRefName"]
+        == STORAGE_SECRET
+    )
     rclone = one(built, target, "Secret", STORAGE_SECRET)
     assert rclone["metadata"]["namespace"] == serving_ns
     assert set(rclone["data"]) == {
@@ -317,21 +349,138 @@ def test_references_between_namespaces_point_at_the_built_names(built, target):
         for k in ("TYPE", "PROVIDER", "ENV_AUTH", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "ENDPOINT")
     }
     assert base64.b64decode(rclone["data"]["RCLONE_CONFIG_S3_TYPE"]) == b"s3"
-    # The pipeline's Secret exists where runs execute, with the keys it reads.
+    # The pipeline's (read-write) Secret exists only where runs execute, with the keys it reads.
     store = one(built, target, "Secret", names.OBJECT_STORE_SECRET)
     assert store["metadata"]["namespace"] == pipelines_ns
     assert set(store["data"]) == set(names.OBJECT_STORE_SECRET_KEYS)
 
 
+def test_serving_never_uses_the_pipelines_read_write_credentials(built):
+    """Serving reads models with its own (read-only) Secret: nothing in the serving namespace
+    and nothing push builds names the pipeline's object-store Secret."""
+    for target in TARGETS:
+        serving_ns = one(built, target, "Namespace")["metadata"]["name"]
+        for obj in built[target][1]:
+            if obj["metadata"].get("namespace") == serving_ns or obj["kind"] == "Namespace":
+                assert names.OBJECT_STORE_SECRET not in yaml.safe_dump(obj), obj["metadata"]["name"]
+    for deployment in _what_push_builds():
+        text = yaml.safe_dump(deployment)
+        assert names.OBJECT_STORE_SECRET not in text and STORAGE_SECRET in text
+        assert not any(key in text for key in names.OBJECT_STORE_SECRET_KEYS)
+
+
 def test_network_policy_admits_only_seldon_ports_from_outside(built):
-    policy = one(built, "base", "NetworkPolicy")
+    policy = one(built, "base", "NetworkPolicy", INGRESS_POLICY)
     assert policy["spec"]["podSelector"] == {} and policy["spec"]["policyTypes"] == ["Ingress"]
     same_namespace, outside = policy["spec"]["ingress"]
     assert same_namespace == {"from": [{"podSelector": {}}]}
     assert sorted(p["port"] for p in outside["ports"]) == [5001, 8000]
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_egress_is_dns_and_the_object_store_only(built, target):
+    """Every serving pod is selected and may reach exactly the cluster DNS (53 UDP/TCP) and the
+    object store (KFP's MinIO, 9000): each rule names its peer and ports, no open `to`."""
+    policy = one(built, target, "NetworkPolicy", EGRESS_POLICY)
+    assert policy["spec"]["podSelector"] == {} and policy["spec"]["policyTypes"] == ["Egress"]
+    allowed = set()
+    for rule in policy["spec"]["egress"]:
+        assert rule.get("to") and rule.get("ports"), f"open egress rule {rule}"
+        for peer in rule["to"]:
+            assert "ipBlock" not in peer
+            namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            pods = tuple(sorted(peer["podSelector"]["matchLabels"].items()))
+            for port in rule["ports"]:
+                allowed.add((namespace, pods, port["protocol"], port["port"]))
+    assert allowed == {
+        ("kube-system", (("k8s-app", "kube-dns"),), "UDP", 53),
+        ("kube-system", (("k8s-app", "kube-dns"),), "TCP", 53),
+        ("kubeflow", (("app", "minio"),), "TCP", 9000),
+    }
+    # Ingress and egress are both restricted for every pod in the namespace.
+    types = {
+        t
+        for p in objects_of(built, target, "NetworkPolicy")
+        if p["spec"]["podSelector"] == {}
+        for t in p["spec"]["policyTypes"]
+    }
+    assert types == {"Ingress", "Egress"}
+
+
 # -- least privilege -----------------------------------------------------------------------
+
+RUNNER_ROLE = "kfkit-pipeline-runner"
+# What the pipeline runner's pods call on the API server in the pipelines namespace, read in the
+# upstream sources; (apiGroup, resource, verb, resourceName or None for any):
+RUNNER_CALLS = {
+    # Argo Workflows' executor (>= 3.4) reports each step's outputs as a WorkflowTaskResult:
+    # argoproj/argo-workflows v4.1.2 (f016ad89), manifests/quick-start/base/executor/emissary/
+    # executor-role.yaml and docs/workflow-rbac.md ("The minimum for the executor to function").
+    # KFP's manifests pin Argo v4.0.8 (manifests/kustomize/third-party/argo/base/kustomization.yaml).
+    ("argoproj.io", "workflowtaskresults", "create", None),
+    ("argoproj.io", "workflowtaskresults", "patch", None),
+    # KFP v2's driver and launcher, kubeflow/pipelines 2.17.0 (7b70c7b9), backend/src/v2/:
+    # driver/k8s.go reads its own pod (UID of the execution it publishes),
+    # component/launcher_v2.go retryIndexFromPodAnnotation reads its own pod's annotation;
+    ("", "pods", "get", None),
+    # config/env.go FromConfigMap reads ConfigMap kfp-launcher (driver/root_dag.go,
+    # component/importer_launcher.go);
+    ("", "configmaps", "get", "kfp-launcher"),
+    # objectstore/object_store.go getS3BucketCredential reads the artifact store's Secret, named
+    # mlpipeline-minio-artifact by config/env.go getDefaultMinioSessionInfo.
+    ("", "secrets", "get", "mlpipeline-minio-artifact"),
+}
+# What push calls in the serving namespace (sdk/kfkit/deploy/kube.py: get, create, merge-patch,
+# and delete of an object its own failed first rollout created).
+PUSH_CALLS = {
+    ("machinelearning.seldon.io", "seldondeployments", verb, None)
+    for verb in ("get", "create", "patch", "delete")
+}
+
+
+def granted(objects: list[dict], account: str, account_ns: str) -> dict[str, set[tuple]]:
+    """namespace -> every (apiGroup, resource, verb, resourceName) the ServiceAccount is granted,
+    following RoleBindings and ClusterRoleBindings to the roles they name, as RBAC would."""
+    roles = {
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] in ("Role", "ClusterRole")
+    }
+    grants: dict[str, set[tuple]] = {}
+    for binding in objects:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        namespace = binding["metadata"].get("namespace", "*cluster*")
+        # A RoleBinding's ServiceAccount subject without a namespace is in the binding's own
+        # (kubernetes pkg/registry/rbac/validation/rule.go appliesToUser).
+        subjects = [
+            (s["kind"], s["name"], s.get("namespace") or namespace) for s in binding.get("subjects", [])
+        ]
+        if ("ServiceAccount", account, account_ns) not in subjects:
+            continue
+        ref = binding["roleRef"]
+        role = roles[(ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])]
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        for name in rule.get("resourceNames") or [None]:
+                            grants.setdefault(namespace, set()).add((group, resource, verb, name))
+    return grants
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_runner_is_granted_exactly_the_calls_argo_kfp_and_push_make(built, target):
+    """Done-when 3: the built RBAC gives the pipeline runner the verbs Argo's executor and KFP's
+    driver and launcher use in its own namespace, push's in the serving namespace, and nothing
+    else anywhere; Secrets and ConfigMaps only by name."""
+    objects = built[target][1]
+    pipelines_ns = one(built, target, "ServiceAccount", names.PIPELINE_RUNNER_SERVICE_ACCOUNT)["metadata"][
+        "namespace"
+    ]
+    serving_ns = one(built, target, "Namespace")["metadata"]["name"]
+    grants = granted(objects, names.PIPELINE_RUNNER_SERVICE_ACCOUNT, pipelines_ns)
+    assert grants == {pipelines_ns: RUNNER_CALLS, serving_ns: PUSH_CALLS}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -340,38 +489,126 @@ def test_rbac_is_least_privilege(built, target):
     kinds = {o["kind"] for o in objects}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding"}, "nothing cluster-wide"
     roles = [o for o in objects if o["kind"] == "Role"]
-    assert roles
+    assert {r["metadata"]["name"] for r in roles} == {RUNNER_ROLE, SERVING_ROLE}
     for role in roles:
         for rule in role["rules"]:
-            for key in ("verbs", "resources", "apiGroups"):
+            for key in ("verbs", "resources", "apiGroups", "resourceNames"):
                 assert "*" not in rule.get(key, []), f"{role['metadata']['name']}: wildcard in {key}"
+            assert not any("/" in r for r in rule["resources"]), "no subresources (pods/exec, ...)"
             assert not rule.get("nonResourceURLs")
-            if "secrets" in rule["resources"]:
-                assert rule.get("resourceNames"), "Secrets only by name"
-    (role,) = roles
-    assert role["rules"] == [
-        {
-            "apiGroups": ["machinelearning.seldon.io"],
-            "resources": ["seldondeployments"],
-            "verbs": ["get", "create", "patch", "delete"],  # what sdk/kfkit/deploy/kube.py calls
-        }
-    ]
+            if {"secrets", "configmaps"} & set(rule["resources"]):
+                assert rule.get("resourceNames"), "Secrets and ConfigMaps only by name"
     for binding in objects_of(built, target, "RoleBinding"):
         assert binding["roleRef"]["kind"] == "Role"
         assert all(s["kind"] == "ServiceAccount" for s in binding["subjects"])
 
 
-def test_rbac_check_catches_a_wildcard(tree, tmp_path):
-    """The least-privilege test fails when someone widens the Role."""
+@pytest.mark.parametrize(
+    ("path", "old", "new", "match"),
+    [
+        ("serving/rbac.yaml", 'resources: ["seldondeployments"]', 'resources: ["*"]', "wildcard"),
+        ("pipelines/rbac.yaml", 'verbs: ["create", "patch"]', 'verbs: ["*"]', "wildcard"),
+        ("pipelines/rbac.yaml", '    resourceNames: ["mlpipeline-minio-artifact"]\n', "", "only by name"),
+    ],
+    ids=["serving-resource-wildcard", "runner-verb-wildcard", "runner-any-secret"],
+)
+def test_rbac_checks_catch_a_widened_role(tree, tmp_path, path, old, new, match):
+    """The least-privilege and exact-grant tests fail when someone widens a Role."""
     copy = tmp_path / "t"
     shutil.copytree(tree, copy)
-    rbac = copy / "manifests" / "serving" / "rbac.yaml"
-    rbac.write_text(rbac.read_text().replace('resources: ["seldondeployments"]', 'resources: ["*"]'))
+    rbac = copy / "manifests" / path
+    assert old in rbac.read_text()
+    rbac.write_text(rbac.read_text().replace(old, new))
     proc = kustomize(copy / "kustomize" / "base")
     assert proc.returncode == 0, proc.stderr
     built = {"base": (proc.stdout, [d for d in yaml.safe_load_all(proc.stdout) if d])}
-    with pytest.raises(AssertionError, match="wildcard"):
+    with pytest.raises(AssertionError, match=match):
         test_rbac_is_least_privilege(built, "base")
+    with pytest.raises(AssertionError):
+        test_runner_is_granted_exactly_the_calls_argo_kfp_and_push_make(built, "base")
+
+
+# -- pod security ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_serving_namespace_has_pod_security_labels(built, target):
+    """Pod Security admission labels (https://kubernetes.io/docs/concepts/security/
+    pod-security-admission/): "restricted" warned and audited; "baseline" enforced, pinned,
+    because Seldon Core v1's operator adds containers "restricted" refuses (see
+    manifests/serving/namespace.yaml)."""
+    labels = one(built, target, "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == f"v{KUBERNETES_VERSION.rsplit('.', 1)[0]}"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
+def test_every_pod_kfkit_defines_passes_restricted(built):
+    """Done-when 5: every pod template, in every build and in every SeldonDeployment push
+    sends (and the shipped example), passes the "restricted" profile of the Pod Security
+    Standards (tests/pod_security_standards.py, from
+    https://kubernetes.io/docs/concepts/security/pod-security-standards/). The builds carry no
+    workload of their own (kinds checked in test_every_built_object_validates): push's
+    SeldonDeployments are where kfkit's pods come from."""
+    found = []
+    for target in TARGETS:
+        for obj in built[target][1]:
+            found += [(f"{target}: {where}", spec) for where, spec in pod_specs(obj)]
+    example = yaml.safe_load(EXAMPLE_SELDON_DEPLOYMENT.read_text())
+    for obj in [example, *_what_push_builds()]:
+        found += list(pod_specs(obj))
+    assert len(found) >= 5  # example 1 + replace 1 + canary 2 + shadow 2
+    for where, spec in found:
+        assert restricted_violations(spec) == [], where
+
+
+def test_model_pod_is_hardened_beyond_restricted():
+    """What "restricted" does not require but a model server should have: a read-only root
+    filesystem (with /tmp the one writable emptyDir, for gunicorn and seldon-core's metrics) and
+    no service-account token, since it never calls the API server."""
+    for deployment in _what_push_builds():
+        for where, spec in pod_specs(deployment):
+            assert spec["automountServiceAccountToken"] is False, where
+            (container,) = spec["containers"]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
+            volumes = {v["name"]: v for v in spec["volumes"]}
+            writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
+            assert [m["mountPath"] for m in writable] == ["/tmp"], where
+            assert set(volumes[writable[0]["name"]]) == {"name", "emptyDir"}, where
+
+
+PSS_BREAKS = {
+    "privileged": lambda s: s["containers"][0]["securityContext"].update(privileged=True),
+    "escalation": lambda s: s["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+    "capabilities": lambda s: s["containers"][0]["securityContext"].pop("capabilities"),
+    "add-capability": lambda s: s["containers"][0]["securityContext"]["capabilities"].update(
+        add=["SYS_ADMIN"]
+    ),
+    "root": lambda s: s["containers"][0]["securityContext"].update(runAsNonRoot=False),
+    "uid-0": lambda s: s["securityContext"].update(runAsUser=0),
+    "seccomp": lambda s: s["securityContext"].pop("seccompProfile"),
+    "unconfined": lambda s: s["containers"][0]["securityContext"].update(
+        seccompProfile={"type": "Unconfined"}
+    ),
+    "host-network": lambda s: s.update(hostNetwork=True),
+    "host-path": lambda s: s["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
+    "host-port": lambda s: s["containers"][0].update(ports=[{"containerPort": 9000, "hostPort": 9000}]),
+    "sysctl": lambda s: s["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]),
+    # A container Seldon's operator adds without a securityContext (its storage initializer).
+    "init-container": lambda s: s.update(initContainers=[{"name": "model-model-initializer", "image": "i"}]),
+}
+
+
+@pytest.mark.parametrize("change", sorted(PSS_BREAKS))
+def test_restricted_check_catches_each_control(change):
+    """The check is not a rubber stamp: each control it implements refuses a pod breaking it."""
+    spec = seldon_deployment("m", "1", "s3://models/m/1")["spec"]["predictors"][0]["componentSpecs"][0][
+        "spec"
+    ]
+    assert restricted_violations(spec) == []
+    PSS_BREAKS[change](spec)
+    assert restricted_violations(spec), change
 
 
 # -- secrets -------------------------------------------------------------------------------
@@ -409,8 +646,26 @@ def test_base_and_templates_carry_no_credential_values(built):
     for example in (REPO / "kustomize").rglob("*.env.example"):
         for line in example.read_text().splitlines():
             key, _, value = line.partition("=")
-            if "ACCESS_KEY" in key or "SECRET" in key:
+            if not line.startswith("#") and ("ACCESS_KEY" in key or "SECRET" in key):
                 assert value == "replace-me", f"{example}: {key}"
+
+
+def test_serving_key_policy_only_reads_the_models_bucket():
+    """The policy the serving env examples tell you to give serving's key: list and get on
+    the models bucket, nothing that writes or deletes, no other bucket."""
+    policy = json.loads((REPO / "manifests" / "serving" / "models-read-only-policy.json").read_text())
+    allowed = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and set(statement) == {"Sid", "Effect", "Action", "Resource"}
+        allowed |= {(a, r) for a in statement["Action"] for r in statement["Resource"]}
+    bucket = f"arn:aws:s3:::{names.MODELS_BUCKET}"
+    assert allowed == {
+        ("s3:GetBucketLocation", bucket),
+        ("s3:ListBucket", bucket),
+        ("s3:GetObject", f"{bucket}/*"),
+    }
+    for example in (REPO / "kustomize").rglob("seldon-rclone.env.example"):
+        assert "READ-ONLY" in example.read_text() and "models-read-only-policy.json" in example.read_text()
 
 
 def test_real_env_files_are_git_ignored_and_required(tree, tmp_path):
@@ -426,10 +681,58 @@ def test_real_env_files_are_git_ignored_and_required(tree, tmp_path):
     assert proc.returncode != 0 and "object-store.env" in proc.stderr
 
 
+def test_kfkit_manifests_refuses_placeholders_and_names_the_env_file(tree, tmp_path):
+    """An overlay whose .env files were copied from the examples and never edited builds
+    silently with kustomize; `kfkit manifests` refuses it with one line naming the file and
+    line still holding 'replace-me'."""
+    copy = tmp_path / "t"
+    shutil.copytree(tree, copy)
+    overlay = copy / "kustomize" / "overlays" / "dev"
+    for example in overlay.rglob("*.env.example"):
+        shutil.copy(example, example.with_name(example.name.removesuffix(".example")))
+    assert kustomize(overlay).returncode == 0, "kustomize alone accepts the placeholders"
+    proc = run_kfkit(["manifests", str(overlay)], env=None, timeout=120)
+    line = error_line(proc)
+    rclone_env = overlay / "serving" / "seldon-rclone.env"
+    assert line.startswith(f"kfkit: error: {rclone_env} line ")
+    number = int(line.split(" line ", 1)[1].split(":", 1)[0])
+    key = rclone_env.read_text().splitlines()[number - 1].split("=", 1)[0]
+    assert f"{key} is still the placeholder 'replace-me'" in line
+    assert "(and 3 more)" in line  # two keys in each of the two .env files
+    assert proc.stdout == "", "nothing to apply is printed"
+
+
+def test_kfkit_manifests_refuses_empty_credentials_and_stray_placeholders(tree, tmp_path):
+    """The base (templates with empty credentials) is refused too, and so is a placeholder left
+    in any other field of any object."""
+    proc = run_kfkit(["manifests", str(tree / "kustomize" / "base")], env=None, timeout=120)
+    line = error_line(proc)
+    assert f"{tree / 'kustomize' / 'base'}: Secret " in line and " is empty;" in line
+    copy = tmp_path / "t"
+    shutil.copytree(tree, copy)
+    policy = copy / "manifests" / "serving" / "networkpolicy.yaml"
+    policy.write_text(policy.read_text().replace("app: minio", "app: replace-me"))
+    proc = run_kfkit(["manifests", str(copy / "kustomize" / "overlays" / "prod")], env=None, timeout=120)
+    assert (
+        f"NetworkPolicy {EGRESS_POLICY} in namespace kfkit-serving-prod: "
+        "spec.egress[1].to[0].podSelector.matchLabels.app is still the placeholder 'replace-me'"
+    ) in error_line(proc)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kfkit_manifests_prints_the_kustomize_build_when_filled(built, tree, overlay):
+    proc = run_kfkit(["manifests", str(tree / "kustomize" / "overlays" / overlay)], env=None, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == built[f"overlays/{overlay}"][0]
+
+
 def check_compiled_pipeline_env(spec: dict, platform: dict) -> None:
     """Every task's executor, as the compiled spec itself lists them (root.dag.tasks ->
     components -> executorLabel, and deploymentSpec.executors), gets the object-store Secret
-    by name and keys, and only that Secret; nothing refers to a ConfigMap."""
+    by name and keys as env, and only that Secret; besides it only the model-signing key (a
+    Secret mounted as a file, train only) and the trusted public keys (a ConfigMap mounted as
+    files); nothing else refers to a ConfigMap."""
+    platform = copy.deepcopy(platform)  # the mounted keys are checked, then set aside
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks, "no tasks in root.dag"
     task_executors = {spec["components"][t["componentRef"]["name"]]["executorLabel"] for t in tasks.values()}
@@ -437,6 +740,10 @@ def check_compiled_pipeline_env(spec: dict, platform: dict) -> None:
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == task_executors
     for label, executor in executors.items():
+        for volume in executor.pop("secretAsVolume", []):
+            assert (label, volume["secretName"]) == ("exec-train", signing.SIGNING_KEY_SECRET), volume
+        for volume in executor.pop("configMapAsVolume", []):
+            assert volume["configMapName"] == signing.TRUSTED_KEYS_CONFIG_MAP, f"{label}: {volume}"
         config_maps = [key for key in executor if "configmap" in key.lower()]
         assert not config_maps, f"{label}: {config_maps}"
         (secret,) = executor["secretAsEnv"]

@@ -41,6 +41,7 @@ from kfkit.serving.server import (
     serving_venv,
     start_server,
 )
+from kfkit.signing import sign_folder
 
 PENGUINS_CSV = Path(kfkit.__file__).parent / "data" / "penguins.csv"
 LABEL = "species"
@@ -148,6 +149,7 @@ def other_version_dir(model_dir: Path, tmp_path: Path) -> Path:
     manifest = ModelManifest.read(folder)
     manifest.sklearn_version = "1.5.2"
     manifest.write(folder)
+    sign_folder(folder)  # signed as if that version had trained it: the version check refuses it
     return folder
 
 
@@ -319,6 +321,7 @@ def test_load_refuses_a_manifest_that_describes_another_model(
     manifest = ModelManifest.read(folder)
     edit(manifest)
     manifest.write(folder)
+    sign_folder(folder)  # a signed manifest that still does not describe the pickled model
     model = KfkitModel(folder)
     with pytest.raises(KfkitError, match=message):
         model.load()

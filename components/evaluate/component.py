@@ -23,24 +23,29 @@ def evaluate(
     trivial_metrics: Optional[list] = None,
     trivial_margin: float = 0.01,
     tolerances: Optional[dict] = None,
+    slice_features: Optional[list] = None,
+    slice_floors: Optional[dict] = None,
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Scores the model on the eval split and blesses it only if it beats a trivial model, is
-    not worse than the version it would replace, and meets the absolute thresholds.
+    not worse than the version it would replace, meets the absolute thresholds and, when sliced,
+    its worst slice meets the slice floors.
 
     Example:
         evaluate(model=..., eval_split=..., train_split=..., baseline=..., thresholds={"accuracy": 0.9})
 
     Outputs:
-        metrics: accuracy, macro_f1, roc_auc_ovr, log_loss (or rmse, mae, r2).
+        metrics: accuracy, macro_f1, roc_auc_ovr, log_loss (or rmse, mae, r2); when sliced
+            also `slices` (each {feature, value, rows, metrics}) and `worst_slice`.
         classification_metrics: Confusion matrix shown by the KFP UI; for binary
             classification also the ROC curve (thresholds finite: +inf logged as 1.0).
         blessing: metadata `blessed`, the reason and every check; the gate push reads.
         report: Markdown report: candidate vs trivial model vs baseline version, checks,
-            verdict, confusion matrix.
+            verdict, slices, confusion matrix.
         html: The same as one self-contained HTML page with inline SVG charts (no scripts, no
             network), rendered by the KFP UI: metrics as grouped bars, the confusion matrix as a
-            heatmap, ROC and precision-recall curves for binary classification.
+            heatmap, ROC and precision-recall curves for binary classification, and the
+            primary metric per slice against its floor.
 
     Args:
         model: The trained model folder (from train); skipped when train did not run.
@@ -59,6 +64,12 @@ def evaluate(
             absolute for accuracy, macro_f1, roc_auc_ovr, r2, a fraction of the version's value
             for log_loss, rmse, mae; null switches a metric off. Merged over the defaults 0.01
             (accuracy, macro_f1, roc_auc_ovr, r2), 0.05 (log_loss), 0.02 (rmse, mae).
+        slice_features: Eval split columns to slice by: each value of a categorical column
+            (missing values as their own slice), 4 quantile bins of a numeric one. Every slice
+            is scored and the worst (lowest accuracy, highest rmse) named. Empty: no slices.
+        slice_floors: Metric name to the minimum (a maximum for log_loss, rmse, mae) every
+            slice of 10 rows or more must reach; smaller slices are reported, never gate.
+            Empty: slices are reported only.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.evaluate.executor import run

@@ -15,6 +15,13 @@
    version that cannot score these rows (other features, label, classes or scikit-learn) is
    reported "not comparable", not an error.
 3. **Absolute thresholds**, as before: a floor or ceiling per metric.
+4. **Slice floors** (TFMA's slicing): the eval rows are sliced by each of ``slice_features``
+   (a categorical column by value, missing values as their own slice; a numeric one into
+   ``NUMERIC_SLICE_BINS`` quantile bins labelled by their ranges) and every slice is scored with
+   the same metric code. The worst slice (lowest accuracy, highest rmse) is named; a floor in
+   ``slice_floors`` is a minimum (a maximum for log_loss, rmse, mae) every slice of at least
+   ``MIN_SLICE_ROWS`` rows must reach. Smaller slices are reported but never gate: their metrics
+   are mostly noise.
 
 Blessed means no check failed and at least one passed. The trivial comparison always runs, so
 empty ``thresholds`` no longer means "never blessed": a model that beats the trivial baseline
@@ -73,6 +80,36 @@ RELATIVE_TOLERANCE = LOWER_IS_BETTER
 
 OK, FAILED, SKIPPED = " ok", " FAILED", " skipped"
 
+# Slices: fewer eval rows than this and a slice is reported, never gated (one mistake in 9
+# rows moves accuracy by 0.11). A numeric column is cut into this many quantile bins, unless
+# it has no more distinct values than that (then each value is a slice, like a category).
+MIN_SLICE_ROWS = 10
+NUMERIC_SLICE_BINS = 4
+MISSING_SLICE = "(missing)"
+# The metric that names the worst slice: the one a person reads first.
+PRIMARY_METRIC = {"classification": "accuracy", "regression": "rmse"}
+
+
+@dataclass
+class Slice:
+    """One value (or numeric range) of one slicing feature, scored on its eval rows."""
+
+    feature: str
+    value: str
+    rows: int
+    metrics: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return f"{self.feature}={self.value}"
+
+    @property
+    def gates(self) -> bool:
+        return self.rows >= MIN_SLICE_ROWS
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"feature": self.feature, "value": self.value, "rows": self.rows, "metrics": self.metrics}
+
 
 @dataclass
 class Evaluation:
@@ -91,6 +128,12 @@ class Evaluation:
     positive_class: str = ""
     roc: dict[str, list[float]] = field(default_factory=dict)  # fpr, tpr, thresholds (finite)
     pr: dict[str, list[float]] = field(default_factory=dict)  # precision, recall
+    # Slices of the eval rows (``slice_features``); the worst by PRIMARY_METRIC among those
+    # with MIN_SLICE_ROWS rows or more (None: no slicing, or no slice that large).
+    slices: list[Slice] = field(default_factory=list)
+    worst_slice: Slice | None = None
+    primary_metric: str = ""
+    slice_floors: dict[str, float] = field(default_factory=dict)
 
 
 def finite_thresholds(thresholds: Any) -> list[float]:
@@ -148,11 +191,87 @@ def _score(manifest: ModelManifest, y_true: pd.Series, output: np.ndarray) -> Ev
     return evaluation
 
 
-def compute_metrics(model, manifest: ModelManifest, frame: pd.DataFrame) -> Evaluation:
+def predict(model, manifest: ModelManifest, frame: pd.DataFrame) -> np.ndarray:
+    """What ``_score`` scores: predicted values (regression) or class probabilities."""
     x = feature_frame(frame, manifest.features, "eval split")
     if manifest.problem_type == "regression":
-        return _score(manifest, frame[manifest.label_column], model.predict(x))
-    return _score(manifest, frame[manifest.label_column], model.predict_proba(x))
+        return model.predict(x)
+    return model.predict_proba(x)
+
+
+def compute_metrics(model, manifest: ModelManifest, frame: pd.DataFrame) -> Evaluation:
+    return _score(manifest, frame[manifest.label_column], predict(model, manifest, frame))
+
+
+def _number_label(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def slice_masks(frame: pd.DataFrame, feature: str) -> list[tuple[str, np.ndarray]]:
+    """(label, row mask) per slice of ``feature``: each value of a categorical column (sorted),
+    or NUMERIC_SLICE_BINS quantile bins of a numeric one, "[low, high]" for the first and
+    "(low, high]" for the others; missing values last, as MISSING_SLICE."""
+    if feature not in frame.columns:
+        raise KfkitError(
+            f"The 'slice_features' parameter of evaluate names '{feature}', which is not a column of "
+            f"the eval split; its columns are {', '.join(map(str, frame.columns))}"
+        )
+    column = frame[feature]
+    missing = column.isna().to_numpy()
+    present = column[~missing]
+    out: list[tuple[str, np.ndarray]] = []
+    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    if numeric and present.nunique() > NUMERIC_SLICE_BINS:
+        values = column.to_numpy(dtype="float64")
+        edges = np.unique(
+            np.quantile(present.to_numpy(dtype="float64"), np.linspace(0, 1, NUMERIC_SLICE_BINS + 1))
+        )
+        # Bin i holds edges[i] < v <= edges[i + 1]; the first also holds the minimum.
+        bins = np.searchsorted(edges[1:-1], values, side="left")
+        for i in range(len(edges) - 1):
+            mask = (bins == i) & ~missing
+            opening = "[" if i == 0 else "("
+            label = f"{opening}{_number_label(edges[i])}, {_number_label(edges[i + 1])}]"
+            if mask.any():
+                out.append((label, mask))
+    else:
+        labels = present.map(lambda v: _number_label(v) if numeric else str(v))
+        text = pd.Series(MISSING_SLICE, index=column.index, dtype=object)
+        text[~missing] = labels
+        for label in sorted(set(labels)):
+            out.append((label, (text == label).to_numpy() & ~missing))
+    if missing.any():
+        out.append((MISSING_SLICE, missing))
+    return out
+
+
+def score_slices(
+    manifest: ModelManifest, frame: pd.DataFrame, output: np.ndarray, features: list[str]
+) -> list[Slice]:
+    """Every slice of every feature scored by ``_score`` on its own rows (metrics that a slice
+    cannot have, e.g. r2 of one row, are left out)."""
+    import warnings
+
+    y = frame[manifest.label_column].reset_index(drop=True)
+    slices = []
+    for feature in features:
+        for label, mask in slice_masks(frame, feature):
+            with warnings.catch_warnings():
+                # A slice of one class or a handful of rows: scikit-learn warns, the number is
+                # dropped below or kept with its row count, which says how far to trust it.
+                warnings.simplefilter("ignore")
+                scored = _score(manifest, y[mask], output[mask]).metrics
+            metrics = {k: v for k, v in scored.items() if math.isfinite(v)}
+            slices.append(Slice(feature, label, int(mask.sum()), metrics))
+    return slices
+
+
+def worst_slice(slices: list[Slice], metric: str) -> Slice | None:
+    """The gating slice (MIN_SLICE_ROWS rows or more) worst on ``metric``; the first on a tie."""
+    scored = [s for s in slices if s.gates and metric in s.metrics]
+    if not scored:
+        return None
+    return max(scored, key=lambda s: _loss(metric, s.metrics[metric]))
 
 
 def trivial_metrics(
@@ -229,6 +348,47 @@ def check_thresholds(evaluation: Evaluation, thresholds: dict[str, float], probl
         evaluation.failures.append("thresholds not met: " + "; ".join(failed))
     elif thresholds:
         evaluation.passed.append("all thresholds met")
+
+
+def check_slice_floors(evaluation: Evaluation, floors: dict[str, float], problem_type: str) -> None:
+    """Every slice of MIN_SLICE_ROWS rows or more must reach each floor (a ceiling for
+    log_loss, rmse, mae): the worst slice on that metric is what the check names."""
+    _check_names("slice_floors", floors, problem_type)
+    evaluation.slice_floors = {metric: float(limit) for metric, limit in floors.items()}
+    failed = []
+    for metric, limit in sorted(evaluation.slice_floors.items()):
+        name = f"slice floor: {metric}"
+        if not any(s.gates for s in evaluation.slices):
+            _add(evaluation, name, f"no slice has {MIN_SLICE_ROWS} rows or more: nothing to gate", None)
+            continue
+        worst = worst_slice(evaluation.slices, metric)
+        if worst is None:
+            text, ok = f"not computed on any slice of {MIN_SLICE_ROWS} rows or more (needed {limit:g})", False
+            _add(evaluation, name, text, ok)
+            failed.append(f"{metric} {text}")
+            continue
+        value = worst.metrics[metric]
+        sign = ">=" if metric in HIGHER_IS_BETTER else "<="
+        ok = value >= limit if metric in HIGHER_IS_BETTER else value <= limit
+        _add(
+            evaluation,
+            name,
+            f"worst slice {worst.label}: {value:.4f} {sign} {limit:g} ({worst.rows} rows)",
+            ok,
+        )
+        if not ok:
+            breaching = [
+                s
+                for s in evaluation.slices
+                if s.gates and metric in s.metrics and _loss(metric, s.metrics[metric]) > _loss(metric, limit)
+            ]
+            more = f", and {len(breaching) - 1} more slice(s)" if len(breaching) > 1 else ""
+            word = "below the floor" if metric in HIGHER_IS_BETTER else "above the ceiling"
+            failed.append(f"{worst.label} {metric} {value:.4f} {word} {limit:g} ({worst.rows} rows){more}")
+    if failed:
+        evaluation.failures.append("slice floors not met: " + "; ".join(failed))
+    elif any(text.endswith(OK) for key, text in evaluation.checks.items() if key.startswith("slice floor")):
+        evaluation.passed.append("every slice meets its floor")
 
 
 def check_trivial(
@@ -365,14 +525,23 @@ def evaluate(
     trivial_metrics_to_beat: list[str] | None = None,
     trivial_margin: float = DEFAULT_TRIVIAL_MARGIN,
     tolerances: dict[str, Any] | None = None,
+    slice_features: list[str] | None = None,
+    slice_floors: dict[str, float] | None = None,
 ) -> Evaluation:
-    """Score the candidate, the trivial model and the baseline version; bless by every check.
+    """Score the candidate, the trivial model and the baseline version, and the candidate on
+    each slice of ``slice_features``; bless by every check.
 
     ``baseline_dir`` None: no baseline was given; ``baseline_meta``: its artifact's metadata
     (``found``, ``version``)."""
+    check_slice_parameters(slice_features, slice_floors)
     model, manifest = load_verified_model(model_dir)
     problem_type = manifest.problem_type
-    evaluation = compute_metrics(model, manifest, frame)
+    output = predict(model, manifest, frame)
+    evaluation = _score(manifest, frame[manifest.label_column], output)
+    evaluation.primary_metric = PRIMARY_METRIC[problem_type]
+    if slice_features:
+        evaluation.slices = score_slices(manifest, frame, output, list(slice_features))
+        evaluation.worst_slice = worst_slice(evaluation.slices, evaluation.primary_metric)
     wanted = list(trivial_metrics_to_beat or DEFAULT_TRIVIAL_METRICS[problem_type])
     check_trivial(
         evaluation, trivial_metrics(manifest, train_frame, frame), wanted, float(trivial_margin), problem_type
@@ -393,6 +562,8 @@ def evaluate(
     check_thresholds(evaluation, dict(thresholds), problem_type)
     if not thresholds:
         evaluation.passed.append("no thresholds given")
+    if slice_floors:
+        check_slice_floors(evaluation, dict(slice_floors), problem_type)
     verdicts = list(evaluation.checks.values())
     evaluation.blessed = not evaluation.failures and any(v.endswith(OK) for v in verdicts)
     return evaluation
@@ -404,6 +575,47 @@ def blessing_reason(evaluation: Evaluation) -> str:
     if not evaluation.blessed:
         return "no check passed: nothing is blessed without evidence"
     return "; ".join(evaluation.passed)
+
+
+def worst_slice_sentence(evaluation: Evaluation) -> str:
+    """ "Worst slice (lowest accuracy, 10 rows or more): color=red, accuracy 0.5500 (130 rows)"."""
+    metric = evaluation.primary_metric
+    which = "lowest" if metric in HIGHER_IS_BETTER else "highest"
+    head = f"Worst slice ({which} {metric}, {MIN_SLICE_ROWS} rows or more)"
+    worst = evaluation.worst_slice
+    if worst is None:
+        return f"{head}: none, no slice has {MIN_SLICE_ROWS} rows or more with {metric} computed"
+    return f"{head}: {worst.label}, {metric} {worst.metrics[metric]:.4f} ({worst.rows} rows)"
+
+
+def _breaches(evaluation: Evaluation, piece: Slice) -> bool:
+    """A gating slice beyond one of its floors."""
+    return piece.gates and any(
+        metric in piece.metrics and _loss(metric, piece.metrics[metric]) > _loss(metric, limit)
+        for metric, limit in evaluation.slice_floors.items()
+    )
+
+
+def slices_markdown(evaluation: Evaluation) -> list[str]:
+    if not evaluation.slices:
+        return []
+    metrics = list(dict.fromkeys(m for piece in evaluation.slices for m in piece.metrics))
+    lines = ["", "## Slices", "", f"**{worst_slice_sentence(evaluation)}**", ""]
+    if evaluation.slice_floors:
+        floors = ", ".join(f"{m} {v:g}" for m, v in sorted(evaluation.slice_floors.items()))
+        lines += [f"Floors (every slice of {MIN_SLICE_ROWS} rows or more): {floors}.", ""]
+    lines += [
+        "| feature | value | rows | " + " | ".join(metrics) + " | note |",
+        "|---|---|---|" + "---|" * len(metrics) + "---|",
+    ]
+    for piece in evaluation.slices:
+        cells = [f"{piece.metrics[m]:.4f}" if m in piece.metrics else "" for m in metrics]
+        note = "below a floor" if _breaches(evaluation, piece) else ""
+        if not piece.gates:
+            note = f"fewer than {MIN_SLICE_ROWS} rows: not gated"
+        value = piece.value.replace("|", "\\|")
+        lines.append(f"| {piece.feature} | {value} | {piece.rows} | " + " | ".join(cells) + f" | {note} |")
+    return lines
 
 
 def report_markdown(evaluation: Evaluation, reason: str) -> str:
@@ -425,6 +637,7 @@ def report_markdown(evaluation: Evaluation, reason: str) -> str:
         lines.append(f"| {metric} | " + " | ".join("" if v is None else f"{v:.4f}" for v in row) + " |")
     lines += ["", "## Checks", "", "| check | result |", "|---|---|"]
     lines += [f"| {name} | {text} |" for name, text in evaluation.checks.items()]
+    lines += slices_markdown(evaluation)
     if evaluation.classes:
         lines += [
             "",
@@ -438,10 +651,53 @@ def report_markdown(evaluation: Evaluation, reason: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def slices_html(page: Any, evaluation: Evaluation) -> None:
+    """The slices on a ``kfkit.html_report.Page``: the worst named, one bar chart per charted
+    metric (the primary one, and each with a floor) with the floor as a dashed line across every
+    slice, gating slices beyond it in red, then every slice's metrics as a table."""
+    page.heading("Slices")
+    page.paragraph(worst_slice_sentence(evaluation), "verdict-bad" if evaluation.worst_slice else "")
+    charted = [
+        evaluation.primary_metric,
+        *sorted(m for m in evaluation.slice_floors if m != evaluation.primary_metric),
+    ]
+    for metric in charted:
+        floor = evaluation.slice_floors.get(metric)
+        bound = "floor" if metric in HIGHER_IS_BETTER else "ceiling"
+        page.heading(f"{metric} per slice" + ("" if floor is None else f" ({bound} {floor:g}: dashed)"), 3)
+        groups = [(piece.label, {metric: piece.metrics.get(metric)}) for piece in evaluation.slices]
+        over = [
+            piece.label
+            for piece in evaluation.slices
+            if floor is not None
+            and piece.gates
+            and metric in piece.metrics
+            and _loss(metric, piece.metrics[metric]) > _loss(metric, floor)
+        ]
+        marks = {} if floor is None else {piece.label: floor for piece in evaluation.slices}
+        page.bars(groups, [metric], marks=marks, over=over, css=f"slices slices-{metric}")
+    metrics = list(dict.fromkeys(m for piece in evaluation.slices for m in piece.metrics))
+    page.table(
+        ["feature", "value", "rows", *metrics, "note"],
+        [
+            [
+                piece.feature,
+                piece.value,
+                piece.rows,
+                *(piece.metrics.get(m) for m in metrics),
+                "" if piece.gates else f"fewer than {MIN_SLICE_ROWS} rows: not gated",
+            ]
+            for piece in evaluation.slices
+        ],
+        [_breaches(evaluation, piece) for piece in evaluation.slices],
+    )
+
+
 def report_html(evaluation: Evaluation, reason: str) -> str:
     """One self-contained HTML page (KFP's HTML artifact): verdict, metrics of the candidate,
-    the trivial model and the baseline version as grouped bars, the checks, the confusion matrix
-    as a heatmap, and for binary classification the ROC and precision-recall curves."""
+    the trivial model and the baseline version as grouped bars, the checks, the slices (when
+    sliced), the confusion matrix as a heatmap, and for binary classification the ROC and
+    precision-recall curves."""
     from kfkit.html_report import Page
 
     page = Page("Model evaluation")
@@ -478,6 +734,8 @@ def report_html(evaluation: Evaluation, reason: str) -> str:
         list(evaluation.checks.items()),
         [text.endswith(FAILED) for text in evaluation.checks.values()],
     )
+    if evaluation.slices:
+        slices_html(page, evaluation)
     if evaluation.classes:
         page.heading("Confusion matrix")
         page.paragraph("The candidate on the eval split; rows: true class, columns: predicted.")
@@ -502,6 +760,43 @@ def report_html(evaluation: Evaluation, reason: str) -> str:
             css="pr",
         )
     return page.render()
+
+
+def check_slice_parameters(features: Any, floors: Any) -> None:
+    """``slice_features`` a list of column names, ``slice_floors`` metric -> number, and floors
+    only with something to slice. Whether the columns exist only the eval split can say."""
+    if features is not None and (
+        not isinstance(features, list) or not all(isinstance(f, str) and f for f in features)
+    ):
+        raise KfkitError(
+            "The 'slice_features' parameter of evaluate must be a list of column names. "
+            f"Got {features!r} instead."
+        )
+    if features and len(set(features)) != len(features):
+        raise KfkitError(f"The 'slice_features' parameter of evaluate names a column twice: {features!r}")
+    if floors is None:
+        return
+    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+    if not isinstance(floors, dict):
+        raise KfkitError(
+            f"The 'slice_floors' parameter of evaluate must be a mapping. Got {floors!r} instead."
+        )
+    unknown = sorted(set(floors) - set(known))
+    if unknown:
+        raise KfkitError(
+            f"The 'slice_floors' parameter of evaluate has unknown metric(s) {unknown}; "
+            f"metrics are {', '.join(known)}"
+        )
+    bad = {k: v for k, v in floors.items() if isinstance(v, bool) or not isinstance(v, int | float)}
+    if bad:
+        raise KfkitError(
+            f"The 'slice_floors' parameter of evaluate must map metrics to numbers. Got {bad!r} instead."
+        )
+    if floors and not features:
+        raise KfkitError(
+            f"The 'slice_floors' parameter of evaluate ({', '.join(sorted(floors))}) needs "
+            "'slice_features' to name the columns to slice by; it is empty"
+        )
 
 
 def check(params: dict[str, Any]) -> None:
@@ -532,6 +827,7 @@ def check(params: dict[str, Any]) -> None:
             raise KfkitError(
                 f"The '{parameter}' parameter of evaluate must map metrics to numbers. Got {bad!r} instead."
             )
+    check_slice_parameters(params.get("slice_features"), params.get("slice_floors"))
     margin = params.get("trivial_margin")
     if margin is not None and (
         isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1
@@ -557,9 +853,16 @@ def run(task: Task) -> None:
         trivial_metrics_to_beat=list(p.get("trivial_metrics") or []),
         trivial_margin=DEFAULT_TRIVIAL_MARGIN if p.get("trivial_margin") is None else p["trivial_margin"],
         tolerances=p.get("tolerances"),
+        slice_features=list(p.get("slice_features") or []),
+        slice_floors=dict(p.get("slice_floors") or {}),
     )
     for name, value in result.metrics.items():
         out["metrics"].log_metric(name, value)
+    if result.slices:  # MLMD keeps them beside the metrics (lineage: which slice was worst)
+        out["metrics"].metadata["slices"] = [piece.as_metadata() for piece in result.slices]
+        out["metrics"].metadata["worst_slice"] = (
+            result.worst_slice.as_metadata() if result.worst_slice else {}
+        )
     if result.classes:
         out["classification_metrics"].log_confusion_matrix(result.classes, result.confusion_matrix)
         if result.roc:  # binary: KFP's UI draws it from the metadata
@@ -594,3 +897,5 @@ def run(task: Task) -> None:
         f"{k} {v:.4f}" for k, v in result.trivial_metrics.items() if k in ("accuracy", "log_loss", "rmse")
     )
     task.say(f"{shown} (trivial: {trivial}); {'blessed' if result.blessed else 'NOT blessed'}: {reason}")
+    if result.slices:
+        task.say(f"{len(result.slices)} slices; {worst_slice_sentence(result)}")

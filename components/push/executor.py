@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from kfkit import names
 from kfkit.errors import KfkitError
-from kfkit.model_folder import MANIFEST_FILE, ModelManifest, sha256_bytes, verify_model_file
+from kfkit.model_folder import MANIFEST_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes, verify_model_file
 from kfkit.model_registry import CLAIM_FILE, claim_record, existing_versions, version_folder
 from kfkit.storage import ObjectStore
 
@@ -73,6 +73,13 @@ def push(
         companions[name] = (Path(model_dir) / name).read_bytes()
         if sha256_bytes(companions[name]) != digest:
             raise KfkitError(f"{model_dir}/{name}: sha256 does not match {MANIFEST_FILE}; nothing pushed")
+    signature_path = Path(model_dir) / SIGNATURE_FILE  # travels with the version: readers verify it
+    if not signature_path.is_file():
+        raise KfkitError(f"{signature_path}: model is not signed; nothing pushed")
+    signature = signature_path.read_bytes()
+    manifest_bytes = (Path(model_dir) / MANIFEST_FILE).read_bytes()  # the exact bytes it signs
+    if ModelManifest.from_dict(json.loads(manifest_bytes)) != manifest:
+        raise KfkitError(f"{model_dir}/{MANIFEST_FILE}: changed while being pushed; nothing pushed")
     store.ensure_bucket(names.MODELS_BUCKET)
 
     for _ in range(max_attempts):
@@ -96,9 +103,10 @@ def push(
             )
         for name, data in companions.items():
             store.put_bytes(folder.child(name), data)
+        store.put_bytes(folder.child(SIGNATURE_FILE), signature, "application/json")
         _pause_for_tests("uploaded")
         # Written last: a version folder without it is an interrupted push, not a model.
-        store.put_bytes(folder.child(MANIFEST_FILE), manifest.to_json().encode(), "application/json")
+        store.put_bytes(folder.child(MANIFEST_FILE), manifest_bytes, "application/json")
         return PushResult(version, str(folder), manifest.sha256)
     raise KfkitError(f"s3://models/{model_name}/: could not claim a new version after {max_attempts} tries")
 

@@ -10,10 +10,13 @@ from kfkit.images import BASE_IMAGE
 def resolve_baseline(
     model_name: str,
     baseline: Output[Artifact],
+    deploy_strategy: str = "local",
+    serving_namespace: str = "kfkit-serving",
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
-    """Finds what a new run is compared with: the latest pushed version of the model, with
-    the schema its training data was validated against, that data's statistics and the model file.
+    """Finds what a new run is compared with: the version of the model serving now (asked of
+    the deploy target; else the latest pushed version), with the schema its training data was
+    validated against, that data's statistics and the model file.
 
     Example:
         resolve_baseline(model_name="penguins")
@@ -21,11 +24,16 @@ def resolve_baseline(
     Outputs:
         baseline: Folder with the version's kfkit-model.json, its companion files (schema.pbtxt,
             train_statistics.pb) and its model file, each verified by sha256; metadata `found`,
-            `version`, `uri`. For a model never pushed,
+            `version`, `uri`, `baseline_source` ("served", or "latest-pushed" when the deploy
+            target cannot tell) and `baseline_source_reason`. For a model never pushed,
             `found` is false and the folder is empty.
 
     Args:
         model_name: The model whose pushed versions are looked up in s3://models/<model_name>/.
+        deploy_strategy: push's deploy_strategy, which says which deploy target to ask which
+            version serves: "local" the local record, "replace"/"canary"/"shadow" the
+            configured target (a cluster's SeldonDeployment), "none" nobody (latest pushed).
+        serving_namespace: Namespace the model is served in (push's serving_namespace).
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.resolve_baseline.executor import run

@@ -1,9 +1,11 @@
 """Pushed models in the object store: ``s3://models/<model-name>/<version>/``.
 
-A version is complete when its ``kfkit-model.json`` exists (push writes it last). Every reader
-here (:func:`latest_version`, :func:`resolve`, :func:`download`, :func:`download_companions`)
-ignores or refuses a version without it: a push killed half-way is never served, never a
-baseline. :func:`incomplete_versions` finds those leftovers for ``kfkit store gc``.
+A version is complete when its ``kfkit-model.json`` exists (push writes it last, after the
+model, its companions and its signature ``kfkit-model.sig``). Every reader here
+(:func:`latest_version`, :func:`resolve`, :func:`download`, :func:`download_companions`) ignores
+or refuses a version without it: a push killed half-way is never served, never a baseline.
+:func:`incomplete_versions` finds those leftovers for ``kfkit store gc``. Every download verifies
+the signature against the trusted keys before it fetches anything else.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfkit import names
+from kfkit import names, signing
 from kfkit.errors import KfkitError
-from kfkit.model_folder import MANIFEST_FILE, ModelManifest, sha256_bytes, verify_model_file
+from kfkit.model_folder import (
+    MANIFEST_FILE,
+    SIGNATURE_FILE,
+    ModelManifest,
+    sha256_bytes,
+    verified_manifest,
+    verify_model_file,
+)
 from kfkit.storage import ObjectInfo, ObjectStore, ObjectUri
 
 CLAIM_FILE = "kfkit-claim.json"  # first object of a version folder, created only if absent
@@ -78,25 +87,35 @@ def resolve(store: ObjectStore, reference: str) -> tuple[str, str]:
     return name, latest
 
 
-def download(store: ObjectStore, model_name: str, version: str, target: Path) -> Path:
-    """Copy a pushed version to a local folder and verify its sha256 against its manifest."""
-    folder = _require_complete(store, model_name, version)
-    target.mkdir(parents=True, exist_ok=True)
+def _fetch_verified_manifest(store: ObjectStore, folder: ObjectUri, target: Path) -> ModelManifest:
+    """Fetch a version's manifest and signature, verify the signature against the trusted keys
+    (before anything else of the version is fetched), and keep both in ``target``."""
     manifest_bytes = store.get_bytes(folder.child(MANIFEST_FILE))
+    signature_uri = folder.child(SIGNATURE_FILE)
+    signature = store.get_bytes(signature_uri) if store.exists(signature_uri) else None
+    signing.verify_signature(manifest_bytes, signature, str(folder))
+    target.mkdir(parents=True, exist_ok=True)
     (target / MANIFEST_FILE).write_bytes(manifest_bytes)
-    manifest = ModelManifest.read(target)
+    if signature is not None:  # always, once verified
+        (target / SIGNATURE_FILE).write_bytes(signature)
+    return verified_manifest(target)
+
+
+def download(store: ObjectStore, model_name: str, version: str, target: Path) -> Path:
+    """Copy a pushed version to a local folder: its signature verified against the trusted keys,
+    then the model's sha256 against its manifest."""
+    folder = _require_complete(store, model_name, version)
+    manifest = _fetch_verified_manifest(store, folder, target)
     (target / manifest.model_file).write_bytes(store.get_bytes(folder.child(manifest.model_file)))
     verify_model_file(target, manifest)
     return target
 
 
 def download_companions(store: ObjectStore, model_name: str, version: str, target: Path) -> ModelManifest:
-    """Copy a pushed version's manifest and companion files (not the model) to a local folder,
-    each verified against the sha256 its manifest records."""
+    """Copy a pushed version's manifest, signature and companion files (not the model) to a local
+    folder: the signature verified first, then each file against the sha256 its manifest records."""
     folder = _require_complete(store, model_name, version)
-    target.mkdir(parents=True, exist_ok=True)
-    (target / MANIFEST_FILE).write_bytes(store.get_bytes(folder.child(MANIFEST_FILE)))
-    manifest = ModelManifest.read(target)
+    manifest = _fetch_verified_manifest(store, folder, target)
     for name, digest in manifest.files.items():
         data = store.get_bytes(folder.child(name))
         if sha256_bytes(data) != digest:

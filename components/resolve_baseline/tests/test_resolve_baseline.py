@@ -1,5 +1,6 @@
 """baseline against the real object store: nothing pushed yet, then the latest pushed version
-with its schema, verified by sha256."""
+with its schema, verified by sha256; the version the local deploy target serves (after a
+rollback, during a canary), and the latest pushed version standing in when it cannot tell."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import pytest
 from conftest import PENGUINS, make_artifact, write_schema
 from kfp.dsl import Artifact
 
+import kfkit.deploy
+from kfkit import schemas
 from kfkit.components import resolve_baseline as component
 from kfkit.components.ingest.executor import ingest
 from kfkit.components.push.executor import push
-from kfkit.components.resolve_baseline.executor import find_baseline
+from kfkit.components.resolve_baseline.executor import check, find_baseline
 from kfkit.components.train.executor import train
+from kfkit.deploy.local import LocalTarget
+from kfkit.deploy.request import DeploymentRequest
 from kfkit.errors import KfkitError
-from kfkit.model_folder import load_verified_model
+from kfkit.model_folder import ModelManifest, load_verified_model
 from kfkit.model_registry import version_folder
 
 
@@ -39,7 +44,9 @@ def test_a_model_never_pushed_has_no_baseline(objects, tmp_path):
     assert list((tmp_path / "b").iterdir()) == []
 
 
-def test_the_latest_pushed_version_and_its_schema(objects, tmp_path, store_environment, capsys):
+def test_the_latest_pushed_version_and_its_schema(
+    objects, tmp_path, store_environment, local_deployments, capsys
+):
     first = _pushed(tmp_path / "one", "baseline-test", objects)
     second = _pushed(tmp_path / "two", "baseline-test", objects)
     assert int(second) == int(first) + 1
@@ -54,7 +61,8 @@ def test_the_latest_pushed_version_and_its_schema(objects, tmp_path, store_envir
     ).read_bytes()
     _, manifest = load_verified_model(out.path)
     assert manifest.sha256 == out.metadata["sha256"] and out.metadata["model_file"] == "model.joblib"
-    assert f"compares with baseline-test version {second}" in capsys.readouterr().out
+    assert out.metadata["baseline_source"] == "latest-pushed"  # nothing deployed: it cannot be "served"
+    assert f"compares with baseline-test version {second} (latest pushed: " in capsys.readouterr().out
 
 
 def test_a_changed_companion_file_is_refused(objects, tmp_path):
@@ -71,3 +79,105 @@ def test_a_changed_model_file_is_refused(objects, tmp_path):
     )
     with pytest.raises(KfkitError, match="model.joblib: sha256 .* does not match"):
         find_baseline("baseline-tampered-model", str(tmp_path / "b"), store=objects)
+
+
+# --- the version serving now, asked of the deploy target ------------------------------------
+
+
+@pytest.fixture()
+def local_deployments(tmp_path, monkeypatch) -> LocalTarget:
+    """The local deploy target's records in a folder of this test (``KFKIT_HOME``)."""
+    monkeypatch.setenv("KFKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KFKIT_DEPLOY_TARGET", raising=False)
+    return LocalTarget()
+
+
+def _deploy(target: LocalTarget, model_name: str, version: str, strategy: str = "replace") -> None:
+    uri = str(version_folder(model_name, version))
+    target.apply(DeploymentRequest(model_name, version, uri, strategy=strategy), 0)
+
+
+def test_after_a_rollback_the_baseline_is_the_version_serving_not_the_latest(
+    objects, tmp_path, local_deployments
+):
+    model = "baseline-rollback"
+    first = _pushed(tmp_path / "one", model, objects)
+    second = _pushed(tmp_path / "two", model, objects)
+    _deploy(local_deployments, model, first)
+    _deploy(local_deployments, model, second)
+    local_deployments.rollback(model)
+    assert local_deployments.served_version(model) == first
+
+    found = find_baseline(model, str(tmp_path / "b"), store=objects, deploy_strategy="local")
+    assert found["found"] is True and found["version"] == first
+    assert found["baseline_source"] == "served"
+    assert found["baseline_source_reason"] == (
+        f"deploy target 'local' serves version {first} (the latest pushed is {second})"
+    )
+    # What is downloaded is that version, verified: evaluate compares with the serving model.
+    _, manifest = load_verified_model(tmp_path / "b")
+    assert (
+        manifest.sha256 == found["sha256"]
+        and manifest.sha256 == ModelManifest.read(tmp_path / "one/model").sha256
+    )
+
+    # A canary of the latest does not make it the serving version.
+    _deploy(local_deployments, model, second, "canary")
+    assert (
+        find_baseline(model, str(tmp_path / "c"), store=objects, deploy_strategy="local")["version"] == first
+    )
+
+
+def test_when_the_target_cannot_tell_the_latest_pushed_stands_in_and_says_so(
+    objects, tmp_path, local_deployments, monkeypatch
+):
+    model = "baseline-fallback"
+    first = _pushed(tmp_path / "one", model, objects)
+    second = _pushed(tmp_path / "two", model, objects)
+    # Nothing deployed locally yet.
+    found = find_baseline(model, str(tmp_path / "a"), store=objects, deploy_strategy="local")
+    assert (found["version"], found["baseline_source"]) == (second, "latest-pushed")
+    assert found["baseline_source_reason"] == (
+        f"deploy target 'local' serves no version of {model}: the latest pushed version {second} stands in"
+    )
+    # deploy_strategy none: no target to ask, even with a local record.
+    _deploy(local_deployments, model, first)
+    found = find_baseline(model, str(tmp_path / "b"), store=objects, deploy_strategy="none")
+    assert (found["version"], found["baseline_source"]) == (second, "latest-pushed")
+    assert found["baseline_source_reason"].startswith("deploy_strategy 'none' deploys nowhere")
+    # A served version the store does not have (another store's record) is not trusted.
+    _deploy(local_deployments, model, "7")
+    found = find_baseline(model, str(tmp_path / "c"), store=objects, deploy_strategy="local")
+    assert (found["version"], found["baseline_source"]) == (second, "latest-pushed")
+    assert (
+        "serves version 7, which is not a pushed version in s3://models/" in found["baseline_source_reason"]
+    )
+    # A target that has no served_version method: the same fallback, said.
+    kfkit.deploy.register("no-answer", lambda context: object())
+    monkeypatch.setenv("KFKIT_DEPLOY_TARGET", "no-answer")
+    try:
+        found = find_baseline(model, str(tmp_path / "d"), store=objects, deploy_strategy="replace")
+    finally:
+        kfkit.deploy.unregister("no-answer")
+    assert found["baseline_source"] == "latest-pushed"
+    assert found["baseline_source_reason"].startswith(
+        "deploy target 'no-answer' cannot tell which version serves"
+    )
+
+
+def test_a_schema_reset_still_applies_to_the_serving_version(objects, tmp_path, local_deployments):
+    model = "baseline-reset-served"
+    first = _pushed(tmp_path / "one", model, objects)
+    _pushed(tmp_path / "two", model, objects)
+    _deploy(local_deployments, model, first)
+    schemas.reset(objects, model)  # after the latest: neither version's schema is used
+    found = find_baseline(model, str(tmp_path / "b"), store=objects, deploy_strategy="local")
+    assert found["version"] == first and found["baseline_source"] == "served"
+    assert found["schema_reset"].startswith("reset after version 2")
+    assert not (tmp_path / "b" / "schema.pbtxt").exists() and (tmp_path / "b" / "model.joblib").is_file()
+
+
+def test_the_deploy_strategy_is_checked_before_any_task():
+    with pytest.raises(KfkitError, match="deploy_strategy"):
+        check({"model_name": "penguins", "deploy_strategy": "blue-green"})
+    check({"model_name": "penguins", "deploy_strategy": "canary", "serving_namespace": "x"})

@@ -1,7 +1,9 @@
-"""``kfkit upload``, ``submit`` and ``schedule apply|list``: Kubeflow Pipelines through kfp.Client."""
+"""``kfkit upload``, ``submit`` and ``schedule apply|list``: Kubeflow Pipelines through kfp.Client;
+``kfkit manifests``: the kustomize build of the supporting objects, refused while unfilled."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -134,6 +136,22 @@ def submit_command(
     result = submit(client, settings, _known_pipeline(pipeline), parameters, experiment, run_name)
     _progress(f"started run {result.run_name} ({result.run_id}) of {pipeline} {result.pipeline_version}")
     _emit_json(result.to_dict()) if as_json else click.echo(result.url)
+
+
+@main.command("manifests")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@user_errors
+def manifests_command(path: Path) -> None:
+    """Build the kustomize target PATH (e.g. kustomize/overlays/dev) and print it for
+    `kubectl apply -f -`.
+
+    The same `kubectl kustomize PATH`, refused with one line naming the .env file and line while
+    a credential or endpoint is still the 'replace-me' placeholder or empty. The output holds
+    the credentials: pipe it, do not keep it.
+    """
+    from kfkit.cluster.manifests import build
+
+    click.echo(build(path), nl=False)
 
 
 @main.group("schedule")

@@ -24,6 +24,7 @@ from kfkit.deploy.request import (
     check_deploy_strategy,
 )
 from kfkit.deploy.target import DeployTarget
+from kfkit.errors import KfkitError, first_line
 
 __all__ = [
     "DEPLOY_STRATEGIES",
@@ -36,6 +37,7 @@ __all__ = [
     "manifest",
     "register",
     "select",
+    "served_version",
     "unregister",
 ]
 
@@ -86,3 +88,25 @@ def manifest(request: DeploymentRequest, target: str | None = None) -> dict[str,
     cluster target renders without a cluster configured, and nothing is read or written."""
     selection = select(target, connect=False)
     return get_target(selection, namespace=request.namespace or DEFAULT_NAMESPACE).manifest(request)
+
+
+def served_version(model_name: str, strategy: str, namespace: str = "") -> tuple[str | None, str]:
+    """Which version of ``model_name`` serves now on the target that ``strategy`` (push's
+    ``deploy_strategy``) deploys to, and how that was found, in words; (None, why) when it
+    cannot be told in this process: ``none``, a target without ``served_version``, nothing
+    deployed, or a target that cannot be reached (the caller falls back and says so)."""
+    check_deploy_strategy(strategy)
+    if strategy == NONE:
+        return None, "deploy_strategy 'none' deploys nowhere: no target to ask"
+    try:
+        selection = Selection(LOCAL, None, "deploy_strategy 'local'") if strategy == LOCAL else select()
+        chosen = get_target(selection, namespace=namespace or DEFAULT_NAMESPACE)
+        ask = getattr(chosen, "served_version", None)
+        if ask is None:
+            return None, f"deploy target {selection.name!r} cannot tell which version serves"
+        version = ask(model_name)
+    except KfkitError as exc:
+        return None, f"cannot ask deploy target: {first_line(exc)}"
+    if version is None:
+        return None, f"deploy target {selection.name!r} serves no version of {model_name}"
+    return str(version), f"deploy target {selection.name!r} serves version {version}"

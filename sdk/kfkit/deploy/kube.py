@@ -312,6 +312,15 @@ class SeldonTarget:
         # A failed rollback is not undone (that would pop yet another history entry).
         return self._rollout(model_name, compute, "rollback", timeout, undo=False)
 
+    def served_version(self, model_name: str) -> str | None:
+        """The primary (most traffic, non-shadow) predictor's version; None: no SeldonDeployment."""
+        current = self.get(model_name)
+        if current is None:
+            return None
+        predictors = current.get("spec", {}).get("predictors", [])
+        version = (seldon.primary(predictors).get("labels") or {}).get(seldon.VERSION_LABEL)
+        return None if version is None else str(version)
+
     def status(self, model_name: str) -> dict[str, Any]:
         return {"target": "seldon", **seldon.summary(self._require(model_name))}
 

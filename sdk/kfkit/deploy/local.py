@@ -223,6 +223,9 @@ class LocalTarget:
         }
         self._write(model_name, after)
 
+    def served_version(self, model_name: str) -> str | None:
+        return served_version(model_name, self.root)
+
     def status(self, model_name: str) -> dict[str, Any]:
         record = self._require(model_name)
         serving = record.get("serving") or {}

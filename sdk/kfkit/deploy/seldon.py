@@ -29,6 +29,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kfkit import signing
 from kfkit.deploy.request import (
     CANARY,
     DEFAULT_NAMESPACE,
@@ -51,6 +52,21 @@ PLURAL = "seldondeployments"
 KIND = "SeldonDeployment"
 STORAGE_SECRET = "kfkit-seldon-rclone"
 MODEL_CLASS = "kfkit.serving.model.KfkitModel"
+TRUSTED_KEYS_VOLUME = "trusted-model-keys"
+
+# The Pod Security Standards' "restricted" profile for the model's pod and container. The root
+# filesystem is read-only, so the one writable place is /tmp (an emptyDir): gunicorn's worker
+# heartbeat files and control socket and seldon-core's multiprocessing metrics manager write
+# there; the model itself is read from /mnt/models, where the storage initializer put it.
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+MODEL_CONTAINER_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+SCRATCH_VOLUME = "tmp"
+SCRATCH_MOUNT = "/tmp"
 
 HISTORY_ANNOTATION = "kfkit.io/history"
 CANDIDATE_ANNOTATION = "kfkit.io/candidate"
@@ -120,6 +136,11 @@ def predictor(
         "componentSpecs": [
             {
                 "spec": {
+                    # The model server never calls the Kubernetes API: no token in the pod.
+                    "automountServiceAccountToken": False,
+                    # Pod-wide, so the containers Seldon's operator adds (storage initializer,
+                    # executor) get them too; both of its images run as a non-root user.
+                    "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
                     "containers": [
                         {
                             "name": "model",
@@ -129,13 +150,27 @@ def predictor(
                                 # several workers' OpenMP threads fight for the cores.
                                 {"name": "OMP_NUM_THREADS", "value": "1"},
                                 {"name": "KFKIT_MODEL_DIR", "value": "/mnt/models"},
+                                # gunicorn (>= 25) puts its control socket here, else under
+                                # $HOME, which the read-only root filesystem refuses.
+                                {"name": "XDG_RUNTIME_DIR", "value": SCRATCH_MOUNT},
+                                # The public keys whose model signatures the server accepts.
+                                {"name": signing.TRUSTED_KEYS_DIR_ENV, "value": signing.TRUSTED_KEYS_MOUNT},
                             ],
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "allowPrivilegeEscalation": False,
-                            },
+                            "securityContext": copy.deepcopy(MODEL_CONTAINER_SECURITY_CONTEXT),
+                            "volumeMounts": [
+                                {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT},
+                                {
+                                    "name": TRUSTED_KEYS_VOLUME,
+                                    "mountPath": signing.TRUSTED_KEYS_MOUNT,
+                                    "readOnly": True,
+                                },
+                            ],
                         }
-                    ]
+                    ],
+                    "volumes": [
+                        {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}},
+                        {"name": TRUSTED_KEYS_VOLUME, "configMap": {"name": signing.TRUSTED_KEYS_CONFIG_MAP}},
+                    ],
                 },
             }
         ],

@@ -70,6 +70,13 @@ class DeployTarget(Protocol):
 
     def rollback(self, model_name: str, timeout: float) -> dict[str, Any]: ...
 
+    # Optional, not part of the protocol (a target without it still works everywhere):
+    #     def served_version(self, model_name: str) -> str | None
+    # the version that serves the model's traffic now (the stable one during a canary, never
+    # a shadow), or None when nothing of it is deployed. resolve_baseline asks it, through
+    # ``kfkit.deploy.served_version``; a target that cannot tell leaves it out, and the
+    # latest pushed version stands in (the baseline's metadata says which).
+
 
 def detect_cluster() -> str | None:
     """``in-cluster``, ``kubeconfig:<path>``, or None: the configured cluster, if any."""

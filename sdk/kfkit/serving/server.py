@@ -26,6 +26,7 @@ from typing import Any
 
 from kfkit.errors import KfkitError
 from kfkit.net import free_port
+from kfkit.signing import trusted_keys_env
 
 SDK_DIR = Path(__file__).resolve().parents[2]
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -339,6 +340,8 @@ def start_server(
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # The server's working folder is not ours: hand it where our trusted public keys are.
+    env.update(trusted_keys_env())
     # Seldon's own console script, configured only through its documented flags.
     command = [
         str(executable),
