@@ -124,7 +124,7 @@ CASES = [
         "validate: The 'drift_thresholds' parameter of validate must map each feature",
     ),
     preflight("skew_thresholds=3", "The 'skew_thresholds' parameter of the pipeline must be a mapping"),
-    preflight("deploy_strategy=blue-green", "The 'deploy_strategy' parameter of push must be one of"),
+    preflight("deploy_strategy=blue-green", "The 'deploy_strategy' parameter of "),
     preflight("data_uri=", "ingest: The 'source_uri' parameter of ingest must name a file, folder or object"),
     preflight("learning_rate=3", "unknown pipeline parameter(s) ['learning_rate']"),
     Case(

@@ -72,8 +72,9 @@ def _gc(env: dict[str, str], *flags: str) -> list[dict]:
     return json.loads(proc.stdout)["leftovers"]
 
 
-def test_kill_9_at_every_step_of_push_leaves_nothing_half_served(store_env, objects, tmp_path):
+def test_kill_9_at_every_step_of_push_leaves_nothing_half_served(store_env, objects, tmp_path, monkeypatch):
     home = tmp_path / "home"
+    monkeypatch.setenv("KFKIT_HOME", str(home))  # this process verifies with the runs' trusted keys
     env = dict(store_env, KFKIT_HOME=str(home), KFKIT_METADATA_URI=f"sqlite://{tmp_path / 'crash.sqlite'}")
     proc, first = run_pipeline(env, f"data_uri={PENGUINS}", f"model_name={MODEL}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -108,7 +109,7 @@ def test_kill_9_at_every_step_of_push_leaves_nothing_half_served(store_env, obje
         pushed = after["pushed"]["push"]["version"]
         assert int(pushed) == int(version) + 1, point  # a number once claimed is never reused
         assert served_version(MODEL, home) == pushed and pushed in _lineage_versions(env)
-        download(objects, MODEL, pushed, tmp_path / f"download-{point}")  # whole: sha256 verified
+        download(objects, MODEL, pushed, tmp_path / f"download-{point}")  # whole: signature, sha256
     assert int(version) == base + 2 * len(PAUSE_POINTS) - 1  # the last killed push's claim
 
     # gc: the two incomplete versions (their pushes are dead) and the killed runs' warm folders.
