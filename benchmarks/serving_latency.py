@@ -2,10 +2,11 @@
 
 Compares, on the same penguins models:
 - in-process ``KfkitModel.predict`` (``predict_proba`` plus the request-row conversion): the floor;
-- kfkit's Seldon server: Seldon's unchanged ``seldon-core-microservice`` script with
-  ``--workers 2 --threads 2``, as ``kfkit serve`` and the serving image run it, and beside it the
-  same script with Seldon's defaults (one sync worker), so the row pair shows what those public
-  flags buy;
+- kfkit's model server (``python -m kfkit.serving.app``: Seldon's REST app behind kfkit's request
+  checks, 2 workers x 2 threads), as ``kfkit serve`` and the serving image run it;
+- before it, in the same run: Seldon's unchanged ``seldon-core-microservice`` script with
+  ``--workers 2 --threads 2`` (what kfkit ran until the server was hardened) and with Seldon's
+  defaults (one sync worker); the notes give kfkit's server's ratios against the 2 x 2 row;
 - MLServer's scikit-learn runtime (``benchmarks/mlserver/.venv``, made by ``make bench-serving``)
   with ``parallel_workers`` 0, 1 and 2, when that venv exists; the best is labelled as such.
 
@@ -17,6 +18,11 @@ come from wrk's latency histogram (printed by the script's ``done()``) with wrk'
 correction undone (``raw_histogram``). Loopback only. Writes benchmarks/results/serving_latency.md.
 
     .venv/bin/python benchmarks/serving_latency.py [--seconds 5] [--warmup 1]
+    .venv/bin/python benchmarks/serving_latency.py --ab 4   # kfkit's server vs the unchanged script only
+
+``--ab N`` alternates kfkit's server and the unchanged script (linear model, 2 x 2) N times each and
+writes the medians and their ratio to benchmarks/results/serving_ab.md: on a shared machine the
+alternation spreads the other jobs' load over both sides.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import contextlib
 import json
 import platform
 import re
@@ -54,7 +61,7 @@ from kfkit.components.train.executor import build_pipeline
 from kfkit.model_folder import MODEL_FILE, Feature, save_model
 from kfkit.net import free_port
 from kfkit.serving.model import KfkitModel
-from kfkit.serving.server import start_server
+from kfkit.serving.server import HEALTH_PATH, LOOPBACK, serving_venv, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the apt-get helper the tests use for MariaDB
@@ -62,6 +69,7 @@ from debian_packages import ensure_debian_package  # noqa: E402
 
 MLSERVER_VENV = REPO / "benchmarks" / "mlserver" / ".venv"
 RESULTS = REPO / "benchmarks" / "results" / "serving_latency.md"
+AB_RESULTS = REPO / "benchmarks" / "results" / "serving_ab.md"
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
 CATEGORICAL = ["island", "sex"]
 FEATURES = NUMERIC + CATEGORICAL
@@ -352,6 +360,47 @@ def start_mlserver(
     raise RuntimeError(f"mlserver not ready after 120 s: see {log}")
 
 
+def start_seldon_microservice(
+    folder: Path, workers: int, threads: int, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Seldon's own console script, unchanged (it binds 0.0.0.0; the benchmark talks to loopback)."""
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    run_dir = Path(tempfile.mkdtemp(prefix="kfkit-bench-seldon-"))
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(run_dir),
+        "PYTHONPATH": str(REPO / "sdk"),
+        "KFKIT_MODEL_DIR": str(folder),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [
+        str(serving_venv() / "bin" / "seldon-core-microservice"), "kfkit.serving.model.KfkitModel",
+        "--service-type", "MODEL", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        "--metrics-port", str(metrics_port), "--workers", str(workers), "--threads", str(threads),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO / "sdk",
+        start_new_session=True,
+    )
+    base = f"http://{LOOPBACK}:{http_port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"seldon-core-microservice exited: see {log}")
+        try:
+            with urllib.request.urlopen(base + HEALTH_PATH, timeout=2) as response:
+                if response.status == 200:
+                    return process, f"{base}/api/v1.0/predictions"
+        except OSError:
+            time.sleep(0.3)
+    stop(process)
+    raise RuntimeError(f"seldon-core-microservice not healthy after 120 s: see {log}")
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
@@ -372,17 +421,88 @@ def check_same_answer(url: str, body: bytes, expected: list[float], kind: str) -
     return list(map(float, got)) == list(map(float, expected))
 
 
+KFKIT_ROW = "kfkit server (`python -m kfkit.serving.app`, 2 workers x 2 threads, request checks)"
+BEFORE_ROW = "before: Seldon's unchanged `seldon-core-microservice --workers 2 --threads 2`"
+
+
+def ratio_note(label: str, lines: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """kfkit's server against the unchanged script at the same workers x threads, in this run."""
+    rows = {server: result for model, server, result in lines if model == label}
+    new, old = rows[KFKIT_ROW], rows[BEFORE_ROW]
+    parts = [f"p50 {new['p50']:.2f} vs {old['p50']:.2f} ms (x{new['p50'] / old['p50']:.2f})"]
+    for connections in (1, 8, 32):
+        a, b = new["rps"].get(connections), old["rps"].get(connections)
+        if a and b:
+            parts.append(f"{connections} conn {a:.0f} vs {b:.0f} req/s (x{a / b:.2f})")
+    return f"{label}: **kfkit server / unchanged script (2 x 2), this run**: " + "; ".join(parts)
+
+
 def _cell(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def measure_server(
+    kind: str, folder: Path, bodies: list[bytes], args: argparse.Namespace, name: Path
+) -> dict[str, Any]:
+    """One server of ``kind`` ("kfkit" or "seldon", 2 x 2) started, measured at every level, stopped."""
+    with contextlib.ExitStack() as running:
+        if kind == "kfkit":
+            server = running.enter_context(
+                start_server(folder, workers=2, threads=2, log_path=name.with_suffix(".log"))
+            )
+            url = server.url + "/api/v1.0/predictions"
+        else:
+            process, url = start_seldon_microservice(folder, 2, 2, name.with_suffix(".log"))
+            running.callback(stop, process)
+        return measure(url, bodies, args.seconds, args.warmup, name)
+
+
+def interleaved_ab(args: argparse.Namespace, root: Path) -> None:
+    folder, frame = build_model(root / "linear", LogisticRegression(max_iter=1000))
+    bodies = seldon_bodies(frame)
+    results: dict[str, list[dict[str, Any]]] = {"kfkit": [], "seldon": []}
+    for round_ in range(args.ab):
+        for kind in ("kfkit", "seldon") if round_ % 2 == 0 else ("seldon", "kfkit"):
+            print(f"A/B round {round_ + 1}/{args.ab}: {kind}", file=sys.stderr)
+            results[kind].append(measure_server(kind, folder, bodies, args, root / f"ab-{kind}-{round_}"))
+
+    def median(kind: str, key: str, level: int | None = None) -> float:
+        values = [r["rps"][level] if level else r[key] for r in results[kind]]
+        return statistics.median(values)
+
+    rows = []
+    for key, level in (("p50", None), ("p99", None), ("rps", 1), ("rps", 8), ("rps", 32)):
+        label = f"{key} ms at 1 connection" if level is None else f"req/s at {level} connection(s)"
+        new, old = median("kfkit", key, level), median("seldon", key, level)
+        rows.append(f"| {label} | {new:.2f} | {old:.2f} | x{new / old:.2f} |")
+    text = (
+        "# kfkit's server against Seldon's unchanged script, interleaved\n\n"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} shared cores: "
+        f"`benchmarks/serving_latency.py --ab {args.ab} --seconds {args.seconds:g}`. Linear model "
+        "(LogisticRegression, kfkit's training layout), 2 workers x 2 threads on both sides, single-row "
+        "JSON POSTs from `wrk` over loopback as in serving_latency.md; the sides alternate "
+        f"(ABBA...), {args.ab} runs each; medians.\n\n"
+        "| measure | kfkit server (`kfkit.serving.app`) | unchanged `seldon-core-microservice` | ratio |\n"
+        "|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+    AB_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    AB_RESULTS.write_text(text)
+    print(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5, help="timed wrk run per level of connections")
     parser.add_argument("--warmup", type=float, default=1, help="wrk warm-up run before each timed run")
+    parser.add_argument(
+        "--ab", type=int, default=0, metavar="N", help="only the interleaved A/B, N runs each"
+    )
     args = parser.parse_args()
     ensure_wrk()
     root = Path(tempfile.mkdtemp(prefix="kfkit-bench-serving-"))
+    if args.ab:
+        interleaved_ab(args, root)
+        return
     lines: list[tuple[str, str, dict[str, Any]]] = []
     notes: list[str] = []
 
@@ -402,19 +522,23 @@ def main() -> None:
         lines.append(
             (label, "in-process KfkitModel.predict (floor)", in_process(folder, frame, IN_PROCESS_CALLS))
         )
-        for workers, threads, server_name in (
-            (2, 2, "kfkit server (`seldon-core-microservice --workers 2 --threads 2`)"),
-            (1, 1, "same script with Seldon's defaults (1 worker x 1 thread)"),
-        ):
+        servers = (
+            ("kfkit", 2, 2, KFKIT_ROW),
+            ("seldon", 2, 2, BEFORE_ROW),
+            ("seldon", 1, 1, "Seldon's unchanged script with its defaults (1 worker x 1 thread)"),
+        )
+        for kind, workers, threads, server_name in servers:
             print(f"{label}: {server_name}", file=sys.stderr)
-            name = f"{short}-seldon-{workers}x{threads}"
-            with start_server(
-                folder,
-                workers=workers,
-                threads=threads,
-                log_path=root / f"{name}.log",
-            ) as server:
-                url = server.url + "/api/v1.0/predictions"
+            name = f"{short}-{kind}-{workers}x{threads}"
+            with contextlib.ExitStack() as running:
+                if kind == "kfkit":
+                    server = running.enter_context(
+                        start_server(folder, workers=workers, threads=threads, log_path=root / f"{name}.log")
+                    )
+                    url = server.url + "/api/v1.0/predictions"
+                else:
+                    process, url = start_seldon_microservice(folder, workers, threads, root / f"{name}.log")
+                    running.callback(stop, process)
                 same = check_same_answer(url, seldon_bodies(frame)[0], list(first), "seldon")
                 notes.append(f"{label}: {server_name}: answer equals in-process predict_proba: {same}")
                 result = timed(url, seldon_bodies(frame), name)
@@ -427,6 +551,7 @@ def main() -> None:
                     f"level: {spread}. Keep-alive connections stay with the worker that accepted them: "
                     "when all of them land on one worker, that level runs on one process"
                 )
+        notes.append(ratio_note(label, lines))
         if not (MLSERVER_VENV / "bin" / "mlserver").exists():
             notes.append(
                 "MLServer not measured: benchmarks/mlserver/.venv missing (make bench-serving makes it)"
@@ -508,18 +633,16 @@ def main() -> None:
         "turning off its gzip middleware and metrics endpoint as well, tried by hand with "
         "parallel_workers=2, changed nothing beyond noise (271 vs 267 req/s at 8 connections), so the "
         "rows keep those defaults.\n\n"
-        "**kfkit's server is Seldon's console script, unchanged**: kfkit sets only its public flags "
-        "(`--workers`, `--threads`, ports; `GUNICORN_WORKERS`/`GUNICORN_THREADS` in the image). It no "
-        "longer patches seldon-core: Seldon 1.19 has no public setting to skip its per-request write of "
-        "an empty custom-metrics entry to its `multiprocessing.Manager`, nor to pass gunicorn's "
-        "`reuse_port` (its gunicorn application reads neither `GUNICORN_CMD_ARGS` nor a gunicorn config "
-        "file), so both costs are back. The last run with the two patches (linear model, same machine) "
-        "measured p50 0.65 ms / p99 0.90 ms at 1 connection and 3,092 / 3,038 req/s at 8 / 32 "
-        "connections, against 0.95 / 1.52 ms and 1,307 / 1,546 req/s for the unchanged script at 2 x 2, "
-        "the configuration of the first row now. An interleaved A/B on 2026-12-01 (the removed entry "
-        "point run from a scratch copy, 4 alternating pairs, linear model, 2 x 2, a busier machine) "
-        "gave medians of p50 0.91 vs 1.14 ms at 1 connection and 1,365 / 1,639 vs 738 / 765 req/s at "
-        "8 / 32 connections: without the patches about half the throughput.\n\n"
+        "**kfkit's server** (`python -m kfkit.serving.app`) composes Seldon 1.19's public pieces instead "
+        "of running its console script: Seldon's REST Flask app behind kfkit's request checks (content "
+        "type, method, body size, strict JSON and the message's shape, before Seldon parses the body: "
+        "the body is parsed twice), under kfkit's own gunicorn application bound to 127.0.0.1, and a "
+        "`SeldonMetrics` subclass that skips Seldon's per-request write of an empty custom-metrics entry "
+        "to its `multiprocessing.Manager`. Its REST workers still share one listening socket, as "
+        "Seldon's do. The unchanged script runs in the same run for the ratio (notes). History: with "
+        "two patches into seldon-core (empty metrics skipped, one socket per worker), removed on "
+        "2026-12-01, an interleaved A/B had measured p50 0.91 vs 1.14 ms and 1,365 / 1,639 vs 738 / 765 "
+        "req/s at 8 / 32 connections against the unchanged script.\n\n"
         + header
         + body
         + "\n"

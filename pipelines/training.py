@@ -24,13 +24,18 @@ In a cluster every task reads the object-store credentials from the Kubernetes S
 compiled YAML names the Secret and its keys, never a value, and no credential is a pipeline
 parameter. kfp.local ignores this platform config; ``kfkit run-local`` passes the same
 variables from its own environment instead.
+
+Models are signed: train reads its private key from the Secret ``kfkit-model-signing`` and the
+tasks that load models (resolve_baseline, evaluate) trust the public keys in the ConfigMap
+``kfkit-trusted-model-keys``, both mounted as files (``kfkit.platform``). Locally kfkit uses a
+key pair of its own under the state folder.
 """
 
 from kfp import dsl
 
 from kfkit import names
 from kfkit.components import evaluate, ingest, push, resolve_baseline, resolve_source, train, validate
-from kfkit.platform import use_object_store
+from kfkit.platform import use_model_signing_key, use_object_store, use_trusted_model_keys
 from kfkit.task_settings import configure_task
 
 
@@ -78,12 +83,14 @@ def training(
             source_identity=source_task.outputs["source_identity"],
         )
     )
-    baseline_task = use_object_store(
-        resolve_baseline(
-            model_name=model_name,
-            deploy_strategy=deploy_strategy,
-            serving_namespace=serving_namespace,
-            baseline_identity=source_task.outputs["baseline_identity"],
+    baseline_task = use_trusted_model_keys(
+        use_object_store(
+            resolve_baseline(
+                model_name=model_name,
+                deploy_strategy=deploy_strategy,
+                serving_namespace=serving_namespace,
+                baseline_identity=source_task.outputs["baseline_identity"],
+            )
         )
     )
     validate_task = use_object_store(
@@ -97,32 +104,36 @@ def training(
             skew_thresholds=skew_thresholds,
         )
     )
-    train_task = use_object_store(
-        train(
-            train_split=ingest_task.outputs["train_split"],
-            schema=validate_task.outputs["schema"],
-            anomalies=validate_task.outputs["anomalies"],
-            statistics=validate_task.outputs["statistics"],
-            model_name=model_name,
-            problem_type=problem_type,
-            estimator=estimator,
-            hyperparameters=hyperparameters,
-            random_seed=random_seed,
-            # No run_id: the run name would change train's cache key on every run. KFP's lineage
-            # links the model to the run that trained it.
+    train_task = use_model_signing_key(
+        use_object_store(
+            train(
+                train_split=ingest_task.outputs["train_split"],
+                schema=validate_task.outputs["schema"],
+                anomalies=validate_task.outputs["anomalies"],
+                statistics=validate_task.outputs["statistics"],
+                model_name=model_name,
+                problem_type=problem_type,
+                estimator=estimator,
+                hyperparameters=hyperparameters,
+                random_seed=random_seed,
+                # No run_id: the run name would change train's cache key on every run. KFP's
+                # lineage links the model to the run that trained it.
+            )
         )
     )
-    evaluate_task = use_object_store(
-        evaluate(
-            model=train_task.outputs["model"],
-            eval_split=ingest_task.outputs["eval_split"],
-            train_split=ingest_task.outputs["train_split"],
-            baseline=baseline_task.outputs["baseline"],
-            thresholds=thresholds,
-            trivial_margin=trivial_margin,
-            tolerances=tolerances,
-            slice_features=slice_features,
-            slice_floors=slice_floors,
+    evaluate_task = use_trusted_model_keys(
+        use_object_store(
+            evaluate(
+                model=train_task.outputs["model"],
+                eval_split=ingest_task.outputs["eval_split"],
+                train_split=ingest_task.outputs["train_split"],
+                baseline=baseline_task.outputs["baseline"],
+                thresholds=thresholds,
+                trivial_margin=trivial_margin,
+                tolerances=tolerances,
+                slice_features=slice_features,
+                slice_floors=slice_floors,
+            )
         )
     )
     push_task = use_object_store(

@@ -14,6 +14,7 @@ planted values.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ import yaml
 from conftest import REPO, error_line, run_kfkit
 from pod_security_standards import pod_specs, restricted_violations
 
-from kfkit import names
+from kfkit import names, signing
 from kfkit.deploy.seldon import STORAGE_SECRET, changed, plan, predictor, seldon_deployment
 
 KUBERNETES_VERSION = "1.32.0"  # the kubectl on these machines; kubernetes-validate ships it
@@ -121,7 +122,15 @@ def test_every_built_object_validates(built, target):
         # strict: unknown fields are errors, as the API server's field validation would say
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     # No SeldonDeployment: push owns it (see test_seldon_deployment_has_one_owner).
-    assert kinds == {"Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding", "NetworkPolicy"}
+    assert kinds == {
+        "Namespace",
+        "ServiceAccount",
+        "Secret",
+        "ConfigMap",
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
+    }  # ConfigMap: the trusted model keys (public)
 
 
 def test_a_broken_object_fails_validation():
@@ -720,7 +729,10 @@ def test_kfkit_manifests_prints_the_kustomize_build_when_filled(built, tree, ove
 def check_compiled_pipeline_env(spec: dict, platform: dict) -> None:
     """Every task's executor, as the compiled spec itself lists them (root.dag.tasks ->
     components -> executorLabel, and deploymentSpec.executors), gets the object-store Secret
-    by name and keys, and only that Secret; nothing refers to a ConfigMap."""
+    by name and keys as env, and only that Secret; besides it only the model-signing key (a
+    Secret mounted as a file, train only) and the trusted public keys (a ConfigMap mounted as
+    files); nothing else refers to a ConfigMap."""
+    platform = copy.deepcopy(platform)  # the mounted keys are checked, then set aside
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks, "no tasks in root.dag"
     task_executors = {spec["components"][t["componentRef"]["name"]]["executorLabel"] for t in tasks.values()}
@@ -728,6 +740,10 @@ def check_compiled_pipeline_env(spec: dict, platform: dict) -> None:
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == task_executors
     for label, executor in executors.items():
+        for volume in executor.pop("secretAsVolume", []):
+            assert (label, volume["secretName"]) == ("exec-train", signing.SIGNING_KEY_SECRET), volume
+        for volume in executor.pop("configMapAsVolume", []):
+            assert volume["configMapName"] == signing.TRUSTED_KEYS_CONFIG_MAP, f"{label}: {volume}"
         config_maps = [key for key in executor if "configmap" in key.lower()]
         assert not config_maps, f"{label}: {config_maps}"
         (secret,) = executor["secretAsEnv"]

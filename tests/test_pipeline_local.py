@@ -183,14 +183,6 @@ def test_bad_input_ends_with_one_line_and_pushes_nothing(
     assert [t["state"] for t in recorded["tasks"][:-1]] == ["COMPLETE"] * (len(recorded["tasks"]) - 1)
 
 
-def test_empty_file_is_refused(store_env, objects, tmp_path):
-    empty = tmp_path / "empty.csv"
-    empty.write_text("")
-    proc, _ = run_pipeline(store_env, f"data_uri={empty}", "model_name=penguins-empty")
-    assert f"{empty}: file is empty" in error_line(proc)
-    assert existing_versions(objects, "penguins-empty") == []
-
-
 def test_wrong_credentials_are_named_and_push_nothing(two_clean_runs, store_env, objects):
     before = existing_versions(objects, MODEL)
     env = dict(store_env, AWS_SECRET_ACCESS_KEY="not-the-secret")

@@ -1,7 +1,8 @@
-"""Serving: a real seldon-core-microservice answers exactly like the model does in process.
+"""Serving: kfkit's real model server answers exactly like the model does in process.
 
-The server-starting tests run ``seldon-core-microservice`` from the serving venv
-(``serving/.venv``, Python 3.12), the way a SeldonDeployment runs kfkit's serving image.
+The server-starting tests run ``python -m kfkit.serving.app`` (Seldon Core's REST, metrics and
+gRPC servers composed by kfkit) from the serving venv (``serving/.venv``, Python 3.12), the way
+kfkit's serving image runs in a SeldonDeployment.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ from kfkit.errors import KfkitError
 from kfkit.model_folder import MODEL_FILE, Feature, ModelManifest, save_model
 from kfkit.serving.model import FeatureError, KfkitModel, rows_to_frame
 from kfkit.serving.server import (
-    INTERFACE_NAME,
+    SERVER_MODULE,
     ServingProcess,
     ServingRequestError,
     group_alive,
     serving_venv,
     start_server,
 )
+from kfkit.signing import sign_folder
 
 PENGUINS_CSV = Path(kfkit.__file__).parent / "data" / "penguins.csv"
 LABEL = "species"
@@ -148,6 +150,7 @@ def other_version_dir(model_dir: Path, tmp_path: Path) -> Path:
     manifest = ModelManifest.read(folder)
     manifest.sklearn_version = "1.5.2"
     manifest.write(folder)
+    sign_folder(folder)  # signed as if that version had trained it: the version check refuses it
     return folder
 
 
@@ -319,6 +322,7 @@ def test_load_refuses_a_manifest_that_describes_another_model(
     manifest = ModelManifest.read(folder)
     edit(manifest)
     manifest.write(folder)
+    sign_folder(folder)  # a signed manifest that still does not describe the pickled model
     model = KfkitModel(folder)
     with pytest.raises(KfkitError, match=message):
         model.load()
@@ -332,7 +336,7 @@ def test_model_dir_comes_from_env(monkeypatch: pytest.MonkeyPatch, model_dir: Pa
     assert KfkitModel().model_dir == Path("/mnt/models")
 
 
-# --------------------------------------------------- the real seldon-core-microservice (slow)
+# --------------------------------------------------- the real model server (slow)
 
 
 @pytest.mark.slow
@@ -472,25 +476,26 @@ def test_kfkit_layout_is_served_through_the_proven_fast_path(
     assert plain.fast is None
 
 
-# ------------------------------- Seldon's unchanged console script, configured by public flags
+# ------------------------------- kfkit's server: Seldon's public apps composed, not patched
 
 
 @pytest.mark.slow
-def test_served_by_seldons_unchanged_console_script_with_its_metrics_endpoint(server: ServingProcess):
-    """No kfkit entry point in between: the process is the serving venv's own console script."""
+def test_served_by_kfkits_server_with_seldons_metrics_endpoint(server: ServingProcess):
+    """The process is kfkit's server module from the serving venv, and Seldon's Prometheus
+    endpoint answers on the metrics port."""
     server.predict([{name: None for name in FEATURES}])
     with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as response:
         assert response.status == 200
-    assert server.process.args[0] == str(serving_venv() / "bin" / "seldon-core-microservice")
-    assert server.process.args[1] == INTERFACE_NAME
+        assert response.headers["Content-Type"].startswith("text/plain")
+    assert server.process.args[:3] == [str(serving_venv() / "bin" / "python"), "-m", SERVER_MODULE]
 
 
 @pytest.mark.slow
 def test_workers_and_threads_reach_gunicorn(server: ServingProcess):
-    """``--workers 2 --threads 2`` (start_server's defaults) as gunicorn reports them: two
-    threaded (gthread) REST workers, not Seldon's default of one sync worker."""
+    """``workers=2, threads=2`` (start_server's defaults) as gunicorn reports them: two threaded
+    (gthread) REST workers, not one sync worker."""
     log = server.log_text()
-    config = re.search(r"Gunicorn Config:\s+(\{.*\})", log)
+    config = re.search(r"REST on 127\.0\.0\.1:\d+: (\{.*\})", log)
     assert config, log[-2000:]
     assert "'workers': 2" in config.group(1) and "'threads': 2" in config.group(1)
     assert "Using worker: gthread" in log

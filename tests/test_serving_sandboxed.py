@@ -7,8 +7,8 @@ remounted read-only (``readOnlyRootFilesystem``), a tmpfs for each ``emptyDir`` 
 ``mountPath``, the model folder read-only at ``/mnt/models`` (where Seldon's storage initializer
 puts it), then ``setpriv`` to the image's numeric USER (``runAsNonRoot``) with no capabilities
 (``capabilities: drop [ALL]``) and no_new_privs (``allowPrivilegeEscalation: false``), and the
-container's environment only. The real ``seldon-core-microservice`` of the serving venv then
-starts there. Seccomp is the runtime's and is not emulated.
+container's environment only. The serving image's own command (its CMD, kfkit's server) then
+starts there, from the serving venv. Seccomp is the runtime's and is not emulated.
 
 A control run without the ``emptyDir`` proves the sandbox really is read-only: the same server
 cannot start.
@@ -17,6 +17,7 @@ cannot start.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -34,6 +35,7 @@ from conftest import REPO
 from sklearn.linear_model import LogisticRegression
 from test_serving import CATEGORICAL, FEATURES, LABEL, NUMERIC, PENGUINS_CSV, _pipeline, _write_model_folder
 
+from kfkit import signing
 from kfkit.deploy.seldon import seldon_deployment
 from kfkit.errors import KfkitError
 from kfkit.net import free_port
@@ -56,6 +58,12 @@ def image_user_and_env() -> tuple[int, dict[str, str]]:
             if key not in IMAGE_PATHS:
                 env[key] = value
     return int(user), env
+
+
+def image_command() -> list[str]:
+    """The serving image's CMD (exec form), as the container runtime would run it."""
+    (command,) = re.findall(r"^CMD (\[.*\])\s*$", DOCKERFILE.read_text(), re.M)
+    return json.loads(command)
 
 
 def model_container(spec: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +92,24 @@ def _blocked_ancestor(path: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def config_map_folder(name: str, hold: Path) -> Path:
+    """What the kubelet would mount for ConfigMap ``name``: kfkit's only one is the trusted model
+    keys, here this machine's trusted public keys, readable by the image's user."""
+    assert name == signing.TRUSTED_KEYS_CONFIG_MAP, name
+    ((_, source),) = signing.trusted_keys_env().items()
+    source_path = Path(source)
+    if source_path.is_file():
+        files = [source_path]
+    else:
+        files = sorted(p for p in source_path.iterdir() if p.is_file())
+    folder = hold / f"configmap-{name}"
+    folder.mkdir(mode=0o755)
+    for path in files:
+        (folder / path.name).write_bytes(path.read_bytes())
+        (folder / path.name).chmod(0o644)
+    return folder
+
+
 def sandbox_script(spec: dict[str, Any], model_dir: Path, hold: Path, ports: dict[str, int]) -> str:
     """The shell script, run by root in a fresh mount namespace, that ends in the model server."""
     container = model_container(spec)
@@ -99,20 +125,25 @@ def sandbox_script(spec: dict[str, Any], model_dir: Path, hold: Path, ports: dic
         keep.append(child)
         covers.append(f"mount -t tmpfs -o mode=0711 tmpfs {shlex.quote(str(directory))}")
     volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+    config_maps: dict[str, Path] = {}  # mountPath -> folder, mounted read-only like the model
     for mount in container.get("volumeMounts", []):
-        empty_dir = volumes[mount["name"]]["emptyDir"]
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            config_maps[mount["mountPath"]] = config_map_folder(volume["configMap"]["name"], hold)
+            continue
+        empty_dir = volume["emptyDir"]
         size = _size_bytes(empty_dir.get("sizeLimit", "64Mi"))
         covers.append(f"mount -t tmpfs -o mode=1777,size={size} tmpfs {shlex.quote(mount['mountPath'])}")
 
     lines = ["set -e"]
     # 1. Hold what the server reads, on a path nothing below covers.
-    for index, path in enumerate([*keep, model_dir]):
+    for index, path in enumerate([*keep, model_dir, *config_maps.values()]):
         (hold / str(index)).mkdir()
         lines.append(f"mount --bind {shlex.quote(str(path))} {hold / str(index)}")
     # 2. The pod's view: /mnt, the emptyDir volumes, the blocked directory.
     lines += covers
     # 3. The held paths back in place, read-only; the model at /mnt/models.
-    targets = [*(str(path) for path in keep), MODEL_MOUNT]
+    targets = [*(str(path) for path in keep), MODEL_MOUNT, *config_maps]
     for index, target in enumerate(targets):
         quoted = shlex.quote(target)
         lines += [
@@ -138,7 +169,7 @@ def sandbox_script(spec: dict[str, Any], model_dir: Path, hold: Path, ports: dic
         **{item["name"]: item["value"] for item in container["env"]},
     }
     privileges = "--clear-groups --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all"
-    command = ["seldon-core-microservice", "kfkit.serving.model.KfkitModel", "--service-type", "MODEL"]
+    command = image_command()
     lines.append(
         f"exec setpriv --reuid {uid} --regid {uid} {privileges} env -i "
         + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

@@ -336,7 +336,8 @@ def _files(run_root: str, model_name: str) -> dict[str, bytes]:
     return {
         str(Path(*p.relative_to(root).parts[1:])): p.read_bytes().replace(model_name.encode(), b"MODEL")
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name not in ("executor_output.json", "kfkit-model.json")
+        # The manifest names the run; its signature is over those bytes, so it differs with it.
+        if p.is_file() and p.name not in ("executor_output.json", "kfkit-model.json", "kfkit-model.sig")
     }
 
 

@@ -6,25 +6,47 @@ Versions are integers counted up from 1 and never overwritten: a push first clai
 version by creating ``kfkit-claim.json`` only if absent (atomic in the store, so concurrent
 pushes get distinct versions), ``kfkit-model.json`` is written last and marks a version
 complete, and a version whose folder holds anything is never written to again.
+
+The order is what makes a crash at any point safe: claim, upload every file, write the
+manifest (readers ignore a version without it), record the pushed version in the lineage, and
+only then hand it to the deploy target. A push killed before the manifest leaves an incomplete
+folder that no reader uses and `kfkit store gc` removes; one killed later leaves a whole version
+that is recorded before anything serves it.
+
+``KFKIT_TEST_PAUSE_AT=<point>`` is a test hook, read only by the crash tests: push prints
+``paused at <point>`` and waits there so that the test can kill it with SIGKILL. The points, in
+order: ``claimed``, ``uploaded`` (every file but the manifest), ``complete``, ``recorded``
+(lineage written, nothing deployed), ``deployed``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kfkit import names
 from kfkit.errors import KfkitError
-from kfkit.model_folder import MANIFEST_FILE, ModelManifest, sha256_bytes, verify_model_file
-from kfkit.model_registry import existing_versions, version_folder
+from kfkit.model_folder import MANIFEST_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes, verify_model_file
+from kfkit.model_registry import CLAIM_FILE, claim_record, existing_versions, version_folder
 from kfkit.storage import ObjectStore
 
 if TYPE_CHECKING:
     from kfkit.runtime import Task
 
-CLAIM_FILE = "kfkit-claim.json"  # first object of a version folder, created only if absent
+PAUSE_ENV = "KFKIT_TEST_PAUSE_AT"  # test hook: see the module docstring
+PAUSE_POINTS = ("claimed", "uploaded", "complete", "recorded", "deployed")
+
+
+def _pause_for_tests(point: str) -> None:
+    """Stop at ``point`` until killed when the crash tests ask for it (never set otherwise)."""
+    if os.environ.get(PAUSE_ENV) == point:
+        print(f"kfkit push: paused at {point} ({PAUSE_ENV})", file=sys.stderr, flush=True)
+        time.sleep(3600)
 
 
 @dataclass
@@ -51,6 +73,13 @@ def push(
         companions[name] = (Path(model_dir) / name).read_bytes()
         if sha256_bytes(companions[name]) != digest:
             raise KfkitError(f"{model_dir}/{name}: sha256 does not match {MANIFEST_FILE}; nothing pushed")
+    signature_path = Path(model_dir) / SIGNATURE_FILE  # travels with the version: readers verify it
+    if not signature_path.is_file():
+        raise KfkitError(f"{signature_path}: model is not signed; nothing pushed")
+    signature = signature_path.read_bytes()
+    manifest_bytes = (Path(model_dir) / MANIFEST_FILE).read_bytes()  # the exact bytes it signs
+    if ModelManifest.from_dict(json.loads(manifest_bytes)) != manifest:
+        raise KfkitError(f"{model_dir}/{MANIFEST_FILE}: changed while being pushed; nothing pushed")
     store.ensure_bucket(names.MODELS_BUCKET)
 
     for _ in range(max_attempts):
@@ -60,9 +89,10 @@ def push(
             continue  # another push took this version in the meantime: never overwrite
         # Claim the version atomically: of two pushes racing for it, exactly one creates the
         # claim; the other moves on to the next number.
-        claim = json.dumps({"run_id": manifest.run_id, "sha256": manifest.sha256}).encode()
+        claim = json.dumps(claim_record(manifest.run_id, manifest.sha256)).encode()
         if not store.create_bytes(folder.child(CLAIM_FILE), claim, "application/json"):
             continue
+        _pause_for_tests("claimed")
         model_uri = folder.child(manifest.model_file)
         store.put_bytes(model_uri, model_bytes)
         uploaded = sha256_bytes(store.get_bytes(model_uri))
@@ -73,8 +103,10 @@ def push(
             )
         for name, data in companions.items():
             store.put_bytes(folder.child(name), data)
+        store.put_bytes(folder.child(SIGNATURE_FILE), signature, "application/json")
+        _pause_for_tests("uploaded")
         # Written last: a version folder without it is an interrupted push, not a model.
-        store.put_bytes(folder.child(MANIFEST_FILE), manifest.to_json().encode(), "application/json")
+        store.put_bytes(folder.child(MANIFEST_FILE), manifest_bytes, "application/json")
         return PushResult(version, str(folder), manifest.sha256)
     raise KfkitError(f"s3://models/{model_name}/: could not claim a new version after {max_attempts} tries")
 
@@ -134,6 +166,7 @@ def run(task: Task) -> None:
         )
         return
     result = push(model.path, p["model_name"], store=store)
+    _pause_for_tests("complete")
     record = {
         "pushed": True,
         "model_name": p["model_name"],
@@ -145,7 +178,10 @@ def run(task: Task) -> None:
     pushed_model = task.outputs["pushed_model"]
     write_record(pushed_model, record, "kfkit-push.json")  # the model itself lives at the URI
     pushed_model.metadata.update(record)
+    # Lineage before deployment: a version that serves is always one the lineage knows.
+    task.record_outputs("pushed_model")
     task.say(f"pushed {p['model_name']} version {result.version} to {result.uri}")
+    _pause_for_tests("recorded")
     request = deploy.DeploymentRequest(
         model_name=p["model_name"],
         version=result.version,
@@ -165,3 +201,4 @@ def run(task: Task) -> None:
     pushed_model.metadata.update(
         deploy.deploy(request, strategy, timeout=p["deploy_timeout"], progress=task.say)
     )
+    _pause_for_tests("deployed")

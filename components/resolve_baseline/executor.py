@@ -103,7 +103,7 @@ def check(params: dict[str, Any]) -> None:
     if "model_name" in params:
         names.check_model_name(params["model_name"])
     if params.get("deploy_strategy") is not None:
-        check_deploy_strategy(params["deploy_strategy"])
+        check_deploy_strategy(params["deploy_strategy"], "resolve_baseline")
 
 
 def run(task: Task) -> None:

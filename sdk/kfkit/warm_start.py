@@ -37,6 +37,8 @@ import kfkit.warm_launcher
 WARM_START_ENV = "KFKIT_WARM_START"
 TIMEOUT_ENV = "KFKIT_WARM_START_TIMEOUT"
 _DEFAULT_READY_TIMEOUT_S = 120.0
+OWNER_FILE = "owner.json"  # in each run's folder: the pid and host of the run that made it
+_OWNERLESS_GRACE_S = 600.0  # a folder older than this with no owner file is a leftover
 # Server profile (kfkit.warm_server.PROFILES) -> component functions it serves; "" routes
 # every other function. Only validate may pay TensorFlow's import. ``routes_for`` derives
 # the same from a compiled pipeline: every function whose image is the validate image.
@@ -97,8 +99,32 @@ def _run_folder(state: Path) -> Path:
     # One private folder per run (sockets, launcher); short, shell-safe, else under /tmp.
     longest = str(base / "run-12345678" / "validate.sock")
     if len(longest) <= _MAX_SOCKET_PATH and _SHELL_SAFE.match(longest):
-        return Path(tempfile.mkdtemp(prefix="run-", dir=base))
-    return Path(tempfile.mkdtemp(prefix="kfkit-warm-"))
+        folder = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="kfkit-warm-"))
+    # Whose it is: a run killed with SIGKILL cannot remove it, and `kfkit store gc` must tell
+    # a dead run's folder from a live one's.
+    (folder / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    return folder
+
+
+def stale_run_folders(state: Path) -> list[tuple[Path, str]]:
+    """``<state>/warm/run-*`` folders whose run is gone (killed before it could remove them),
+    with why; a folder of a live run, or one just being made, is left out."""
+    from kfkit.local_store import pid_alive
+
+    base, found = state / "warm", []
+    for folder in sorted(base.glob("run-*")) if base.is_dir() else []:
+        try:
+            owner = json.loads((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            if time.time() - folder.stat().st_mtime > _OWNERLESS_GRACE_S:
+                found.append((folder, "no owner recorded"))
+            continue
+        pid = int(owner.get("pid") or 0)
+        if owner.get("host") == socket.gethostname() and not pid_alive(pid):
+            found.append((folder, f"its run (pid {pid}) is gone"))
+    return found
 
 
 def write_launcher(

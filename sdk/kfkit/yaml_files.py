@@ -16,5 +16,12 @@ def load_yaml(path: str, what: str) -> Any:
         return yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise KfkitError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise KfkitError(f"{path}: {what} is a folder, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise KfkitError(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise KfkitError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise KfkitError(f"{path}: not valid YAML: {where}{problem}") from None

@@ -324,7 +324,8 @@ def test_a_version_whose_model_bytes_changed_is_an_error(imbalanced, tmp_path):
     artifacts, models, eval_frame = imbalanced
     tampered = tmp_path / "tampered"
     tampered.mkdir()
-    (tampered / "kfkit-model.json").write_text(Path(models["weaker"].path, "kfkit-model.json").read_text())
+    for name in ("kfkit-model.json", "kfkit-model.sig"):  # a signed manifest, another model's bytes
+        (tampered / name).write_bytes(Path(models["weaker"].path, name).read_bytes())
     (tampered / "model.joblib").write_bytes(Path(models["good"].path, "model.joblib").read_bytes())
     train_frame = pd.read_parquet(artifacts["train_split"].path)
     with pytest.raises(KfkitError, match="sha256 .* does not match"):

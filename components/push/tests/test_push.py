@@ -10,6 +10,7 @@ import pytest
 from kfkit.components.push import executor as push
 from kfkit.model_folder import MANIFEST_FILE, Feature, ModelManifest, sha256_bytes
 from kfkit.model_registry import existing_versions, version_folder
+from kfkit.signing import sign_folder
 from kfkit.storage import ObjectStore
 
 
@@ -30,6 +31,7 @@ def _model_folder(path, run_id: str) -> str:
         run_id=run_id,
     )
     (path / MANIFEST_FILE).write_text(manifest.to_json())
+    sign_folder(path)  # push carries the signature; readers verify it
     return str(path)
 
 

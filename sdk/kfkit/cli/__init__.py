@@ -5,7 +5,7 @@ One module per group of verbs; importing them registers their commands on ``main
 library (``kfkit.*`` outside ``kfkit.cli``) never imports the CLI.
 """
 
-from kfkit.cli import cluster, deploy, lineage, run, schema, serve, store  # noqa: F401  (registers commands)
+from kfkit.cli import cluster, deploy, keys, lineage, run, schema, serve, store  # noqa: F401  (registers commands)
 from kfkit.cli._app import main
 
 __all__ = ["main"]

@@ -1,4 +1,4 @@
-"""``kfkit store start|stop|env|upload``: the local SeaweedFS object store."""
+"""``kfkit store start|stop|env|upload|gc``: the local SeaweedFS object store and its leftovers."""
 
 from __future__ import annotations
 
@@ -102,3 +102,82 @@ def store_upload(source: str, uri: str, as_json: bool) -> None:
         objects.ensure_bucket(target.bucket)
         info = objects.put_bytes(target, Path(source).read_bytes())
     _emit_json(info.__dict__) if as_json else click.echo(f"uploaded {source} -> {info.uri}")
+
+
+@store.command("gc")
+@click.option("--yes", is_flag=True, help="Remove what is listed (without it: a dry run that only lists).")
+@click.option(
+    "--grace",
+    default=3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How old the claim of an incomplete version pushed from another machine must be before "
+    "it counts as abandoned (a push from this machine counts once its process is gone).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def store_gc(yes: bool, grace: float, as_json: bool) -> None:
+    """Leftovers of killed runs: model versions claimed but never completed (no kfkit-model.json,
+    so never served) and warm-start folders (.kfkit/warm/run-*) of runs that are gone.
+
+    Lists them (dry run) unless --yes. An incomplete version is replaced by a small
+    kfkit-removed.json, so its number is never reused; one whose push may still run is listed
+    but kept.
+    """
+    import shutil
+
+    from kfkit import model_registry
+    from kfkit.local_run import object_store_env
+    from kfkit.settings import state_dir
+    from kfkit.storage import ObjectStore
+    from kfkit.tables import grid
+    from kfkit.warm_start import stale_run_folders
+
+    with object_store_env():
+        objects = ObjectStore.from_env()
+        versions = model_registry.incomplete_versions(objects, grace_seconds=grace)
+        folders = stale_run_folders(state_dir())
+        rows = [
+            {"kind": "version", "where": leftover.uri, "objects": len(leftover.objects),
+             "bytes": sum(info.size for info in leftover.objects), "why": leftover.why,
+             "removable": leftover.stale, "removed": False}
+            for leftover in versions
+        ] + [
+            {"kind": "warm-folder", "where": str(folder), "objects": sum(1 for _ in folder.rglob("*")),
+             "bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()), "why": why,
+             "removable": True, "removed": False}
+            for folder, why in folders
+        ]  # fmt: skip
+        if yes:
+            for row, leftover in zip(rows, versions, strict=False):
+                if leftover.stale:
+                    model_registry.remove_incomplete(objects, leftover)
+                    row["removed"] = True
+            for row, (folder, _) in zip(rows[len(versions) :], folders, strict=True):
+                shutil.rmtree(folder, ignore_errors=True)
+                row["removed"] = not folder.exists()
+    if as_json:
+        _emit_json({"dry_run": not yes, "leftovers": rows})
+        return
+    if not rows:
+        click.echo("nothing to collect")
+        return
+    state = {True: "removed", False: "kept"} if yes else {True: "would remove", False: "kept"}
+    click.echo(
+        grid(
+            ["KIND", "WHERE", "OBJECTS", "BYTES", "ACTION", "WHY"],
+            [
+                [
+                    r["kind"],
+                    r["where"],
+                    r["objects"],
+                    r["bytes"],
+                    state[r["removed"] if yes else r["removable"]],
+                    r["why"],
+                ]
+                for r in rows
+            ],
+        )  # fmt: skip
+    )
+    if not yes and any(r["removable"] for r in rows):
+        click.echo("dry run: `kfkit store gc --yes` removes them")

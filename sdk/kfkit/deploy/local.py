@@ -9,8 +9,12 @@
      "history":   [previous {"serving", "candidate", "change", "at"} states, oldest first]}
 
 Strategies mean the same as on a cluster, but one local server serves only ``serving``:
-a canary or shadow is recorded as ``candidate`` until promoted. The file is replaced
-atomically (write to a temporary file, then rename).
+a canary or shadow is recorded as ``candidate`` until promoted.
+
+Every change is a read-modify-write under an exclusive ``flock`` on ``<model>.json.lock`` beside
+the record, so concurrent deploys (several runs pushing at once) each add their history entry and
+the last one to take the lock is the one serving; the record is written whole to a temporary file
+(0600) and renamed over the old one, so a reader or a killed writer never leaves half a file.
 
 Everything target-neutral (strategies, their checks, the record's name, the history limit)
 comes from ``kfkit.deploy.request``: this module does not import any other target, so the
@@ -19,12 +23,14 @@ local record keeps working, and keeps its meaning, whatever happens to Seldon's 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,20 @@ def _now() -> str:
 
 def record_path(model_name: str, root: Path | None = None) -> Path:
     return (root or state_dir()) / "deployments" / f"{record_name(model_name)}.json"
+
+
+@contextlib.contextmanager
+def record_lock(model_name: str, root: Path | None = None) -> Iterator[None]:
+    """Hold the exclusive lock of a model's record (blocking): the lock file is never removed,
+    so every writer locks the same inode; the kernel drops the lock when a holder dies."""
+    path = record_path(model_name, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def read_record(model_name: str, root: Path | None = None) -> dict[str, Any] | None:
@@ -97,11 +117,18 @@ class LocalTarget:
     def _write(self, model_name: str, record: dict[str, Any]) -> None:
         path = record_path(model_name, self.root)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(handle, "w") as out:
-            json.dump(record, out, indent=2, sort_keys=True)
-            out.write("\n")
-        os.replace(tmp, path)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+        try:
+            with os.fdopen(handle, "w") as out:
+                json.dump(record, out, indent=2, sort_keys=True)
+                out.write("\n")
+                out.flush()
+                os.fsync(out.fileno())  # whole on disk before the rename makes it the record
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
     def _require(self, model_name: str) -> dict[str, Any]:
         record = read_record(model_name, self.root)
@@ -125,6 +152,15 @@ class LocalTarget:
         self._write(model_name, after)
 
     def apply(self, rollout: DeploymentRequest, timeout: float = 0.0) -> dict[str, Any]:
+        with record_lock(rollout.model_name, self.root):
+            self._apply(rollout)
+        self.progress(
+            f"deploy: recorded local deployment of {rollout.model_name} version {rollout.version} "
+            f"({rollout.strategy}) in {record_path(rollout.model_name, self.root)}"
+        )
+        return self.status(rollout.model_name)
+
+    def _apply(self, rollout: DeploymentRequest) -> None:
         before = read_record(rollout.model_name, self.root)
         entry = {**self._entry(rollout), "at": _now()}
         after = copy.deepcopy(before) if before else {"model_name": rollout.model_name}
@@ -148,13 +184,13 @@ class LocalTarget:
             check_strategy(rollout.strategy)  # raises the one-line "unknown strategy" error
             raise KfkitError(f"strategy {rollout.strategy!r} is not a rollout of a new version")
         self._save(rollout.model_name, before, after, f"{rollout.strategy} v{rollout.version}")
-        self.progress(
-            f"deploy: recorded local deployment of {rollout.model_name} version {rollout.version} "
-            f"({rollout.strategy}) in {record_path(rollout.model_name, self.root)}"
-        )
-        return self.status(rollout.model_name)
 
     def promote(self, model_name: str, timeout: float = 0.0) -> dict[str, Any]:
+        with record_lock(model_name, self.root):
+            self._promote(model_name)
+        return self.status(model_name)
+
+    def _promote(self, model_name: str) -> None:
         before = self._require(model_name)
         candidate = before.get("candidate")
         if not candidate:
@@ -163,9 +199,13 @@ class LocalTarget:
         serving = {k: v for k, v in candidate.items() if k not in ("mode", "traffic")}
         after["serving"], after["candidate"] = serving, None
         self._save(model_name, before, after, f"promote v{serving['version']}")
-        return self.status(model_name)
 
     def rollback(self, model_name: str, timeout: float = 0.0) -> dict[str, Any]:
+        with record_lock(model_name, self.root):
+            self._rollback(model_name)
+        return self.status(model_name)
+
+    def _rollback(self, model_name: str) -> None:
         before = self._require(model_name)
         entries = list(before.get("history", []))
         if not entries:
@@ -182,7 +222,6 @@ class LocalTarget:
             "change": f"rollback to v{(previous['serving'] or {}).get('version')}",
         }
         self._write(model_name, after)
-        return self.status(model_name)
 
     def served_version(self, model_name: str) -> str | None:
         return served_version(model_name, self.root)

@@ -44,11 +44,13 @@ def record_name(model_name: str) -> str:
     return check_model_name(model_name)  # already a DNS-1123 label: the name is the record's
 
 
-def check_deploy_strategy(strategy: str) -> None:
-    """Checked before anything is pushed, in scikit-learn's one shape of parameter error."""
+def check_deploy_strategy(strategy: str, component: str = "push") -> None:
+    """Checked before anything is pushed, in scikit-learn's one shape of parameter error;
+    ``component`` is the one whose parameter it is (push, or resolve_baseline, which asks the
+    same target which version serves)."""
     if strategy not in DEPLOY_STRATEGIES:
         raise KfkitError(
-            f"The 'deploy_strategy' parameter of push must be one of "
+            f"The 'deploy_strategy' parameter of {component} must be one of "
             f"{', '.join(repr(s) for s in DEPLOY_STRATEGIES)}. Got {strategy!r} instead."
         )
 

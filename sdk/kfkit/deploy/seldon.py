@@ -29,6 +29,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kfkit import signing
 from kfkit.deploy.request import (
     CANARY,
     DEFAULT_NAMESPACE,
@@ -51,6 +52,7 @@ PLURAL = "seldondeployments"
 KIND = "SeldonDeployment"
 STORAGE_SECRET = "kfkit-seldon-rclone"
 MODEL_CLASS = "kfkit.serving.model.KfkitModel"
+TRUSTED_KEYS_VOLUME = "trusted-model-keys"
 
 # The Pod Security Standards' "restricted" profile for the model's pod and container. The root
 # filesystem is read-only, so the one writable place is /tmp (an emptyDir): gunicorn's worker
@@ -151,12 +153,24 @@ def predictor(
                                 # gunicorn (>= 25) puts its control socket here, else under
                                 # $HOME, which the read-only root filesystem refuses.
                                 {"name": "XDG_RUNTIME_DIR", "value": SCRATCH_MOUNT},
+                                # The public keys whose model signatures the server accepts.
+                                {"name": signing.TRUSTED_KEYS_DIR_ENV, "value": signing.TRUSTED_KEYS_MOUNT},
                             ],
                             "securityContext": copy.deepcopy(MODEL_CONTAINER_SECURITY_CONTEXT),
-                            "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT}],
+                            "volumeMounts": [
+                                {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT},
+                                {
+                                    "name": TRUSTED_KEYS_VOLUME,
+                                    "mountPath": signing.TRUSTED_KEYS_MOUNT,
+                                    "readOnly": True,
+                                },
+                            ],
                         }
                     ],
-                    "volumes": [{"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "volumes": [
+                        {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}},
+                        {"name": TRUSTED_KEYS_VOLUME, "configMap": {"name": signing.TRUSTED_KEYS_CONFIG_MAP}},
+                    ],
                 },
             }
         ],

@@ -319,6 +319,10 @@ class MlmdStore(MetadataStore):
                     artifact.custom_properties[key].CopyFrom(converted)
             if "display_name" not in artifact.custom_properties:
                 artifact.custom_properties["display_name"].string_value = output.name
+            if output.id is not None:  # recorded earlier by this task: update it, same event
+                artifact.id = output.id
+                pairs.append((artifact, None))
+                continue
             event = pb.Event(type=pb.Event.OUTPUT)
             event.path.steps.add().key = output.name
             pairs.append((artifact, event))

@@ -73,6 +73,7 @@ class OutputArtifact:
     type: str
     uri: str
     metadata: dict[str, Any]
+    id: int | None = None  # set: the artifact this task recorded earlier, updated in place
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,9 @@ class MetadataStore(ABC):
         outputs: list[OutputArtifact],
         error: str | None = None,
     ) -> dict[str, int]:
-        """Set the task's final state; record its output artifacts with OUTPUT events.
-        Returns output name -> artifact id."""
+        """Set the task's state; record its output artifacts with OUTPUT events (an output
+        with an ``id`` updates that artifact, which already has its event). ``state`` RUNNING
+        records outputs before the task ends. Returns output name -> artifact id."""
 
     @abstractmethod
     def run_handle(self, run_id: str) -> RunHandle | None:

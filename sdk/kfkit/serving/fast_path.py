@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from kfkit.serving.finite import PREDICTION, PREPROCESSING, OutOfRangeError, check_finite, predict_checked
+
 UNKNOWN_PROBE = "__kfkit_probe_unknown__"
 
 
@@ -119,7 +121,12 @@ class FastPredictor:
         return np.hstack([block.transform(values, rows) for block in self.blocks])
 
     def predict(self, values: dict[str, list[Any]]) -> np.ndarray:
-        return self.head(self.transform(values))
+        """The pipeline's answer; ``OutOfRangeError`` where scikit-learn's path refuses too."""
+        features = self.transform(values)
+        check_finite(features, values, PREPROCESSING)
+        answer = self.head(features)
+        check_finite(answer, values, PREDICTION)
+        return answer
 
     @classmethod
     def build(cls, pipeline: Any, manifest: Any, classify: bool) -> FastPredictor | None:
@@ -212,7 +219,36 @@ def _probe_values(fast: FastPredictor, manifest: Any) -> dict[str, list[Any]]:
     return {name: values[name] for name in manifest.feature_names}
 
 
+# Finite inputs that kfkit's scaler (or the estimator's arithmetic) can overflow.
+EXTREME_PROBES = (1e308, -1e308, 1.7e308, 1e154)
+
+
+def _extreme_probe_values(values: dict[str, list[Any]], fast: FastPredictor) -> list[dict[str, list[Any]]]:
+    """One-row probes: the first probe row with each numeric feature in turn set to each extreme."""
+    probes = []
+    numeric = [c for block in fast.blocks if isinstance(block, _NumericBlock) for c in block.columns]
+    for column in numeric:
+        for extreme in EXTREME_PROBES:
+            probes.append({name: [extreme if name == column else col[1]] for name, col in values.items()})
+    return probes
+
+
+def _outcome(predict: Any, values: dict[str, list[Any]]) -> tuple[str, Any]:
+    try:
+        return "answer", predict(values)
+    except OutOfRangeError as exc:
+        return "refused", str(exc)
+
+
+def _same(first: tuple[str, Any], second: tuple[str, Any]) -> bool:
+    if first[0] != second[0]:
+        return False
+    return first[1] == second[1] if first[0] == "refused" else bool(np.array_equal(first[1], second[1]))
+
+
 def _proven(fast: FastPredictor, pipeline: Any, manifest: Any, classify: bool) -> bool:
+    """Equal answers on the probe rows (batch and one by one), and on the extreme probes equal
+    answers or the same refusal: a value out of range must be a 400 on both paths alike."""
     from kfkit.serving.model import columns_to_frame
 
     values = _probe_values(fast, manifest)
@@ -220,16 +256,17 @@ def _proven(fast: FastPredictor, pipeline: Any, manifest: Any, classify: bool) -
         return False
 
     def reference(vals: dict[str, list[Any]]) -> np.ndarray:
-        frame = columns_to_frame(vals, manifest)
-        if classify:
-            return pipeline.predict_proba(frame)
-        return np.asarray(pipeline.predict(frame), dtype="float64").reshape(-1, 1)
+        return predict_checked(pipeline, columns_to_frame(vals, manifest), classify, vals)
 
-    if not np.array_equal(fast.predict(values), reference(values)):
+    if not _same(_outcome(fast.predict, values), ("answer", reference(values))):
         return False
     rows = len(next(iter(values.values())))
-    for r in range(rows):
-        one = {name: [column[r]] for name, column in values.items()}
-        if not np.array_equal(fast.predict(one), reference(one)):
+    singles = [{name: [column[r]] for name, column in values.items()} for r in range(rows)]
+    for one in singles:
+        if not _same(_outcome(fast.predict, one), _outcome(reference, one)):
             return False
+    with np.errstate(over="ignore", invalid="ignore"):  # the extremes overflow on purpose
+        for one in _extreme_probe_values(values, fast):
+            if not _same(_outcome(fast.predict, one), _outcome(reference, one)):
+                return False
     return True

@@ -30,6 +30,7 @@ import sklearn  # noqa: F401  # ~3 s: import once before Seldon forks, not in ev
 
 from kfkit.errors import KfkitError
 from kfkit.model_folder import ModelManifest, load_verified_model
+from kfkit.serving.finite import OutOfRangeError, predict_checked
 
 MODEL_DIR_ENV = "KFKIT_MODEL_DIR"
 FAST_PATH_ENV = "KFKIT_SERVING_FAST_PATH"
@@ -86,20 +87,25 @@ def _is_missing(value: Any) -> bool:
 
 
 def _to_float(value: Any, feature: str, row: int) -> float:
-    """Numbers, numeric strings (Seldon turns a mixed-type ndarray into strings), or null."""
+    """Finite numbers, numeric strings (Seldon turns a mixed-type ndarray into strings), or null.
+
+    Infinity, "inf", "nan" and numbers beyond float range (an integer of 400 digits) are refused:
+    the model cannot compute with them, and NaN here would silently mean "missing".
+    """
     if _is_missing(value):
         return math.nan
-    if not isinstance(value, bool | np.bool_):
-        if isinstance(value, numbers.Real):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+    number = math.nan
+    if not isinstance(value, bool | np.bool_) and isinstance(value, numbers.Real | str):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            pass
+    if math.isfinite(number):
+        return number
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     raise FeatureError(
-        f"feature {feature!r} is numeric but row {row} holds {value!r}: send a number, or null "
-        "for a missing value"
+        f"feature {feature!r} is numeric but row {row} holds {shown}: send a finite number, or "
+        "null for a missing value"
     )
 
 
@@ -281,14 +287,12 @@ class KfkitModel:
             )
         try:
             columns = rows_to_columns(X, manifest, names=names)
-        except FeatureError as exc:
+            if self.fast is not None:
+                return self.fast.predict(columns)
+            frame = columns_to_frame(columns, manifest)
+            return predict_checked(model, frame, manifest.problem_type == CLASSIFICATION, columns)
+        except (FeatureError, OutOfRangeError) as exc:
             raise _http_error(str(exc), 400) from None
-        if self.fast is not None:
-            return self.fast.predict(columns)
-        frame = columns_to_frame(columns, manifest)
-        if manifest.problem_type == CLASSIFICATION:
-            return model.predict_proba(frame)
-        return np.asarray(model.predict(frame), dtype="float64").reshape(-1, 1)
 
     def class_names(self) -> list[str]:
         """Names of the output columns: the classes in the model's order, or the label."""
