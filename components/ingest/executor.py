@@ -6,8 +6,10 @@ runs through :func:`kfkit.runtime.execute`."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,7 @@ from kfkit.errors import KfkitError
 from kfkit.params import check_range
 from kfkit.splits import write_split
 from kfkit.storage import ObjectStore, ObjectUri, is_object_uri
+from kfkit.values import date_texts, is_code, parse_number
 
 if TYPE_CHECKING:
     from kfkit.runtime import Task
@@ -134,18 +137,40 @@ def _check_header(source: SourceFile, frame: pd.DataFrame) -> None:
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Types TFDV accepts: dates become ISO strings (TFDV 1.16 refuses Arrow date types),
-    text columns hold only str or missing (a column mixing numbers and text stays text)."""
+    """Types TFDV accepts, the same whatever the file format: dates become one ISO text form
+    (TFDV 1.16 refuses Arrow date types; a Parquet date and a CSV "2024-01-05" read alike), a text
+    column whose every value is a number ("16,800.00", " 42 ") becomes float64 as a CSV reader
+    would have made it, other text columns hold only str or missing (a column mixing numbers and
+    text stays text, and so does one of codes with leading zeros such as "02134")."""
     frame = frame.copy()
     for column in frame.columns:
         series = frame[column]
         if pd.api.types.is_datetime64_any_dtype(series):
-            frame[column] = series.dt.strftime("%Y-%m-%dT%H:%M:%S").where(series.notna(), None)
+            moments = [None if _missing(v) else v.to_pydatetime() for v in series]
+            frame[column] = pd.Series(date_texts(moments), index=series.index, dtype=object)
         elif pd.api.types.is_bool_dtype(series):
             frame[column] = series.astype("int64")
         elif series.dtype == object:
-            frame[column] = series.map(lambda v: v if _missing(v) else str(v))
+            frame[column] = _normalise_objects(series)
     return frame
+
+
+def _normalise_objects(series: pd.Series) -> pd.Series:
+    present = [v for v in series if not _missing(v)]
+    if present and any(isinstance(v, datetime.date) for v in present):
+        dates = date_texts(None if _missing(v) else v for v in series)
+        if dates is not None:
+            return pd.Series(dates, index=series.index, dtype=object)
+    texts = series.map(lambda v: None if _missing(v) else str(v))
+    present = [v for v in texts if v is not None]
+    if not present:
+        return texts
+    if all(parse_number(v) is not None and not is_code(v) for v in present):
+        return texts.map(lambda v: math.nan if v is None else parse_number(v)).astype("float64")
+    dates = date_texts(texts)
+    if dates is not None:
+        return pd.Series(dates, index=series.index, dtype=object)
+    return texts
 
 
 def _missing(value: Any) -> bool:
