@@ -63,7 +63,9 @@ def run_through(source: Path, folder: Path, estimator: str = "logistic_regressio
     manifest, the eval split and validate's result."""
     split = ingest(str(source), "sold")
     result, protos = validate(split.train, split.eval, "sold", problem_type="classification", **validate_args)
-    write_outputs(protos, result, str(folder / "statistics"), str(folder / "schema"), str(folder / "anomalies"))
+    write_outputs(
+        protos, result, str(folder / "statistics"), str(folder / "schema"), str(folder / "anomalies")
+    )
     train(
         split.train,
         schema_path=str(folder / "schema" / "schema.pbtxt"),
@@ -134,7 +136,9 @@ def test_csv_and_parquet_give_the_same_split_model_and_predictions(both_formats)
     assert csv_manifest.excluded_features == pq_manifest.excluded_features
     csv_x = feature_frame(csv_split.eval, csv_manifest.features, "eval")
     pq_x = feature_frame(pq_split.eval, pq_manifest.features, "eval")
-    np.testing.assert_allclose(csv_model.predict_proba(csv_x), pq_model.predict_proba(pq_x), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        csv_model.predict_proba(csv_x), pq_model.predict_proba(pq_x), rtol=0, atol=1e-12
+    )
     # The model learned something from the converted columns (beats always-"yes").
     accuracy = (csv_model.predict(csv_x) == csv_split.eval["sold"]).mean()
     majority = csv_split.eval["sold"].value_counts(normalize=True).max()
@@ -170,11 +174,18 @@ def test_serving_converts_money_text_and_dates_like_training(both_formats):
 
 def test_keep_features_keeps_an_identifier_as_a_number(tmp_path):
     frame = listings(120)
-    _, manifest, _, result, _ = run_through(write_csv(frame, tmp_path / "t.csv"), tmp_path, keep_features=["id"])
+    _, manifest, _, result, _ = run_through(
+        write_csv(frame, tmp_path / "t.csv"), tmp_path, keep_features=["id"]
+    )
     assert ("id", "numeric") in [(f.name, f.kind) for f in manifest.features]
     assert list(manifest.excluded_features) == ["title"]
-    assert result.roles["id"].evidence == "kept by keep_features (would be identifier: 120 distinct values in 120 rows)"
-    with pytest.raises(KfkitError, match=r"keep_features' parameter of validate names unknown feature\(s\) \['nope'\]"):
+    assert (
+        result.roles["id"].evidence
+        == "kept by keep_features (would be identifier: 120 distinct values in 120 rows)"
+    )
+    with pytest.raises(
+        KfkitError, match=r"keep_features' parameter of validate names unknown feature\(s\) \['nope'\]"
+    ):
         run_through(write_csv(frame, tmp_path / "t.csv"), tmp_path / "again", keep_features=["nope"])
 
 
@@ -205,3 +216,146 @@ def test_hist_gradient_boosting_trains_on_categorical_columns(tmp_path):
         served.load()
         answer = served.predict(x.to_numpy(dtype=object), list(x.columns))
         np.testing.assert_array_equal(answer, model.predict_proba(x))
+
+
+def test_run_local_summary_names_the_features_left_out(store_env, tmp_path):
+    from conftest import run_pipeline
+
+    from kfkit.local_run import RunSummary, format_summary
+
+    data = write_csv(listings(), tmp_path / "listings.csv")
+    proc, document = run_pipeline(
+        store_env,
+        f"data_uri={data}",
+        "label_column=sold",
+        "model_name=listings-typing",
+        "thresholds={}",
+        # 86 eval rows: the share of one colour moves by up to 0.2 by chance alone
+        "skew_thresholds={colour: 0.4}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert document["features"] == {
+        "validate": {
+            "id": "identifier",
+            "title": "free_text",
+            "listed": "date",
+            "price": "numeric",
+            "size": "numeric",
+            "colour": "categorical",
+        }
+    }
+    assert "[train] logistic_regression on 4 features (left out: id (identifier), title (free text))" in (
+        proc.stderr
+    )
+    summary = format_summary(RunSummary(**document))
+    assert "features             4 used; left out: id (identifier), title (free text)" in summary
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (
+            ["label_column=size"],
+            "kfkit: error: validate: train split: label 'size' holds ",
+        ),
+        (
+            ["problem_type=regression", "estimator=ridge", "thresholds={}"],
+            "kfkit: error: validate: train split: label 'sold' is not numeric for regression: ",
+        ),
+    ],
+)
+def test_label_mistakes_end_the_run_with_one_line(store_env, tmp_path, params, expected):
+    from conftest import error_line, run_kfkit
+
+    data = write_csv(listings(), tmp_path / "listings.csv")
+    args = ["run-local", "--config", "configs/penguins.yaml", "--param", f"data_uri={data}"]
+    args += ["--param", "model_name=listings-labels", "--param", "label_column=sold"]
+    for param in params:  # a later --param wins
+        args += ["--param", param]
+    proc = run_kfkit(args, store_env)
+    line = error_line(proc)
+    assert proc.returncode == 1
+    assert line.startswith(expected), line
+
+
+def test_label_checks_name_the_column_before_anything_is_fitted(tmp_path):
+    frame = listings(200)
+    frame["grade"] = np.where(frame["size"] > 90, 2, 1)
+    split = ingest(str(write_csv(frame, tmp_path / "t.csv")), "grade")
+    # An integer class that appears only in the eval split: validate stops with one line.
+    only_eval = split.eval.assign(grade=split.eval["grade"].where(split.eval.index != 0, 7))
+    with pytest.raises(KfkitError) as info:
+        validate(split.train, only_eval, "grade", problem_type="classification")
+    assert str(info.value) == (
+        "eval split: label 'grade' has class(es) ['7'] (1 rows) that the train split lacks; a model "
+        "cannot learn them: add rows of those classes or change split_key or eval_fraction"
+    )
+    # train checks its own input too (it can be composed without validate).
+    folder = tmp_path / "schema"
+    result, protos = validate(split.train, split.eval, "size")
+    write_outputs(protos, result, str(tmp_path / "s"), str(folder), str(tmp_path / "a"))
+    with pytest.raises(
+        KfkitError,
+        match=r"^train split: label 'size' holds \d+ distinct float values in \d+ rows: "
+        r"it looks continuous; use problem_type=regression$",
+    ):
+        train(split.train, str(folder / "schema.pbtxt"), "size", "m", str(tmp_path / "model"))
+    with pytest.raises(
+        KfkitError, match=r"^train split: label 'title' is not numeric for regression: \d+ of \d+ rows"
+    ):
+        train(
+            split.train,
+            str(folder / "schema.pbtxt"),
+            "title",
+            "m",
+            str(tmp_path / "model"),
+            problem_type="regression",
+            estimator="ridge",
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("1000.00", 1000.0),
+        (" 1000 ", 1000.0),
+        ("1,000.00", 1000.0),
+        ("16,800.00", 16800.0),
+        ("-$1,200.5", -1200.5),
+        ("1e3", 1000.0),
+        ("1,5", None),
+        ("12,34", None),
+        ("1,0000", None),
+        ("nan", None),
+        ("inf", None),
+        ("1_000", None),
+        ("12 EUR", None),
+        ("", None),
+    ],
+)
+def test_one_rule_reads_numeric_text(text, number):
+    from kfkit.values import parse_number
+
+    assert parse_number(text) == number
+
+
+def test_ingest_keeps_codes_and_mixed_columns_as_text_and_reads_timestamps_as_dates(tmp_path):
+    from kfkit.components.ingest.executor import normalise
+
+    frame = pd.DataFrame(
+        {
+            "zip": ["02134", "10001", "94105"],
+            "mixed": ["12", "twelve", None],
+            "money": ["1,200.00", None, " 7 "],
+            "day": pd.to_datetime(["2024-01-05", "2024-02-29", None]),
+            "moment": pd.to_datetime(["2024-01-05 10:30:00", "2024-01-06", "2024-01-07"]),
+            "text_day": ["2024-01-05 00:00:00", "2024-02-29", None],
+        }
+    )
+    out = normalise(frame)
+    assert out["zip"].tolist() == ["02134", "10001", "94105"]
+    assert out["mixed"].tolist() == ["12", "twelve", None]
+    assert out["money"].tolist()[::2] == [1200.0, 7.0] and np.isnan(out["money"][1])
+    assert out["day"].tolist() == ["2024-01-05", "2024-02-29", None]
+    assert out["text_day"].tolist() == ["2024-01-05", "2024-02-29", None]
+    assert out["moment"].tolist() == ["2024-01-05T10:30:00", "2024-01-06T00:00:00", "2024-01-07T00:00:00"]
