@@ -359,3 +359,19 @@ def test_ingest_keeps_codes_and_mixed_columns_as_text_and_reads_timestamps_as_da
     assert out["day"].tolist() == ["2024-01-05", "2024-02-29", None]
     assert out["text_day"].tolist() == ["2024-01-05", "2024-02-29", None]
     assert out["moment"].tolist() == ["2024-01-05T10:30:00", "2024-01-06T00:00:00", "2024-01-07T00:00:00"]
+
+
+def test_a_reviewed_schema_decides_the_roles(both_formats, tmp_path):
+    """A frozen schema's role annotations are the reviewer's word: validate keeps them and train
+    follows them."""
+    (_, _, split, _, _), _, folder = both_formats
+    text = (folder / "csv" / "schema" / "schema.pbtxt").read_text()
+    assert text.count('tag: "kfkit:free_text"') == 1
+    curated = tmp_path / "curated.pbtxt"
+    curated.write_text(text.replace('tag: "kfkit:free_text"', 'tag: "kfkit:categorical"'))
+    result, protos = validate(split.train, split.eval, "sold", schema_uri=str(curated))
+    assert result.schema_source == "curated" and result.roles["title"].role == "categorical"
+    write_outputs(protos, result, str(tmp_path / "s"), str(tmp_path / "schema"), str(tmp_path / "a"))
+    manifest = train(split.train, str(tmp_path / "schema" / "schema.pbtxt"), "sold", "m", str(tmp_path / "m"))
+    assert ("title", "categorical") in [(f.name, f.kind) for f in manifest.features]
+    assert list(manifest.excluded_features) == ["id"]
