@@ -141,13 +141,14 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     (TFDV 1.16 refuses Arrow date types; a Parquet date and a CSV "2024-01-05" read alike), a text
     column whose every value is a number ("16,800.00", " 42 ") becomes float64 as a CSV reader
     would have made it, other text columns hold only str or missing (a column mixing numbers and
-    text stays text, and so does one of codes with leading zeros such as "02134")."""
+    text stays text, and so does one of codes with leading zeros such as "02134"). Missing is NaN
+    in every column, as pandas reads it from a CSV (Parquet gives None), so rows hash alike."""
     frame = frame.copy()
     for column in frame.columns:
         series = frame[column]
         if pd.api.types.is_datetime64_any_dtype(series):
             moments = [None if _missing(v) else v.to_pydatetime() for v in series]
-            frame[column] = pd.Series(date_texts(moments), index=series.index, dtype=object)
+            frame[column] = _as_object(date_texts(moments), series.index)
         elif pd.api.types.is_bool_dtype(series):
             frame[column] = series.astype("int64")
         elif series.dtype == object:
@@ -160,17 +161,17 @@ def _normalise_objects(series: pd.Series) -> pd.Series:
     if present and any(isinstance(v, datetime.date) for v in present):
         dates = date_texts(None if _missing(v) else v for v in series)
         if dates is not None:
-            return pd.Series(dates, index=series.index, dtype=object)
-    texts = series.map(lambda v: None if _missing(v) else str(v))
+            return _as_object(dates, series.index)
+    texts = [None if _missing(v) else str(v) for v in series]
     present = [v for v in texts if v is not None]
-    if not present:
-        return texts
-    if all(parse_number(v) is not None and not is_code(v) for v in present):
-        return texts.map(lambda v: math.nan if v is None else parse_number(v)).astype("float64")
-    dates = date_texts(texts)
-    if dates is not None:
-        return pd.Series(dates, index=series.index, dtype=object)
-    return texts
+    if present and all(parse_number(v) is not None and not is_code(v) for v in present):
+        return pd.Series([math.nan if v is None else parse_number(v) for v in texts], series.index, "float64")
+    dates = date_texts(texts) if present else None
+    return _as_object(dates if dates is not None else texts, series.index)
+
+
+def _as_object(values: list[str | None], index: pd.Index) -> pd.Series:
+    return pd.Series([math.nan if v is None else v for v in values], index=index, dtype=object)
 
 
 def _missing(value: Any) -> bool:
