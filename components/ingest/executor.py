@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from kfkit.errors import KfkitError
@@ -147,8 +148,7 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     for column in frame.columns:
         series = frame[column]
         if pd.api.types.is_datetime64_any_dtype(series):
-            moments = [None if _missing(v) else v.to_pydatetime() for v in series]
-            frame[column] = _as_object(date_texts(moments), series.index)
+            frame[column] = _normalise_objects(series)
         elif pd.api.types.is_bool_dtype(series):
             frame[column] = series.astype("int64")
         elif series.dtype == object:
@@ -157,21 +157,34 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _normalise_objects(series: pd.Series) -> pd.Series:
-    present = [v for v in series if not _missing(v)]
-    if present and any(isinstance(v, datetime.date) for v in present):
-        dates = date_texts(None if _missing(v) else v for v in series)
-        if dates is not None:
-            return _as_object(dates, series.index)
-    texts = [None if _missing(v) else str(v) for v in series]
-    present = [v for v in texts if v is not None]
-    if present and all(parse_number(v) is not None and not is_code(v) for v in present):
-        return pd.Series([math.nan if v is None else parse_number(v) for v in texts], series.index, "float64")
-    dates = date_texts(texts) if present else None
-    return _as_object(dates if dates is not None else texts, series.index)
+    """Each distinct value is looked at once (a million rows often hold a few thousand dates),
+    the result spread back over the rows with NaN for missing."""
+    codes, distinct = pd.factorize(series)  # missing values get code -1
+    values = list(distinct)
+    converted: list[Any] | None = None
+    if any(isinstance(v, datetime.date) for v in values):  # Parquet date or timestamp values
+        converted = date_texts(values)
+    if converted is None:
+        values = [str(v) for v in values]
+        numbers = _numbers(values)
+        if numbers is not None:
+            return pd.Series(np.array([*numbers, math.nan])[codes], index=series.index, dtype="float64")
+        converted = date_texts(values) if values else None
+    table = np.array([*(values if converted is None else converted), math.nan], dtype=object)
+    return pd.Series(table[codes], index=series.index, dtype=object)
 
 
-def _as_object(values: list[str | None], index: pd.Index) -> pd.Series:
-    return pd.Series([math.nan if v is None else v for v in values], index=index, dtype=object)
+def _numbers(texts: list[str]) -> list[float] | None:
+    """Every text as a number, or None (one is text, or a code with a leading zero)."""
+    numbers = []
+    for text in texts:
+        number = parse_number(text)
+        if number is None:
+            return None
+        numbers.append(number)
+    if not numbers or any(is_code(text) for text in texts):
+        return None
+    return numbers
 
 
 def _missing(value: Any) -> bool:

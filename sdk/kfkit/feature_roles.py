@@ -74,17 +74,14 @@ def decide_role(name: str, series: pd.Series) -> FeatureRole:
         if pd.api.types.is_integer_dtype(series) and unique_per_row:
             return FeatureRole(name, IDENTIFIER, evidence)
         return FeatureRole(name, NUMERIC, "")
-    texts = present.astype(str)
-    if len(texts) and date_texts(texts) is not None:
-        return FeatureRole(name, DATE, f"ISO dates from {texts.min()} to {texts.max()}")
-    if len(texts):
+    distinct_texts = [str(v) for v in pd.unique(present)]
+    if distinct_texts and date_texts(distinct_texts) is not None:
+        return FeatureRole(name, DATE, f"ISO dates from {min(distinct_texts)} to {max(distinct_texts)}")
+    if distinct >= MIN_DISTINCT_FOR_TEXT and distinct >= MIN_DISTINCT_SHARE_FOR_TEXT * len(present):
+        texts = present.astype(str)
         words = float(texts.str.split().str.len().median())
         chars = float(texts.str.len().median())
-        if (
-            distinct >= MIN_DISTINCT_FOR_TEXT
-            and distinct >= MIN_DISTINCT_SHARE_FOR_TEXT * len(texts)
-            and (words >= MIN_MEDIAN_WORDS_FOR_TEXT or chars >= MIN_MEDIAN_CHARS_FOR_TEXT)
-        ):
+        if words >= MIN_MEDIAN_WORDS_FOR_TEXT or chars >= MIN_MEDIAN_CHARS_FOR_TEXT:
             return FeatureRole(name, FREE_TEXT, f"{evidence}, median {words:g} words, {chars:g} characters")
     if unique_per_row:
         return FeatureRole(name, IDENTIFIER, evidence)

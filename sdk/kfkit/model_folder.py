@@ -221,21 +221,22 @@ def feature_frame(frame: Any, features: list[Feature], where: str) -> Any:
 
 def _converted(column: Any, convert: Any, feature: Feature, where: str, expected: str) -> Any:
     """``column``'s values through ``convert`` as float64, NaN for missing; one line naming the
-    first row that does not convert."""
+    first row that does not convert. Each distinct value is converted once (dates repeat)."""
     import math
 
+    import numpy as np
     import pandas as pd
 
-    values = []
-    for row, value in enumerate(column.tolist()):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-            values.append(math.nan)
-            continue
+    codes, distinct = pd.factorize(column)  # missing values get code -1
+    numbers = []
+    for code, value in enumerate(distinct):
         number = convert(value)
         if number is None:
+            row = int(np.argmax(codes == code))
             raise KfkitError(
                 f"{where}: column '{feature.name}' is {feature.kind} but row {row} holds {value!r}, "
                 f"not {expected}"
             )
-        values.append(number)
-    return pd.Series(values, index=column.index, dtype="float64")
+        numbers.append(number)
+    table = np.array([*numbers, math.nan], dtype="float64")  # code -1 picks the NaN
+    return pd.Series(table[codes], index=column.index, dtype="float64")

@@ -14,16 +14,17 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-# Plain decimal notation; not Python's float() syntax, which also takes "nan", "inf" and "1_000".
-_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-# Thousands groups only when they cannot mean anything else: 1 to 3 digits, then groups of exactly
-# three. "1,5" (a decimal comma) or "12,34" stay text.
-_GROUPED_NUMBER = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
-# One leading currency sign (after an optional minus): "$1,200.50", "-€3". A sign in front of a
-# number says nothing but the unit; a trailing or embedded one ("12 EUR", "3$") stays text.
-_CURRENCY = "$€£¥"
+# A number as people write it, in one pattern (one regex call per value: ingest runs it on every
+# value of a text column). Plain decimal notation, not Python's float() syntax, which also takes
+# "nan", "inf" and "1_000"; thousands groups only when they cannot mean anything else: 1 to 3
+# digits, then groups of exactly three ("1,5", a decimal comma, and "12,34" stay text); one leading
+# currency sign after an optional sign ("$1,200.50", "-€3"): in front of a number it says nothing
+# but the unit, while a trailing or embedded one ("12 EUR", "3$") stays text.
+_NUMBER = re.compile(
+    r"^\s*([+-]?)[$€£¥]?(?:(\d{1,3}(?:,\d{3})+(?:\.\d+)?)|((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?))\s*$"
+)
 # A code, not a quantity: "007", "02134" (zip codes, account numbers lose meaning as numbers).
-_LEADING_ZERO = re.compile(r"^[+-]?[$€£¥]?0\d")
+_LEADING_ZERO = re.compile(r"^\s*[+-]?[$€£¥]?0\d")
 # ISO 8601 calendar dates and date-times as people and databases write them (not week or
 # ordinal dates, not the basic "20240105" form, which is also an integer).
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -34,18 +35,11 @@ _SECONDS_PER_DAY = 86400.0
 def parse_number(text: str) -> float | None:
     """The number a text holds ("1000.00", " 1000 ", "1,000.00", "$1,000"), or None if it is
     not one. Surrounding spaces are ignored; "nan", "inf" and other words are not numbers."""
-    value = text.strip()
-    sign = ""
-    if value and value[0] in "+-":
-        sign, value = value[0], value[1:]
-    if value and value[0] in _CURRENCY:
-        value = value[1:]
-    value = sign + value
-    if _PLAIN_NUMBER.match(value):
-        return float(value)
-    if _GROUPED_NUMBER.match(value):
-        return float(value.replace(",", ""))
-    return None
+    found = _NUMBER.match(text)
+    if found is None:
+        return None
+    sign, grouped, plain = found.groups()
+    return float(sign + (plain if grouped is None else grouped.replace(",", "")))
 
 
 def number_of(value: Any) -> float | None:
@@ -61,7 +55,7 @@ def number_of(value: Any) -> float | None:
 
 def is_code(text: str) -> bool:
     """A number-looking text with a leading zero ("007"): an identifier, kept as text."""
-    return bool(_LEADING_ZERO.match(text.strip()))
+    return bool(_LEADING_ZERO.match(text))
 
 
 def parse_datetime(value: Any) -> dt.datetime | None:
