@@ -411,8 +411,17 @@ def pipeline_spec(spec_path: Path) -> dict[str, Any]:
 
 
 def with_defaults(spec: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's declared defaults, overridden by ``parameters``. The compiled spec writes
+    an integer's default as a float (``random_seed`` 42 as ``42.0``): it is an int again here."""
     declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-    values = {name: d["defaultValue"] for name, d in declared.items() if "defaultValue" in d}
+    values = {}
+    for name, definition in declared.items():
+        if "defaultValue" not in definition:
+            continue
+        default = definition["defaultValue"]
+        if definition.get("parameterType") == "NUMBER_INTEGER" and isinstance(default, float):
+            default = int(default) if default.is_integer() else default
+        values[name] = default
     values.update(parameters)
     return values
 
