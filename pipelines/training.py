@@ -61,6 +61,7 @@ def training(
     schema_uri: str = "",
     drift_thresholds: dict = {},  # noqa: B006 - feature -> threshold; 1 or null turns one off
     skew_thresholds: dict = {},  # noqa: B006
+    keep_features: list = [],  # noqa: B006 - identifiers or free text to use as features anyway
     random_seed: int = 42,
     serving_namespace: str = "kfkit-serving",
     deploy_strategy: str = "auto",
@@ -102,6 +103,8 @@ def training(
             schema_uri=schema_uri,
             drift_thresholds=drift_thresholds,
             skew_thresholds=skew_thresholds,
+            keep_features=keep_features,
+            problem_type=problem_type,
         )
     )
     train_task = use_model_signing_key(

@@ -81,3 +81,15 @@ def test_one_model_name_rule():
     ):
         with pytest.raises(KfkitError, match="must be a DNS-1123 label"):
             check_model_name(bad)
+
+
+def test_pipeline_defaults_keep_their_declared_types():
+    """The compiled spec writes an integer default as a float (random_seed 42 as 42.0); run-local
+    without --config fills defaults from it, and pre-flight must accept them as declared."""
+    from kfkit.catalog import pipeline_spec_file
+    from kfkit.local_run import pipeline_spec, preflight, with_defaults
+
+    spec = pipeline_spec(pipeline_spec_file("training"))
+    values = with_defaults(spec, {"data_uri": "penguins.csv"})
+    assert values["random_seed"] == 42 and isinstance(values["random_seed"], int)
+    preflight(spec, values)  # raised "must be an integer. Got 42.0" before

@@ -1,4 +1,4 @@
-"""`make run`'s job end to end: store, upload, pipeline, seldon-core-microservice, predictions,
+"""`make run`'s job end to end: store, upload, pipeline, the model server, predictions,
 and nothing left running afterwards. Slow (~35 s)."""
 
 from __future__ import annotations

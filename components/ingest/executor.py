@@ -6,18 +6,22 @@ runs through :func:`kfkit.runtime.execute`."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from kfkit.errors import KfkitError
 from kfkit.params import check_range
 from kfkit.splits import write_split
 from kfkit.storage import ObjectStore, ObjectUri, is_object_uri
+from kfkit.values import date_texts, is_code, parse_number
 
 if TYPE_CHECKING:
     from kfkit.runtime import Task
@@ -159,18 +163,53 @@ def _check_header(source: SourceFile, frame: pd.DataFrame) -> None:
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Types TFDV accepts: dates become ISO strings (TFDV 1.16 refuses Arrow date types),
-    text columns hold only str or missing (a column mixing numbers and text stays text)."""
+    """Types TFDV accepts, the same whatever the file format: dates become one ISO text form
+    (TFDV 1.16 refuses Arrow date types; a Parquet date and a CSV "2024-01-05" read alike), a text
+    column whose every value is a number ("16,800.00", " 42 ") becomes float64 as a CSV reader
+    would have made it, other text columns hold only str or missing (a column mixing numbers and
+    text stays text, and so does one of codes with leading zeros such as "02134"). Missing is NaN
+    in every column, as pandas reads it from a CSV (Parquet gives None), so rows hash alike."""
     frame = frame.copy()
     for column in frame.columns:
         series = frame[column]
         if pd.api.types.is_datetime64_any_dtype(series):
-            frame[column] = series.dt.strftime("%Y-%m-%dT%H:%M:%S").where(series.notna(), None)
+            frame[column] = _normalise_objects(series)
         elif pd.api.types.is_bool_dtype(series):
             frame[column] = series.astype("int64")
         elif series.dtype == object:
-            frame[column] = series.map(lambda v: v if _missing(v) else str(v))
+            frame[column] = _normalise_objects(series)
     return frame
+
+
+def _normalise_objects(series: pd.Series) -> pd.Series:
+    """Each distinct value is looked at once (a million rows often hold a few thousand dates),
+    the result spread back over the rows with NaN for missing."""
+    codes, distinct = pd.factorize(series)  # missing values get code -1
+    values = list(distinct)
+    converted: list[Any] | None = None
+    if any(isinstance(v, datetime.date) for v in values):  # Parquet date or timestamp values
+        converted = date_texts(values)
+    if converted is None:
+        values = [str(v) for v in values]
+        numbers = _numbers(values)
+        if numbers is not None:
+            return pd.Series(np.array([*numbers, math.nan])[codes], index=series.index, dtype="float64")
+        converted = date_texts(values) if values else None
+    table = np.array([*(values if converted is None else converted), math.nan], dtype=object)
+    return pd.Series(table[codes], index=series.index, dtype=object)
+
+
+def _numbers(texts: list[str]) -> list[float] | None:
+    """Every text as a number, or None (one is text, or a code with a leading zero)."""
+    numbers = []
+    for text in texts:
+        number = parse_number(text)
+        if number is None:
+            return None
+        numbers.append(number)
+    if not numbers or any(is_code(text) for text in texts):
+        return None
+    return numbers
 
 
 def _missing(value: Any) -> bool:

@@ -35,8 +35,9 @@ def train(
 
     Args:
         train_split: The train rows (from ingest); its metadata names the label column.
-        schema: The validated schema (from validate): INT/FLOAT features are numeric, BYTES
-            categorical.
+        schema: The validated schema (from validate): each feature's `kfkit:<role>` annotation
+            decides its use (identifiers and free text left out, dates as days since
+            1970-01-01); without one, INT/FLOAT features are numeric, BYTES categorical.
         anomalies: The gate: trains only if its metadata says `blessed`.
         model_name: Name recorded in the model manifest.
         statistics: TFDV statistics of the splits (from validate); its train.pb is kept in the

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from kfkit import names
+from kfkit import feature_roles, names
 from kfkit.errors import KfkitError
+from kfkit.label_checks import check_label
 from kfkit.model_folder import Feature, ModelManifest, feature_frame, save_model
 from kfkit.params import check_choice
 
@@ -40,21 +41,38 @@ _ESTIMATOR_DEFAULTS = {
 }
 
 
-def features_from_schema(schema_path: str, label_column: str) -> list[Feature]:
-    """Numeric for INT/FLOAT features, categorical for BYTES, in schema order."""
+def features_from_schema(schema_path: str, label_column: str) -> tuple[list[Feature], dict[str, str]]:
+    """The model's features in schema order, and the features left out with why.
+
+    Each feature's role is the one validate recorded in the schema (``kfkit:<role>`` tags, see
+    :mod:`kfkit.feature_roles`): identifiers and free text are left out, dates become days,
+    the rest numeric or categorical. A feature without a role tag (a schema written before
+    roles, or by hand) is numeric for INT/FLOAT and categorical for BYTES."""
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    schema = text_format.Parse(Path(schema_path).read_text(), schema_pb2.Schema())
-    features = []
+    try:
+        schema = text_format.Parse(Path(schema_path).read_text(), schema_pb2.Schema())
+    except text_format.ParseError as exc:
+        raise KfkitError(f"{schema_path}: not a valid TFDV schema: {exc}") from None
+    roles = feature_roles.schema_roles(schema)
+    features, excluded = [], {}
     for feature in schema.feature:
         if feature.name == label_column:
             continue
-        kind = "categorical" if feature.type == schema_pb2.BYTES else "numeric"
+        role = roles.get(feature.name)
+        if role is None:
+            kind = "categorical" if feature.type == schema_pb2.BYTES else "numeric"
+        elif role.excluded:
+            excluded[feature.name] = role.describe()
+            continue
+        else:
+            kind = role.role
         features.append(Feature(feature.name, kind))
     if not features:
-        raise KfkitError(f"{schema_path}: schema has no features besides the label")
-    return features
+        left_out = f" (left out: {', '.join(excluded)})" if excluded else ""
+        raise KfkitError(f"{schema_path}: schema has no features besides the label{left_out}")
+    return features, excluded
 
 
 def build_estimator(problem_type: str, estimator: str, hyperparameters: dict[str, Any], seed: int):
@@ -98,12 +116,18 @@ def as_declared(cls: type, name: str, value: Any) -> Any:
 
 
 def build_pipeline(features: list[Feature], estimator):
+    """Impute and scale numbers and dates (already days since 1970-01-01), impute and one-hot
+    categories. HistGradientBoosting refuses sparse input ("Sparse data was passed"), so for it
+    the one-hot output is dense; the others keep scikit-learn's sparse default, so their fitted
+    models stay what they were."""
     from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    numeric = [f.name for f in features if f.kind == "numeric"]
+    dense = isinstance(estimator, HistGradientBoostingClassifier | HistGradientBoostingRegressor)
+    numeric = [f.name for f in features if f.kind in ("numeric", "date")]
     categorical = [f.name for f in features if f.kind == "categorical"]
     transformers = []
     if numeric:
@@ -121,7 +145,7 @@ def build_pipeline(features: list[Feature], estimator):
                 Pipeline(
                     [
                         ("impute", SimpleImputer(strategy="most_frequent")),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=not dense)),
                     ]
                 ),
                 categorical,
@@ -148,8 +172,11 @@ def train(
     in the model folder as ``train_statistics.pb`` so later runs are checked for drift
     against the data this version was trained on."""
     hyperparameters = dict(hyperparameters or {})
-    features = features_from_schema(schema_path, label_column)
+    features, excluded = features_from_schema(schema_path, label_column)
     model = build_pipeline(features, build_estimator(problem_type, estimator, hyperparameters, seed))
+    if label_column not in frame.columns:
+        raise KfkitError(f"train split: label column '{label_column}' not found")
+    check_label(frame[label_column], label_column, problem_type, "train split")
     x = feature_frame(frame, features, "train split")
     y = frame[label_column]
     if problem_type == "classification":
@@ -176,6 +203,7 @@ def train(
         problem_type=problem_type,
         label_column=label_column,
         features=features,
+        excluded_features=excluded,
         estimator=estimator,
         hyperparameters={
             k: v
@@ -233,4 +261,9 @@ def run(task: Task) -> None:
         statistics_path=f"{task.inputs['statistics'].path}/train.pb",
     )
     model.metadata.update(manifest_metadata(manifest))
-    task.say(f"{p['estimator']} on {len(manifest.features)} features, sha256 {manifest.sha256[:12]}")
+    left_out = ", ".join(f"{name} ({why.split(':')[0]})" for name, why in manifest.excluded_features.items())
+    task.say(
+        f"{p['estimator']} on {len(manifest.features)} features"
+        + (f" (left out: {left_out})" if left_out else "")
+        + f", sha256 {manifest.sha256[:12]}"
+    )

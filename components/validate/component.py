@@ -22,6 +22,8 @@ def validate(
     schema_uri: str = "",
     drift_thresholds: Optional[dict] = None,
     skew_thresholds: Optional[dict] = None,
+    keep_features: Optional[list] = None,
+    problem_type: str = "",
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Checks both splits against a schema with TensorFlow Data Validation: a curated one, else
@@ -29,13 +31,16 @@ def validate(
     the baseline's training statistics) and train/eval skew with TFDV's comparators: L-infinity
     distance for categorical features, Jensen-Shannon divergence for numeric ones, each 0.2 by
     default. A feature beyond its threshold is an anomaly (`drift:<feature>`, `skew:<feature>`).
+    Each feature gets a role, written into the schema as a `kfkit:<role>` annotation with its
+    evidence: identifier and free text (left out of the model), date, numeric or categorical.
 
     Example:
         validate(train_split=..., eval_split=..., baseline=..., policy="fail")
 
     Outputs:
         statistics: TFDV statistics (train.pb, eval.pb).
-        schema: The schema used (schema.pbtxt).
+        schema: The schema used (schema.pbtxt), each feature annotated with its role;
+            metadata `feature_roles` (feature -> role) and `excluded_features` (feature -> why).
         anomalies: anomalies.pbtxt; metadata `blessed` is the gate train reads, `drift` and
             `skew` the measured distances.
         report: Markdown report rendered by the KFP UI.
@@ -56,6 +61,11 @@ def validate(
             {"income": 0.4}; 1 or more, or null, turns a feature's check off. Unknown
             features are an error.
         skew_thresholds: Per-feature overrides of the train/eval skew threshold, the same way.
+        keep_features: Features to use even though they look like identifiers (unique per row)
+            or free text (many distinct, long values), which are otherwise left out of the
+            model; e.g. ["customer_id"]. Each feature's role is recorded in the schema.
+        problem_type: "classification" or "regression": checks that the label suits it (and,
+            for classification, that no class appears only in the eval split); "" skips that.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.validate.executor import run

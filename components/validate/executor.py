@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from kfkit import names
+from kfkit import feature_roles, names
 from kfkit.errors import KfkitError, first_line
+from kfkit.feature_roles import FeatureRole
+from kfkit.label_checks import check_eval_classes, check_label
 from kfkit.params import check_choice, check_thresholds
 from kfkit.storage import ObjectStore, is_object_uri
 
@@ -75,6 +77,7 @@ class ValidationResult:
     drift: list[Comparison] = field(default_factory=list)
     skew: list[Comparison] = field(default_factory=list)
     drift_note: str = ""  # why drift was not checked ("" when it was)
+    roles: dict[str, FeatureRole] = field(default_factory=dict)  # feature -> its role, schema order
 
     def summary(self) -> str:
         items = [f"{key}: {text}" for key, text in sorted(self.anomalies.items())]
@@ -149,6 +152,8 @@ def validate(
     drift_note: str = "",
     drift_thresholds: dict[str, Any] | None = None,
     skew_thresholds: dict[str, Any] | None = None,
+    keep_features: list[str] | None = None,
+    problem_type: str = "",
 ) -> tuple[ValidationResult, dict[str, Any]]:
     """Returns the result and the protos to write: train/eval statistics, schema, anomalies.
 
@@ -156,8 +161,22 @@ def validate(
     ``baseline_uri``: where that baseline lives, for messages. ``baseline_statistics``: the
     path of the baseline's train_statistics.pb (None: drift is not checked, ``drift_note``
     says why); ``baseline_name`` names it in messages. ``drift_thresholds`` and
-    ``skew_thresholds``: feature -> threshold overrides of :data:`DEFAULT_THRESHOLDS`."""
+    ``skew_thresholds``: feature -> threshold overrides of :data:`DEFAULT_THRESHOLDS`.
+    ``keep_features``: identifiers or free text to use as features all the same.
+    ``problem_type``: "classification" or "regression" checks the label for it ("": no check)."""
     check_choice("validate", "policy", policy, names.VALIDATION_POLICIES)
+    keep_features = feature_roles.check_keep_features(keep_features)
+    if problem_type:
+        check_choice("validate", "problem_type", problem_type, names.PROBLEM_TYPES)
+        for split, frame in (("train split", train), ("eval split", evaluation)):
+            if label_column in frame.columns:
+                check_label(frame[label_column], label_column, problem_type, split)
+    if (
+        problem_type == "classification"
+        and label_column in train.columns
+        and label_column in evaluation.columns
+    ):
+        check_eval_classes(train[label_column], evaluation[label_column], label_column)
     tfdv = _tfdv()
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
@@ -176,6 +195,12 @@ def validate(
     else:
         schema, source, where = infer_schema(stats["train"], label_column), "inferred", ""
 
+    # What each column is to the model (identifier, free text, date, number, category), decided
+    # on the whole table and written into the schema, so train and reviewers read it there.
+    table = pd.concat([train, evaluation], ignore_index=True)
+    roles = feature_roles.decide_roles(table, schema, label_column, keep_features)
+    excluded = {name for name, role in roles.items() if role.excluded}
+
     anomalies: dict[str, str] = {}
     anomaly_protos = anomalies_pb2.Anomalies()
     for split, split_stats in stats.items():
@@ -191,8 +216,8 @@ def validate(
     control = None
     if baseline_statistics is not None:
         control = _read_statistics(baseline_statistics, f"{baseline_name}: {names.TRAIN_STATISTICS_FILE}")
-        drift = compare(stats["train"], control, schema, drift_limits, "drift", anomaly_protos)
-    skew = compare(stats["train"], stats["eval"], schema, skew_limits, "skew", anomaly_protos)
+        drift = compare(stats["train"], control, schema, drift_limits, "drift", anomaly_protos, excluded)
+    skew = compare(stats["train"], stats["eval"], schema, skew_limits, "skew", anomaly_protos, excluded)
     for check in drift:
         if check.flagged:
             anomalies[f"drift:{check.feature}"] = (
@@ -214,6 +239,7 @@ def validate(
         drift=drift,
         skew=skew,
         drift_note="" if baseline_statistics is not None else drift_note,
+        roles=roles,
     )
     result.metadata = {
         "blessed": blessed,
@@ -229,6 +255,9 @@ def validate(
         "skew": {c.feature: round(c.distance, 6) for c in skew if c.distance is not None},
         "drift_baseline": baseline_name if baseline_statistics is not None else "",
         "drift_note": result.drift_note,
+        # What each feature is to the model, and the features left out with the evidence.
+        "feature_roles": {name: role.role for name, role in roles.items()},
+        "excluded_features": {name: role.describe() for name, role in roles.items() if role.excluded},
     }
     protos = {
         "statistics": stats,
@@ -264,13 +293,20 @@ def comparator_for(feature) -> str | None:
 
 
 def compare(
-    current, control, schema, overrides: dict[str, float | None], mode: str, into=None
+    current,
+    control,
+    schema,
+    overrides: dict[str, float | None],
+    mode: str,
+    into=None,
+    skip: set[str] | frozenset[str] = frozenset(),
 ) -> list[Comparison]:
     """Drift (``mode="drift"``: ``control`` is earlier data) or skew (``"skew"``: ``control`` is
     the serving side, here the eval split) of every schema feature, measured and judged by
     TFDV's ``validate_statistics`` with a comparator set on each feature. ``into``: an
     Anomalies proto that receives the flagged features (``<mode>:<feature>``) and the raw
-    measurements (``drift_skew_info``)."""
+    measurements (``drift_skew_info``). ``skip``: features the model leaves out (identifiers,
+    free text), whose new values are expected, not drift."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
     tfdv = _tfdv()
@@ -281,7 +317,7 @@ def compare(
         feature.ClearField("drift_comparator")
         feature.ClearField("skew_comparator")
         comparator = comparator_for(feature)
-        if comparator is None:
+        if comparator is None or feature.name in skip:
             continue
         threshold = overrides.get(feature.name, DEFAULT_THRESHOLDS[comparator])
         threshold = None if threshold is None or threshold >= _OFF else threshold
@@ -353,7 +389,10 @@ def report_markdown(protos: dict[str, Any], result: ValidationResult) -> str:
         lines += ["| split:feature | anomaly |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(result.anomalies.items())]
         lines.append("")
-    lines += ["## Drift against the baseline", ""]
+    lines += ["## Feature roles", "", _ROLES_NOTE, ""]
+    lines += ["| feature | role | model input | evidence |", "|---|---|---|---|"]
+    lines += [f"| {name} | {cells[0]} | {cells[1]} | {cells[2]} |" for name, *cells in _role_rows(result)]
+    lines += ["", "## Drift against the baseline", ""]
     if result.drift_note:
         lines += [result.drift_note, ""]
     else:
@@ -432,6 +471,11 @@ def report_html(protos: dict[str, Any], result: ValidationResult) -> str:
         rows = sorted(result.anomalies.items())
         page.table(["split:feature", "anomaly"], rows, [True] * len(rows))
 
+    page.heading("Feature roles")
+    page.paragraph(_ROLES_NOTE)
+    rows = _role_rows(result)
+    page.table(["feature", "role", "model input", "evidence"], rows, [r[2] == "no" for r in rows])
+
     page.heading("Drift against the baseline")
     if result.drift_note:
         page.paragraph(result.drift_note)
@@ -492,6 +536,19 @@ def report_html(protos: dict[str, Any], result: ValidationResult) -> str:
     return page.render()
 
 
+_ROLES_NOTE = (
+    "Identifiers and free text are left out of the model unless named in keep_features; dates "
+    "become days since 1970-01-01. Recorded in the schema as kfkit:<role> annotations."
+)
+
+
+def _role_rows(result: ValidationResult) -> list[list[str]]:
+    return [
+        [name, role.role.replace("_", " "), "no" if role.excluded else "yes", role.evidence]
+        for name, role in result.roles.items()
+    ]
+
+
 def _distance_chart(page, checks: list[Comparison], mode: str) -> None:
     measured = [c for c in checks if c.distance is not None]
     if measured:
@@ -533,6 +590,10 @@ def check(params: dict[str, Any]) -> None:
     threshold values are checked here, their feature names when the schema is known)."""
     if "policy" in params:
         check_choice("validate", "policy", params["policy"], names.VALIDATION_POLICIES)
+    if "keep_features" in params:
+        feature_roles.check_keep_features(params["keep_features"])
+    if params.get("problem_type"):
+        check_choice("validate", "problem_type", params["problem_type"], names.PROBLEM_TYPES)
     for parameter in ("drift_thresholds", "skew_thresholds"):
         value = params.get(parameter)
         if value is not None and not isinstance(value, dict):
@@ -576,6 +637,8 @@ def run(task: Task) -> None:
         drift_note=drift_note,
         drift_thresholds=p["drift_thresholds"],
         skew_thresholds=p["skew_thresholds"],
+        keep_features=p["keep_features"],
+        problem_type=p["problem_type"],
     )
     out = task.outputs
     write_outputs(protos, result, out["statistics"].path, out["schema"].path, out["anomalies"].path)
@@ -592,6 +655,12 @@ def run(task: Task) -> None:
         )
     if result.drift_note:
         task.say(result.drift_note)
+    left_out = result.metadata["excluded_features"]
+    if left_out:
+        task.say(
+            "left out of the model (keep_features keeps one): "
+            + "; ".join(f"{name}: {why}" for name, why in left_out.items())
+        )
     if result.blessed:
         drift = "" if result.drift_note else f", no drift from {baseline_name}"
         task.say(

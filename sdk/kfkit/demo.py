@@ -56,7 +56,7 @@ def run_demo(
     # Rows spread over the split, so every class shows up (the file is ordered by species).
     frame = frame.iloc[:: max(1, len(frame) // max(rows, 1))].head(rows).reset_index(drop=True)
     label = parameters.get("label_column", "species")
-    progress(f"serving {model_name} version {version} with seldon-core-microservice")
+    progress(f"serving {model_name} version {version} with kfkit's model server (Seldon Core)")
     with start_server(folder) as server:
         features = [c for c in frame.columns if c != label]
         records = [

@@ -72,6 +72,7 @@ class RunSummary:
     task_seconds: dict[str, float] = field(default_factory=dict)
     dataset_fingerprint: str | None = None
     validation: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> verdict
+    features: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> feature -> role
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metrics
     blessed: dict[str, bool] = field(default_factory=dict)  # task -> model blessing
     pushed: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> version, uri, sha256
@@ -374,6 +375,8 @@ def _add_artifact(summary: RunSummary, task: str, artifact: Any) -> None:
             "anomalies": meta.get("anomalies", {}),
             "schema_source": meta.get("schema_source"),
         }
+    if isinstance(meta.get("feature_roles"), dict) and task not in summary.features:
+        summary.features[task] = dict(meta["feature_roles"])
     if artifact.type == "system.Metrics":
         summary.metrics[task] = {k: v for k, v in meta.items() if isinstance(v, int | float)}
     if "checks" in meta:
@@ -408,8 +411,17 @@ def pipeline_spec(spec_path: Path) -> dict[str, Any]:
 
 
 def with_defaults(spec: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's declared defaults, overridden by ``parameters``. The compiled spec writes
+    an integer's default as a float (``random_seed`` 42 as ``42.0``): it is an int again here."""
     declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-    values = {name: d["defaultValue"] for name, d in declared.items() if "defaultValue" in d}
+    values = {}
+    for name, definition in declared.items():
+        if "defaultValue" not in definition:
+            continue
+        default = definition["defaultValue"]
+        if definition.get("parameterType") == "NUMBER_INTEGER" and isinstance(default, float):
+            default = int(default) if default.is_integer() else default
+        values[name] = default
     values.update(parameters)
     return values
 
@@ -455,6 +467,16 @@ def format_summary(summary: RunSummary) -> str:
     if summary.refused:
         refused = summary.refused
         rows.append(("refused by", f"{refused['task']} (gate '{refused['gate']}'): {refused['reason']}"))
+    for task, roles in summary.features.items():
+        from kfkit.feature_roles import EXCLUDED_ROLES
+
+        left_out = [
+            f"{name} ({role.replace('_', ' ')})" for name, role in roles.items() if role in EXCLUDED_ROLES
+        ]
+        used = f"{len(roles) - len(left_out)} used" + (
+            f"; left out: {', '.join(left_out)}" if left_out else ""
+        )
+        rows.append(("features" if len(summary.features) == 1 else f"features ({task})", used))
     if summary.dataset_fingerprint:
         rows.append(("dataset fingerprint", summary.dataset_fingerprint))
     rows.append(("wall time", f"{summary.seconds:.1f}s"))

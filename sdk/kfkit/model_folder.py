@@ -39,7 +39,7 @@ def sha256_file(path: str | Path) -> str:
 @dataclass
 class Feature:
     name: str
-    kind: str  # "numeric" or "categorical"
+    kind: str  # "numeric", "categorical" or "date" (days since 1970-01-01, see kfkit.values)
 
 
 @dataclass
@@ -62,6 +62,9 @@ class ModelManifest:
     # Companion files beside the model (name -> sha256): the evidence it was trained on, such
     # as ``schema.pbtxt``, the schema later data is validated against.
     files: dict[str, str] = field(default_factory=dict)
+    # Columns of the training data left out of the model, and why (validate's schema roles:
+    # "identifier: 4000 distinct values in 4000 rows"); serving accepts and ignores them.
+    excluded_features: dict[str, str] = field(default_factory=dict)
     kfkit_version: str = ""  # the code that trained it, with sklearn_version
     format_version: int = FORMAT_VERSION
     model_file: str = MODEL_FILE
@@ -73,7 +76,7 @@ class ModelManifest:
     def training_identity(self) -> dict[str, Any]:
         """What decides the model: data (fingerprint), parameters and code. Two manifests with
         the same identity describe the same model, whatever bytes pickling produced."""
-        return {
+        identity = {
             "training_data_fingerprint": self.training_data_fingerprint,
             "problem_type": self.problem_type,
             "label_column": self.label_column,
@@ -84,6 +87,9 @@ class ModelManifest:
             "sklearn_version": self.sklearn_version,
             "kfkit_version": self.kfkit_version,
         }
+        if self.excluded_features:  # absent when empty: models from before keep their identity
+            identity["excluded_features"] = self.excluded_features
+        return identity
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -217,22 +223,51 @@ def load_verified_model(folder: str | Path) -> tuple[Any, ModelManifest]:
 
 
 def feature_frame(frame: Any, features: list[Feature], where: str) -> Any:
-    """The model's input frame (a pandas DataFrame): manifest columns in order, numeric as float64."""
+    """The model's input frame (a pandas DataFrame): manifest columns in order, numeric as float64
+    (numeric text such as "16,800.00" read by :func:`kfkit.values.number_of`, as serving reads
+    it), dates as days since 1970-01-01 (:func:`kfkit.values.days_since_epoch`)."""
     import numpy as np
     import pandas as pd
+
+    from kfkit.values import days_since_epoch, number_of
 
     missing = [f.name for f in features if f.name not in frame.columns]
     if missing:
         raise KfkitError(f"{where}: feature column(s) {missing} missing")
     out = frame[[f.name for f in features]].copy()
     for feature in features:
+        column = out[feature.name]
         if feature.kind == "categorical":
             # Parquet gives None for a missing string; the imputers look for NaN.
-            column = out[feature.name].astype(object)
+            column = column.astype(object)
             out[feature.name] = column.where(column.notna(), np.nan)
+        elif feature.kind == "date":
+            out[feature.name] = _converted(column, days_since_epoch, feature, where, "an ISO date")
+        elif pd.api.types.is_numeric_dtype(column):
+            out[feature.name] = column.astype("float64")
         else:
-            try:
-                out[feature.name] = pd.to_numeric(out[feature.name]).astype("float64")
-            except (ValueError, TypeError) as exc:
-                raise KfkitError(f"{where}: column '{feature.name}' is not numeric: {exc}") from None
+            out[feature.name] = _converted(column, number_of, feature, where, "a number")
     return out
+
+
+def _converted(column: Any, convert: Any, feature: Feature, where: str, expected: str) -> Any:
+    """``column``'s values through ``convert`` as float64, NaN for missing; one line naming the
+    first row that does not convert. Each distinct value is converted once (dates repeat)."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    codes, distinct = pd.factorize(column)  # missing values get code -1
+    numbers = []
+    for code, value in enumerate(distinct):
+        number = convert(value)
+        if number is None:
+            row = int(np.argmax(codes == code))
+            raise KfkitError(
+                f"{where}: column '{feature.name}' is {feature.kind} but row {row} holds {value!r}, "
+                f"not {expected}"
+            )
+        numbers.append(number)
+    table = np.array([*numbers, math.nan], dtype="float64")  # code -1 picks the NaN
+    return pd.Series(table[codes], index=column.index, dtype="float64")

@@ -172,7 +172,7 @@ def compile_command(
 @user_errors
 def demo_command(config_path: str, rows: int) -> None:
     """The whole story on one machine: start the store, upload the penguins sample, run the
-    pipeline, serve the pushed model with seldon-core-microservice and ask it for
+    pipeline, serve the pushed model with kfkit's model server (Seldon Core) and ask it for
     predictions. Stops everything it started."""
     from kfkit.demo import run_demo
 

@@ -31,6 +31,7 @@ import sklearn  # noqa: F401  # ~3 s: import once before Seldon forks, not in ev
 from kfkit.errors import KfkitError
 from kfkit.model_folder import ModelManifest, load_verified_model
 from kfkit.serving.finite import OutOfRangeError, predict_checked
+from kfkit.values import days_since_epoch, parse_number
 
 MODEL_DIR_ENV = "KFKIT_MODEL_DIR"
 FAST_PATH_ENV = "KFKIT_SERVING_FAST_PATH"
@@ -38,6 +39,7 @@ FAST_PATH_ENV = "KFKIT_SERVING_FAST_PATH"
 DEFAULT_MODEL_DIR = "/mnt/models"
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
+DATE = "date"  # sent as an ISO date text, given to the model as days since 1970-01-01
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 
@@ -54,9 +56,11 @@ def check_feature_names(names: Sequence[str], manifest: ModelManifest) -> None:
     """Refuse names that are missing, unknown or repeated, naming each offending feature.
 
     A misnamed feature shows up as one unknown and one missing name, so both are reported.
+    Columns the model was trained without (``manifest.excluded_features``: an id, free text)
+    may be sent, and are ignored.
     """
     expected = manifest.feature_names
-    expected_set = set(expected)
+    expected_set = set(expected) | set(manifest.excluded_features)
     given_set = set(names)
     seen: set[str] = set()
     duplicates = []
@@ -94,19 +98,35 @@ def _to_float(value: Any, feature: str, row: int) -> float:
     """
     if _is_missing(value):
         return math.nan
-    number = math.nan
-    if not isinstance(value, bool | np.bool_) and isinstance(value, numbers.Real | str):
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):
-            pass
-    if math.isfinite(number):
+    number: float | None = math.nan
+    if not isinstance(value, bool | np.bool_):
+        if isinstance(value, numbers.Real):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond float range
+                number = math.nan
+        elif isinstance(value, str):
+            number = parse_number(value)  # "16,800.00" as ingest reads it
+    if number is not None and math.isfinite(number):
         return number
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     raise FeatureError(
         f"feature {feature!r} is numeric but row {row} holds {shown}: send a finite number, or "
         "null for a missing value"
     )
+
+
+def _to_days(value: Any, feature: str, row: int) -> float:
+    """An ISO date (or date-time) text as days since 1970-01-01, as training turned it; null as NaN."""
+    if _is_missing(value):
+        return math.nan
+    days = days_since_epoch(value)
+    if days is None:
+        raise FeatureError(
+            f"feature {feature!r} is a date but row {row} holds {value!r}: send an ISO date such as "
+            "'2024-01-31' (or '2024-01-31T12:00:00'), or null for a missing value"
+        )
+    return days
 
 
 def _to_category(value: Any, feature: str, row: int) -> Any:
@@ -156,10 +176,12 @@ def rows_to_columns(
             converted[feature.name] = [_to_float(v, feature.name, i) for i, v in enumerate(values)]
         elif feature.kind == CATEGORICAL:
             converted[feature.name] = [_to_category(v, feature.name, i) for i, v in enumerate(values)]
+        elif feature.kind == DATE:
+            converted[feature.name] = [_to_days(v, feature.name, i) for i, v in enumerate(values)]
         else:
             raise KfkitError(
                 f"model {manifest.model_name!r}: feature {feature.name!r} has unknown kind "
-                f"{feature.kind!r} (expected {NUMERIC!r} or {CATEGORICAL!r})"
+                f"{feature.kind!r} (expected {NUMERIC!r}, {CATEGORICAL!r} or {DATE!r})"
             )
     return converted
 
@@ -167,7 +189,9 @@ def rows_to_columns(
 def columns_to_frame(columns: dict[str, list[Any]], manifest: ModelManifest) -> pd.DataFrame:
     """The DataFrame the model was fitted on, from ``rows_to_columns``' checked values."""
     data = {
-        feature.name: pd.Series(columns[feature.name], dtype="float64" if feature.kind == NUMERIC else object)
+        feature.name: pd.Series(
+            columns[feature.name], dtype=object if feature.kind == CATEGORICAL else "float64"
+        )
         for feature in manifest.features
     }
     return pd.DataFrame(data, columns=manifest.feature_names)
@@ -363,10 +387,11 @@ def _check_model_matches_manifest(model: Any, manifest: ModelManifest, folder: P
             f"{CLASSIFICATION!r} or {REGRESSION!r}"
         )
     kinds = {feature.name: feature.kind for feature in manifest.features}
-    unknown = {name: kind for name, kind in kinds.items() if kind not in (NUMERIC, CATEGORICAL)}
+    unknown = {name: kind for name, kind in kinds.items() if kind not in (NUMERIC, CATEGORICAL, DATE)}
     if unknown:
         raise KfkitError(
-            f"{where} has features of unknown kind {unknown}; expected {NUMERIC!r} or {CATEGORICAL!r}"
+            f"{where} has features of unknown kind {unknown}; expected {NUMERIC!r}, {CATEGORICAL!r} "
+            f"or {DATE!r}"
         )
     fitted_names = getattr(model, "feature_names_in_", None)
     if fitted_names is not None and list(fitted_names) != manifest.feature_names:
