@@ -156,14 +156,27 @@ def run(task: Task) -> None:
     store = ObjectStore.from_env()
     serving = unchanged_version(ModelManifest.read(model.path), p["model_name"], store)
     if serving is not None:
-        record = {"pushed": False, "unchanged": True, "model_name": p["model_name"], "version": serving}
+        # Same model as the latest version: nothing to push. Whether that version serves is the
+        # deploy target's to say: after a rollback (or a push killed before its deploy) it does
+        # not, and deploying it again here would undo someone's decision, so say so instead.
+        served, how = deploy.served_version(p["model_name"], strategy, p["serving_namespace"])
+        record = {
+            "pushed": False,
+            "unchanged": True,
+            "model_name": p["model_name"],
+            "version": serving,
+            "serves": served == serving,
+            "served_version": served or "",
+        }
         write_record(task.outputs["pushed_model"], record, "kfkit-push.json")
         task.outputs["pushed_model"].metadata.update(record)
         write_record(task.outputs["deployment"], record, "kfkit-push.json")
         task.outputs["deployment"].metadata.update(record)
-        task.say(
-            f"unchanged: same data, parameters and code as version {serving}, which serves; nothing pushed"
-        )
+        same = f"unchanged: same data, parameters and code as version {serving}"
+        if served == serving:
+            task.say(f"{same}, which serves; nothing pushed")
+        else:
+            task.say(f"{same}; nothing pushed or deployed, and it does not serve ({how})")
         return
     result = push(model.path, p["model_name"], store=store)
     _pause_for_tests("complete")

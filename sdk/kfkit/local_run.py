@@ -92,12 +92,15 @@ class RunSummary:
         return next(iter(self.pushed.values()), None)
 
     def version_that_serves(self) -> str | None:
-        """The version this run leaves serving: the one it pushed, or the unchanged one."""
+        """The version this run leaves serving: the one it pushed, or, when unchanged, the one the
+        deploy target serves (the unchanged version itself unless a rollback moved away from it)."""
         pushed = self.pushed_version()
         if pushed:
             return pushed["version"]
         unchanged = [m for m in self.artifacts.values() if m.get("unchanged")]
-        return str(unchanged[0]["version"]) if unchanged else None
+        if not unchanged:
+            return None
+        return str(unchanged[0].get("served_version") or unchanged[0]["version"])
 
 
 class _ProgressTee:
@@ -505,7 +508,9 @@ def _outcome(summary: RunSummary, task: str) -> str:
         parts.append(f"pushed version {pushed['version']} -> {pushed['uri']}")
     unchanged = [m for k, m in summary.artifacts.items() if k.startswith(f"{task}.") and m.get("unchanged")]
     if unchanged:
-        parts.append(f"unchanged: version {unchanged[0].get('version')} serves")
+        version = unchanged[0].get("version")
+        serves = unchanged[0].get("serves", True)
+        parts.append(f"unchanged: version {version} " + ("serves" if serves else "(not serving)"))
     skipped = [
         m.get("reason") for k, m in summary.artifacts.items() if k.startswith(f"{task}.") and m.get("skipped")
     ]
