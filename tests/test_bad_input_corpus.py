@@ -95,7 +95,7 @@ CASES = [
     preflight("random_seed=abc", "The 'random_seed' parameter of the pipeline must be an integer"),
     preflight("random_seed=1.5", "The 'random_seed' parameter of the pipeline must be an integer"),
     preflight("estimator=svm", "train: The 'estimator' parameter of train must be one of"),
-    preflight("problem_type=ranking", "train: The 'problem_type' parameter of train must be one of"),
+    preflight("problem_type=ranking", "validate: The 'problem_type' parameter of validate must be one of"),
     preflight(
         "hyperparameters={n_trees: 3}",
         "train: The 'hyperparameters' parameter of train has unknown key(s) ['n_trees']",
