@@ -762,6 +762,29 @@ def report_html(evaluation: Evaluation, reason: str) -> str:
     return page.render()
 
 
+def check_metric_map(parameter: str, value: Any, allow_null: bool = False) -> None:
+    """``value`` maps metric names (of either problem type: the model says which at run time)
+    to numbers; one line naming ``parameter`` otherwise."""
+    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+    if not isinstance(value, dict):
+        raise KfkitError(f"The '{parameter}' parameter of evaluate must be a mapping. Got {value!r} instead.")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise KfkitError(
+            f"The '{parameter}' parameter of evaluate has unknown metric(s) {unknown}; "
+            f"metrics are {', '.join(known)}"
+        )
+    bad = {
+        k: v
+        for k, v in value.items()
+        if not (v is None and allow_null) and (isinstance(v, bool) or not isinstance(v, int | float))
+    }
+    if bad:
+        raise KfkitError(
+            f"The '{parameter}' parameter of evaluate must map metrics to numbers. Got {bad!r} instead."
+        )
+
+
 def check_slice_parameters(features: Any, floors: Any) -> None:
     """``slice_features`` a list of column names, ``slice_floors`` metric -> number, and floors
     only with something to slice. Whether the columns exist only the eval split can say."""
@@ -776,22 +799,7 @@ def check_slice_parameters(features: Any, floors: Any) -> None:
         raise KfkitError(f"The 'slice_features' parameter of evaluate names a column twice: {features!r}")
     if floors is None:
         return
-    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
-    if not isinstance(floors, dict):
-        raise KfkitError(
-            f"The 'slice_floors' parameter of evaluate must be a mapping. Got {floors!r} instead."
-        )
-    unknown = sorted(set(floors) - set(known))
-    if unknown:
-        raise KfkitError(
-            f"The 'slice_floors' parameter of evaluate has unknown metric(s) {unknown}; "
-            f"metrics are {', '.join(known)}"
-        )
-    bad = {k: v for k, v in floors.items() if isinstance(v, bool) or not isinstance(v, int | float)}
-    if bad:
-        raise KfkitError(
-            f"The 'slice_floors' parameter of evaluate must map metrics to numbers. Got {bad!r} instead."
-        )
+    check_metric_map("slice_floors", floors)
     if floors and not features:
         raise KfkitError(
             f"The 'slice_floors' parameter of evaluate ({', '.join(sorted(floors))}) needs "
@@ -802,31 +810,11 @@ def check_slice_parameters(features: Any, floors: Any) -> None:
 def check(params: dict[str, Any]) -> None:
     """The parameters alone, before any task runs: metric names (of either problem type: the
     model says which at run time), limits that are numbers, a margin in [0, 1)."""
-    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
     for parameter in ("thresholds", "tolerances"):
         value = params.get(parameter)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise KfkitError(
-                f"The '{parameter}' parameter of evaluate must be a mapping. Got {value!r} instead."
-            )
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise KfkitError(
-                f"The '{parameter}' parameter of evaluate has unknown metric(s) {unknown}; "
-                f"metrics are {', '.join(known)}"
-            )
-        bad = {
-            k: v
-            for k, v in value.items()
-            if not (v is None and parameter == "tolerances")
-            and (isinstance(v, bool) or not isinstance(v, int | float))
-        }
-        if bad:
-            raise KfkitError(
-                f"The '{parameter}' parameter of evaluate must map metrics to numbers. Got {bad!r} instead."
-            )
+        if value is not None:
+            # A null tolerance turns that metric's comparison off.
+            check_metric_map(parameter, value, allow_null=parameter == "tolerances")
     check_slice_parameters(params.get("slice_features"), params.get("slice_floors"))
     margin = params.get("trivial_margin")
     if margin is not None and (
