@@ -299,6 +299,7 @@ def test_overlays_use_different_namespaces(built):
 SERVING_ROLE = "kfkit-seldon-deployer"
 INGRESS_POLICY = "kfkit-serving-ingress"
 EGRESS_POLICY = "kfkit-serving-egress"
+PIPELINE_TASKS_POLICY = "kfkit-pipeline-tasks-ingress"
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -405,6 +406,31 @@ def test_egress_is_dns_and_the_object_store_only(built, target):
         for t in p["spec"]["policyTypes"]
     }
     assert types == {"Ingress", "Egress"}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_kfkit_task_pods_accept_no_inbound_and_other_pods_are_untouched(built, target):
+    """The pipelines namespace's policy selects exactly the pods carrying the label every
+    compiled kfkit task sets (and so not KFP's own pods in `kubeflow`), and admits nothing."""
+    policy = one(built, target, "NetworkPolicy", PIPELINE_TASKS_POLICY)
+    runner = one(built, target, "ServiceAccount", names.PIPELINE_RUNNER_SERVICE_ACCOUNT)
+    assert policy["metadata"]["namespace"] == runner["metadata"]["namespace"]
+    assert policy["spec"]["podSelector"] == {
+        "matchExpressions": [{"key": names.TASK_POD_LABEL, "operator": "Exists"}]
+    }
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and policy["spec"]["ingress"] == []
+    _, platform = yaml.safe_load_all((REPO / "pipelines" / "compiled" / "training.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    labelled = {e["podMetadata"]["labels"].get(names.TASK_POD_LABEL) for e in executors.values()}
+    assert labelled == {
+        "resolve_source",
+        "ingest",
+        "resolve_baseline",
+        "validate",
+        "train",
+        "evaluate",
+        "push",
+    }
 
 
 # -- least privilege -----------------------------------------------------------------------

@@ -43,5 +43,10 @@ OBJECT_STORE_SECRET = "kfkit-object-store"
 OBJECT_STORE_SECRET_KEYS = {
     key: key for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "KFKIT_S3_ENDPOINT")
 }
+# The pod label every compiled kfkit task carries, valued with its component ("train"): the
+# pipelines namespace's NetworkPolicy (manifests/pipelines/networkpolicy.yaml) selects kfkit's
+# task pods by it without touching the other pods of that namespace (KFP's own, in `kubeflow`).
+TASK_POD_LABEL = "kfkit.io/component"
+
 # The ServiceAccount runs execute as (manifests/pipelines/serviceaccount.yaml).
 PIPELINE_RUNNER_SERVICE_ACCOUNT = "kfkit-pipeline-runner"

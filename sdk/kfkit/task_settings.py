@@ -4,7 +4,9 @@ A pipeline calls :func:`configure_task` on each of its kfkit tasks; it applies t
 below, overridden by the settings :func:`compile_pipeline` is given (``kfkit compile
 --resources FILE --image-registry R --image-tag T``), through kfp's public task methods
 (``set_cpu_request``, ``set_memory_limit``, ``set_retry``, ``set_caching_options``,
-``set_container_image``) and kfp-kubernetes' ``set_timeout``. kfp.local ignores all of it.
+``set_container_image``) and kfp-kubernetes' ``set_timeout``; every task also gets the pod
+label ``kfkit.io/component`` the pipelines namespace's NetworkPolicy selects. kfp.local ignores
+all of it.
 
 A resources file names tasks by component and any of the fields of :class:`TaskSettings`::
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfkit import names
 from kfkit.errors import KfkitError, first_line
 from kfkit.images import ImageSettings
 
@@ -126,6 +129,7 @@ def configure_task(task: Any) -> Any:
     if settings.timeout_seconds:
         kubernetes.set_timeout(task, settings.timeout_seconds)
     task.set_caching_options(settings.caching)
+    kubernetes.add_pod_label(task, names.TASK_POD_LABEL, component)
     return task
 
 
