@@ -65,6 +65,8 @@ def training(
     random_seed: int = 42,
     serving_namespace: str = "kfkit-serving",
     deploy_strategy: str = "auto",
+    serving_replicas: int = 1,
+    serving_resources: dict = {},  # noqa: B006 - cpu_request, cpu_limit, memory_request, memory_limit
 ):
     # Uncached: the content identities every cache key after it follows (the data, the registry).
     source_task = use_object_store(
@@ -146,6 +148,8 @@ def training(
             model_name=model_name,
             serving_namespace=serving_namespace,
             deploy_strategy=deploy_strategy,
+            serving_replicas=serving_replicas,
+            serving_resources=serving_resources,
         )
     )
     # Image, resources, retries, timeout and caching of each task: kfkit.task_settings.

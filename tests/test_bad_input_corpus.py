@@ -125,6 +125,13 @@ CASES = [
     ),
     preflight("skew_thresholds=3", "The 'skew_thresholds' parameter of the pipeline must be a mapping"),
     preflight("deploy_strategy=blue-green", "The 'deploy_strategy' parameter of "),
+    preflight(
+        "serving_replicas=0", "push: The 'serving_replicas' parameter of push must be an integer in 1..100"
+    ),
+    preflight(
+        "serving_resources={memory_request: 2Gi, memory_limit: 1Gi}",
+        "push: The 'serving_resources' parameter of push: memory_request '2Gi' is above memory_limit '1Gi'",
+    ),
     preflight("data_uri=", "ingest: The 'source_uri' parameter of ingest must name a file, folder or object"),
     preflight("learning_rate=3", "unknown pipeline parameter(s) ['learning_rate']"),
     Case(

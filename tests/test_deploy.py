@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -346,6 +347,48 @@ def test_canary_on_kmock_api(kube: KmockApi, target: SeldonTarget):
     assert entry["predictors"] == before["spec"]["predictors"]
     assert entry["change"] == "canary v2"
     assert state["candidate"] == "v2" and state["history"] == 1
+
+
+def test_canary_sizes_only_the_new_version_on_kmock_api(kube: KmockApi, target: SeldonTarget):
+    """push's serving_replicas and serving_resources size the version rolled out; the version
+    serving beside a canary keeps its own size."""
+    sized = dataclasses.replace(
+        _rollout("2", "canary", 20), replicas=3, resources={"cpu_request": "250m", "memory_limit": "1Gi"}
+    )
+    with OperatorStandIn(kube.api()):
+        target.apply(_rollout("1"), timeout=20)
+        target.apply(sized, timeout=20)
+    old, new = _read(kube)["spec"]["predictors"]
+    _check_predictor(old, "1")
+    assert "resources" not in old["componentSpecs"][0]["spec"]["containers"][0]
+    assert new["replicas"] == 3
+    assert new["componentSpecs"][0]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m"},
+        "limits": {"memory": "1Gi"},
+    }
+    # The manifest push writes for lineage says the same.
+    manifest = target.manifest(sized)
+    (pred,) = manifest["spec"]["predictors"]
+    assert pred["replicas"] == 3 and pred["componentSpecs"][0]["spec"]["containers"][0]["resources"]
+
+
+@pytest.mark.parametrize(
+    ("replicas", "resources", "message"),
+    [
+        (0, {}, "The 'serving_replicas' parameter of push must be an integer in 1..100. Got 0 instead."),
+        (True, {}, "The 'serving_replicas' parameter of push must be an integer in 1..100. Got True"),
+        (101, {}, "The 'serving_replicas' parameter of push must be an integer in 1..100. Got 101"),
+        (1, "1Gi", "The 'serving_resources' parameter of push must be a mapping such as"),
+        (1, {"gpu": "1"}, "The 'serving_resources' parameter of push has an unknown key 'gpu'"),
+        (1, {"cpu_request": "lots"}, "cpu_request must be a positive Kubernetes quantity such as"),
+        (1, {"cpu_limit": "-1"}, "cpu_limit must be a positive Kubernetes quantity such as"),
+        (1, {"memory_limit": True}, "memory_limit must be a positive Kubernetes quantity such as"),
+        (1, {"cpu_request": "2", "cpu_limit": "500m"}, "cpu_request '2' is above cpu_limit '500m'"),
+    ],
+)
+def test_serving_size_is_refused_with_one_line(replicas: Any, resources: Any, message: str):
+    with pytest.raises(KfkitError, match=re.escape(message)):
+        dataclasses.replace(_rollout("1"), replicas=replicas, resources=resources)
 
 
 def test_promote_on_kmock_api(kube: KmockApi, target: SeldonTarget):

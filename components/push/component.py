@@ -17,6 +17,8 @@ def push(
     deploy_strategy: str = "local",
     canary_traffic: int = 10,
     deploy_timeout: int = 600,
+    serving_replicas: int = 1,
+    serving_resources: dict = {},  # noqa: B006 - kfp defaults are values, not objects
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Pushes a blessed model to s3://models/<model_name>/<version>/ and hands it to a deploy
@@ -41,6 +43,10 @@ def push(
             with none configured, a local record). A failed rollout is rolled back.
         canary_traffic: Percent of requests the canary gets (1..99).
         deploy_timeout: Seconds to wait for the deployment to become available.
+        serving_replicas: Replicas of the version rolled out (1..100); during a canary the
+            serving version keeps its own.
+        serving_resources: The model container's `cpu_request`, `cpu_limit`, `memory_request`,
+            `memory_limit` (Kubernetes quantities, e.g. `{"memory_limit": "1Gi"}`); none by default.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.push.executor import run

@@ -114,7 +114,7 @@ def push(
 def check(params: dict) -> None:
     """The parameters alone, before any task runs."""
     from kfkit import deploy
-    from kfkit.deploy.request import check_canary_traffic
+    from kfkit.deploy.request import check_canary_traffic, check_serving_size
 
     if "model_name" in params:
         names.check_model_name(params["model_name"])
@@ -122,6 +122,8 @@ def check(params: dict) -> None:
         deploy.check_deploy_strategy(params["deploy_strategy"])
         if params["deploy_strategy"] == "canary" and "canary_traffic" in params:
             check_canary_traffic(params["canary_traffic"])
+    if "serving_replicas" in params or "serving_resources" in params:
+        check_serving_size(params.get("serving_replicas", 1), params.get("serving_resources", {}))
 
 
 def unchanged_version(manifest: ModelManifest, model_name: str, store: ObjectStore) -> str | None:
@@ -143,7 +145,7 @@ def run(task: Task) -> None:
     import yaml
 
     from kfkit import deploy
-    from kfkit.deploy.request import check_canary_traffic
+    from kfkit.deploy.request import check_canary_traffic, check_serving_size
     from kfkit.runtime import write_record
 
     p, model = task.params, task.inputs["model"]
@@ -153,6 +155,7 @@ def run(task: Task) -> None:
     deploy.check_deploy_strategy(strategy)
     if strategy == "canary":
         check_canary_traffic(p["canary_traffic"])
+    check_serving_size(p["serving_replicas"], p["serving_resources"])
     store = ObjectStore.from_env()
     serving = unchanged_version(ModelManifest.read(model.path), p["model_name"], store)
     if serving is not None:
@@ -202,6 +205,8 @@ def run(task: Task) -> None:
         sha256=result.sha256,
         traffic=p["canary_traffic"],
         namespace=p["serving_namespace"],
+        replicas=p["serving_replicas"],
+        resources=p["serving_resources"],
     )
     # The manifest of the target the strategy deploys to (the local record for `local`).
     target = deploy.LOCAL if strategy == deploy.LOCAL else None

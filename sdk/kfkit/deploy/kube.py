@@ -272,7 +272,12 @@ class SeldonTarget:
     def manifest(self, request: DeploymentRequest) -> dict[str, Any]:
         """The SeldonDeployment serving ``request``'s version alone (pure; no cluster needed)."""
         return seldon.seldon_deployment(
-            request.model_name, request.version, request.model_uri, request.namespace or self.namespace
+            request.model_name,
+            request.version,
+            request.model_uri,
+            request.namespace or self.namespace,
+            replicas=request.replicas,
+            resources=request.resources,
         )
 
     def apply(self, rollout: DeploymentRequest, timeout: float) -> dict[str, Any]:
@@ -281,7 +286,13 @@ class SeldonTarget:
                 f"deployment of {rollout.model_name} asks for namespace {rollout.namespace!r}, "
                 f"but this SeldonDeployment target serves {self.namespace!r}"
             )
-        new = seldon.predictor(rollout.model_name, rollout.version, rollout.model_uri)
+        new = seldon.predictor(
+            rollout.model_name,
+            rollout.version,
+            rollout.model_uri,
+            replicas=rollout.replicas,
+            resources=rollout.resources,
+        )
 
         def compute(current: dict[str, Any] | None) -> dict[str, Any]:
             predictors, candidate = seldon.plan(current, rollout.strategy, new, rollout.traffic)

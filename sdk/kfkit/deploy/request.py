@@ -10,7 +10,9 @@ is written anywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from kfkit.errors import KfkitError
 
@@ -70,6 +72,56 @@ def check_canary_traffic(traffic: object) -> None:
         raise KfkitError(f"canary traffic must be an integer percentage in 1..99, got {traffic!r}")
 
 
+# What a served version's model container may ask of the cluster (push's `serving_resources`):
+# the same names as a pipeline task's settings (kfkit.task_settings), Kubernetes quantities.
+SERVING_RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+MAX_REPLICAS = 100
+
+
+def check_serving_size(replicas: Any, resources: Any, component: str = "push") -> None:
+    """Replicas and resources of a served version, before anything is pushed: one line naming
+    the parameter. A request above its limit is refused here rather than by the API server
+    after the version was pushed."""
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= MAX_REPLICAS:
+        raise KfkitError(
+            f"The 'serving_replicas' parameter of {component} must be an integer in 1..{MAX_REPLICAS}. "
+            f"Got {replicas!r} instead."
+        )
+    if not isinstance(resources, Mapping):
+        raise KfkitError(
+            f"The 'serving_resources' parameter of {component} must be a mapping such as "
+            f"{{'cpu_request': '500m', 'memory_limit': '1Gi'}}. Got {resources!r} instead."
+        )
+    if not resources:
+        return
+    # Kubernetes' own parser (its import costs ~0.7 s: only when there is something to parse).
+    from kubernetes.utils.quantity import parse_quantity
+
+    amounts = {}
+    for key, value in resources.items():
+        if key not in SERVING_RESOURCE_KEYS:
+            raise KfkitError(
+                f"The 'serving_resources' parameter of {component} has an unknown key {key!r}: "
+                f"expected {', '.join(SERVING_RESOURCE_KEYS)}"
+            )
+        try:
+            amounts[key] = parse_quantity(str(value)) if isinstance(value, str | int) else None
+        except ValueError:
+            amounts[key] = None
+        if amounts[key] is None or amounts[key] <= 0 or isinstance(value, bool):
+            raise KfkitError(
+                f"The 'serving_resources' parameter of {component}: {key} must be a positive "
+                f"Kubernetes quantity such as '500m' or '1Gi'. Got {value!r} instead."
+            )
+    for kind in ("cpu", "memory"):
+        request, limit = amounts.get(f"{kind}_request"), amounts.get(f"{kind}_limit")
+        if request is not None and limit is not None and request > limit:
+            raise KfkitError(
+                f"The 'serving_resources' parameter of {component}: {kind}_request "
+                f"{resources[f'{kind}_request']!r} is above {kind}_limit {resources[f'{kind}_limit']!r}"
+            )
+
+
 @dataclass(frozen=True)
 class DeploymentRequest:
     """One model version to serve, and how; checked when built, so no target sees a bad one.
@@ -87,6 +139,8 @@ class DeploymentRequest:
     strategy: str = REPLACE
     traffic: int = 10
     namespace: str | None = None
+    replicas: int = 1  # of the version rolled out; a canary's serving version keeps its own
+    resources: Mapping[str, str] = field(default_factory=dict)  # SERVING_RESOURCE_KEYS -> quantity
 
     def __post_init__(self) -> None:
         from kfkit.names import check_model_name
@@ -104,6 +158,7 @@ class DeploymentRequest:
             )
         if self.strategy == CANARY:
             check_canary_traffic(self.traffic)
+        check_serving_size(self.replicas, self.resources)
 
     @property
     def name(self) -> str:

@@ -26,7 +26,7 @@ import copy
 import datetime
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kfkit import signing
@@ -120,8 +120,10 @@ def predictor(
     replicas: int = 1,
     traffic: int = 100,
     shadow: bool = False,
+    resources: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One predictor serving ``model_uri`` with kfkit's serving image."""
+    """One predictor serving ``model_uri`` with kfkit's serving image; ``resources`` (keys of
+    ``request.SERVING_RESOURCE_KEYS``) become the model container's requests and limits."""
     name = resource_name(model_name)
     pred_name = predictor_name(version)
     labels = {
@@ -182,11 +184,23 @@ def predictor(
             "children": [],
         },
     }
+    if resources:
+        container = spec["componentSpecs"][0]["spec"]["containers"][0]
+        container["resources"] = container_resources(resources)
     if shadow:
         spec["shadow"] = True
     else:
         spec["traffic"] = traffic
     return spec
+
+
+def container_resources(resources: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """``{"cpu_request": "500m", "memory_limit": "1Gi"}`` as a container's ``resources``."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in resources.items():
+        kind, bound = key.split("_")
+        out.setdefault("requests" if bound == "request" else "limits", {})[kind] = str(value)
+    return out
 
 
 def seldon_deployment(
@@ -197,9 +211,10 @@ def seldon_deployment(
     image: str = SERVING_IMAGE,
     secret_name: str = STORAGE_SECRET,
     replicas: int = 1,
+    resources: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A SeldonDeployment with one predictor taking all traffic (the ``replace`` strategy)."""
-    pred = predictor(model_name, version, model_uri, image, secret_name, replicas)
+    pred = predictor(model_name, version, model_uri, image, secret_name, replicas, resources=resources)
     return new_deployment(model_name, namespace, [pred])
 
 
