@@ -75,6 +75,7 @@ def training(
             model_name=model_name,
             deploy_strategy=deploy_strategy,
             serving_namespace=serving_namespace,
+            schema_uri=schema_uri,
         )
     )
     ingest_task = use_object_store(
@@ -103,6 +104,7 @@ def training(
             baseline=baseline_task.outputs["baseline"],
             policy=validation_policy,
             schema_uri=schema_uri,
+            schema_identity=source_task.outputs["schema_identity"],
             drift_thresholds=drift_thresholds,
             skew_thresholds=skew_thresholds,
             keep_features=keep_features,

@@ -36,7 +36,7 @@ import pytest
 import yaml
 from conftest import PENGUINS, REPO
 
-from kfkit.components.resolve_source.executor import resolve
+from kfkit.components.resolve_source.executor import IDENTITIES, resolve
 
 COMPILED = REPO / "pipelines" / "compiled" / "training.yaml"
 # Placeholders the driver replaces by something that differs on every run.
@@ -170,8 +170,9 @@ def _executor(objects):
             store=objects,
             deploy_strategy=parameters["deploy_strategy"],
             serving_namespace=parameters["serving_namespace"],
+            schema_uri=parameters["schema_uri"],
         )
-        return {k: found[k] for k in ("source_identity", "baseline_identity")}
+        return {k: found[k] for k in IDENTITIES}
 
     return execute
 
@@ -252,6 +253,24 @@ def test_a_training_parameter_changes_train_and_evaluate_not_the_data_tasks(spec
     assert {name for name in CACHED if after[name]["hit"]} == {"ingest", "resolve-baseline", "validate"}
     assert after["train"]["fingerprint"] != before["train"]["fingerprint"]
     assert after["evaluate"]["fingerprint"] != before["evaluate"]["fingerprint"]
+
+
+def test_an_edited_curated_schema_changes_validates_key_not_ingests(spec, objects, data):
+    """A curated schema edited in place (same URI) is new content: validate and what follows it
+    are keyed on it, ingest is not."""
+    objects.ensure_bucket("schemas")
+    schema = f"s3://schemas/{_model()}/schema.pbtxt"
+    objects.put_bytes(schema, b'feature { name: "species" type: BYTES }\n')
+    kfp = KfpCacheStandIn(spec)
+    arguments = {"data_uri": data, "model_name": _model(), "schema_uri": schema}
+    before = kfp.run("run-1", arguments, _executor(objects))
+    objects.put_bytes(
+        schema, b'feature { name: "species" type: BYTES }\nfeature { name: "island" type: BYTES }\n'
+    )
+    after = kfp.run("run-2", arguments, _executor(objects))
+    assert after["ingest"]["hit"] and after["resolve-baseline"]["hit"]
+    for name in ("validate", "train", "evaluate"):
+        assert after[name]["fingerprint"] != before[name]["fingerprint"] and not after[name]["hit"], name
 
 
 def test_the_stand_in_sees_what_a_run_scoped_input_would_do(spec, objects, data):

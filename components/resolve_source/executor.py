@@ -16,12 +16,35 @@ from typing import TYPE_CHECKING, Any
 
 from kfkit import names
 from kfkit.components.ingest.executor import list_source, source_identity
-from kfkit.storage import ObjectStore, ObjectUri
+from kfkit.errors import KfkitError
+from kfkit.storage import ObjectStore, ObjectUri, is_object_uri
 
 if TYPE_CHECKING:
     from kfkit.runtime import Task
 
 NO_REGISTRY = "none"
+NO_SCHEMA = "none"
+# The component's outputs, one string each.
+IDENTITIES = ("source_identity", "baseline_identity", "schema_identity")
+
+
+def schema_identity(schema_uri: str, store: ObjectStore | None = None) -> str:
+    """The curated schema's content as one string (its object's etag, a local file's sha256),
+    ``none`` without one: validate's cache key follows an edited schema at the same URI.
+    Validate asks again before it reads the schema and refuses one that changed since."""
+    if not schema_uri:
+        return NO_SCHEMA
+    if is_object_uri(schema_uri):
+        info = (store or ObjectStore.from_env()).stat(ObjectUri.parse(schema_uri))
+        if info is None:
+            raise KfkitError(f"{schema_uri}: curated schema not found")
+        tag = f"etag:{info.etag}"
+    else:
+        path = Path(schema_uri)
+        if not path.is_file():
+            raise KfkitError(f"{schema_uri}: curated schema not found")
+        tag = f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    return "sha256:" + hashlib.sha256(f"{schema_uri}\t{tag}\n".encode()).hexdigest()
 
 
 def registry_identity(model_name: str, store: ObjectStore) -> str:
@@ -62,8 +85,9 @@ def resolve(
     store: ObjectStore | None = None,
     deploy_strategy: str | None = None,
     serving_namespace: str = "",
+    schema_uri: str = "",
 ) -> dict[str, Any]:
-    """Both identities, and how many files the source has."""
+    """The three identities, and how many files the source has."""
     files = list_source(source_uri, store)
     baseline = NO_REGISTRY
     if model_name:
@@ -73,6 +97,7 @@ def resolve(
     return {
         "source_identity": source_identity(files),
         "baseline_identity": baseline,
+        "schema_identity": schema_identity(schema_uri, store),
         "source_files": len(files),
     }
 
@@ -91,11 +116,13 @@ def run(task: Task) -> None:
         p.get("model_name") or "",
         deploy_strategy=p.get("deploy_strategy"),
         serving_namespace=p.get("serving_namespace") or "",
+        schema_uri=p.get("schema_uri") or "",
     )
-    for name in ("source_identity", "baseline_identity"):
+    for name in IDENTITIES:
         Path(p[name]).parent.mkdir(parents=True, exist_ok=True)
         Path(p[name]).write_text(found[name])
     task.say(
         f"{found['source_files']} file(s) at {p['source_uri']}: {found['source_identity'][:19]}; "
         f"baseline {found['baseline_identity'][:19]}"
+        + (f"; schema {found['schema_identity'][:19]}" if found["schema_identity"] != NO_SCHEMA else "")
     )

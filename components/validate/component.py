@@ -20,6 +20,7 @@ def validate(
     html: Output[HTML],
     policy: str = "fail",
     schema_uri: str = "",
+    schema_identity: str = "",
     drift_thresholds: Optional[dict] = None,
     skew_thresholds: Optional[dict] = None,
     keep_features: Optional[list] = None,
@@ -57,6 +58,9 @@ def validate(
             train_statistics.pb the training data drift is measured from.
         policy: "fail" ends the task on anomalies; "warn" continues unblessed.
         schema_uri: A curated schema (s3:// or local pbtxt) used instead of the baseline's.
+        schema_identity: The curated schema's content identity from resolve_source: it puts the
+            schema's content, not only its URI, into the cache key; a schema changed since is
+            refused. Empty: not checked.
         drift_thresholds: Per-feature overrides of the drift threshold (default 0.2), e.g.
             {"income": 0.4}; 1 or more, or null, turns a feature's check off. Unknown
             features are an error.

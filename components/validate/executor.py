@@ -604,11 +604,27 @@ def check(params: dict[str, Any]) -> None:
             check_thresholds("validate", parameter, value, list(value))
 
 
+def check_schema_identity(schema_uri: str, expected: str) -> None:
+    """KFP cached (or not) this task under the schema identity resolve_source saw: a schema
+    edited since would be validated against under the wrong key."""
+    if not schema_uri or not expected:
+        return
+    from kfkit.components.resolve_source.executor import schema_identity
+
+    now = schema_identity(schema_uri)
+    if now != expected:
+        raise KfkitError(
+            f"{schema_uri}: the schema changed between resolve_source and validate (content identity "
+            f"{expected[:19]} then {now[:19]}); run the pipeline again"
+        )
+
+
 def run(task: Task) -> None:
     from kfkit.splits import read_split
 
     train_split, eval_split = task.inputs["train_split"], task.inputs["eval_split"]
     baseline, p = task.inputs["baseline"], task.params
+    check_schema_identity(p["schema_uri"], p.get("schema_identity") or "")
     baseline_schema = Path(baseline.path) / "schema.pbtxt"
     found = bool(baseline.metadata.get("found")) and baseline_schema.is_file()
     baseline_statistics = Path(baseline.path) / names.TRAIN_STATISTICS_FILE

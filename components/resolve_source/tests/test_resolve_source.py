@@ -13,10 +13,13 @@ from conftest import PENGUINS
 from kfkit.components import resolve_source as component
 from kfkit.components.ingest.executor import ingest
 from kfkit.components.resolve_source.executor import (
+    IDENTITIES,
     NO_REGISTRY,
+    NO_SCHEMA,
     baseline_identity,
     registry_identity,
     resolve,
+    schema_identity,
 )
 from kfkit.errors import KfkitError
 from kfkit.model_registry import version_folder
@@ -84,19 +87,49 @@ def test_the_registry_identity_follows_pushes_and_resets(objects):
     assert registry_identity(model + "-other", objects) == NO_REGISTRY
 
 
-def test_the_component_writes_both_identities_as_output_parameters(
+def test_the_component_writes_its_identities_as_output_parameters(
     objects, tmp_path, store_environment, capsys
 ):
     prefix = _prefix(objects)
     objects.put_bytes(prefix + "penguins.csv", PENGUINS.read_bytes())
-    outputs = {name: str(tmp_path / "outputs" / name) for name in ("source_identity", "baseline_identity")}
+    outputs = {name: str(tmp_path / "outputs" / name) for name in IDENTITIES}
     component.python_func(source_uri=prefix, model_name="never-pushed", task_name="resolve-source", **outputs)
     written = {name: Path(path).read_text() for name, path in outputs.items()}
     assert written == {
         "source_identity": resolve(prefix, store=objects)["source_identity"],
         "baseline_identity": NO_REGISTRY,
+        "schema_identity": NO_SCHEMA,
     }
     assert f"1 file(s) at {prefix}" in capsys.readouterr().out
+
+
+def test_a_curated_schema_is_known_by_its_content_and_validate_refuses_an_edit(objects, tmp_path):
+    """Local file or object: the same bytes keep the identity, an edit in place changes it, and
+    validate refuses a schema edited after resolve_source looked (it would be cached wrongly)."""
+    from kfkit.components.validate.executor import check_schema_identity
+
+    local = tmp_path / "schema.pbtxt"
+    local.write_text('feature { name: "species" type: BYTES }\n')
+    objects.ensure_bucket("schemas")
+    remote = f"s3://schemas/{uuid.uuid4().hex[:8]}/schema.pbtxt"
+    objects.put_bytes(remote, local.read_bytes())
+    for uri, rewrite in (
+        (str(local), local.write_text),
+        (remote, lambda text: objects.put_bytes(remote, text.encode())),
+    ):
+        first = schema_identity(uri, objects)
+        assert first.startswith("sha256:") and schema_identity(uri, objects) == first
+        rewrite('feature { name: "species" type: BYTES }\n')  # same bytes again
+        assert schema_identity(uri, objects) == first
+        rewrite('feature { name: "island" type: BYTES }\n')
+        assert schema_identity(uri, objects) != first
+        if uri == str(local):
+            with pytest.raises(KfkitError, match="the schema changed between resolve_source and validate"):
+                check_schema_identity(uri, first)
+            check_schema_identity(uri, schema_identity(uri))  # unchanged: accepted
+    assert schema_identity("") == NO_SCHEMA
+    with pytest.raises(KfkitError, match="curated schema not found"):
+        schema_identity(str(tmp_path / "missing.pbtxt"))
 
 
 def test_a_missing_source_is_one_line(tmp_path):
