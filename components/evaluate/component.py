@@ -62,7 +62,7 @@ def evaluate(
             the model must remove on each of trivial_metrics; 0 means strictly better.
         tolerances: Metric name to the degradation allowed against the baseline version,
             absolute for accuracy, macro_f1, roc_auc_ovr, r2, a fraction of the version's value
-            for log_loss, rmse, mae; null switches a metric off. Merged over the defaults 0.01
+            for log_loss, rmse, mae; "off" (or null) switches a metric off. Merged over the defaults 0.01
             (accuracy, macro_f1, roc_auc_ovr, r2), 0.05 (log_loss), 0.02 (rmse, mae).
         slice_features: Eval split columns to slice by: each value of a categorical column
             (missing values as their own slice), 4 quantile bins of a numeric one. Every slice

@@ -46,6 +46,7 @@ from kfkit.model_folder import (
     feature_frame,
     load_verified_model,
 )
+from kfkit.params import is_off
 
 if TYPE_CHECKING:
     from kfkit.runtime import Task
@@ -432,12 +433,12 @@ def merged_tolerances(tolerances: dict[str, Any] | None, problem_type: str) -> d
     merged.update(given)
     out = {}
     for metric, tolerance in merged.items():
-        if tolerance is None:
+        if is_off(tolerance):
             continue
         if not isinstance(tolerance, int | float) or tolerance < 0:
             raise KfkitError(
                 f"The 'tolerances' parameter of evaluate must map each metric to a number >= 0 "
-                f"(or null: not compared). Got {metric}: {tolerance!r} instead."
+                f'(or "off": not compared). Got {metric}: {tolerance!r} instead.'
             )
         out[metric] = float(tolerance)
     return out
@@ -777,7 +778,7 @@ def check_metric_map(parameter: str, value: Any, allow_null: bool = False) -> No
     bad = {
         k: v
         for k, v in value.items()
-        if not (v is None and allow_null) and (isinstance(v, bool) or not isinstance(v, int | float))
+        if not (is_off(v) and allow_null) and (isinstance(v, bool) or not isinstance(v, int | float))
     }
     if bad:
         raise KfkitError(

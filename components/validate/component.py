@@ -62,7 +62,7 @@ def validate(
             schema's content, not only its URI, into the cache key; a schema changed since is
             refused. Empty: not checked.
         drift_thresholds: Per-feature overrides of the drift threshold (default 0.2), e.g.
-            {"income": 0.4}; 1 or more, or null, turns a feature's check off. Unknown
+            {"income": 0.4}; 1 or more, or "off" (or null), turns a feature's check off. Unknown
             features are an error.
         skew_thresholds: Per-feature overrides of the train/eval skew threshold, the same way.
         keep_features: Features to use even though they look like identifiers (unique per row)

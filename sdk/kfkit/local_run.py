@@ -41,6 +41,7 @@ from kfkit.local_store import LocalObjectStore, pid_alive
 from kfkit.metadata import open_store
 from kfkit.metadata.config import URI_ENV
 from kfkit.metadata.store import COMPLETE, CONTAINER_EXECUTION, FAILED, MetadataStore
+from kfkit.params import check_no_nested_null
 from kfkit.runtime import RUN_ID_ENV, TASK_IMAGES_ENV
 from kfkit.settings import state_dir
 from kfkit.storage import ENDPOINT_ENV
@@ -255,6 +256,7 @@ def preflight(spec: dict[str, Any], values: dict[str, Any]) -> None:
             raise KfkitError(
                 f"The '{name}' parameter of the pipeline must be {words}. Got {value!r} instead."
             )
+        check_no_nested_null(name, value)
     from kfkit.components import __all__ as kfkit_components
 
     executors = spec.get("deploymentSpec", {}).get("executors", {})

@@ -135,12 +135,12 @@ def test_an_unchanged_rerun_and_a_fresh_sample_are_not_drift(baseline, tmp_path)
     assert fresh["blessed"] is True and 0 < max(fresh["drift"].values()) < 0.1
 
 
-def test_an_override_loosens_one_feature_and_null_turns_it_off(baseline, tmp_path):
+def test_an_override_loosens_one_feature_and_off_turns_it_off(baseline, tmp_path):
     shifted = split(loans(seed=2, income_shift_sd=3))
     loose = call(tmp_path / "loose", *shifted, baseline=baseline, drift_thresholds={"income": 0.9})
     assert loose["anomalies"].metadata["blessed"] is True
     assert "| income | Jensen-Shannon divergence | 0.7" in Path(loose["report"].path).read_text()
-    off = call(tmp_path / "off", *shifted, baseline=baseline, drift_thresholds={"income": None})
+    off = call(tmp_path / "off", *shifted, baseline=baseline, drift_thresholds={"income": "off"})
     assert off["anomalies"].metadata["blessed"] is True
     assert off["anomalies"].metadata["drift"]["income"] > 0.7  # still measured and recorded
     assert "| 0.2 | DRIFTED |" not in Path(off["report"].path).read_text()
