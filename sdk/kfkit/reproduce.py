@@ -1,0 +1,444 @@
+"""Re-run a past local training run from its lineage and say how the result compares.
+
+``kfkit reproduce RUN_ID`` reads the run from the metadata store (its parameters, the source
+its ingest read and that source's content identity, the images its tasks ran, the model it
+trained), refuses before anything runs when the data is gone or changed, re-runs kfkit's
+training pipeline with the same parameters under a new run id with caching off, and diffs the
+two runs: dataset fingerprint, split sizes, metrics, model sha256 and the two models'
+predictions on the eval split.
+
+The reproduced run never pushes or deploys: it runs the compiled training pipeline without its
+push task (the same components, images and parameters otherwise), so no version is added to the
+registry and no deploy target is touched, whatever ``deploy_strategy`` the original run had.
+resolve_baseline still reads which version serves now, as any run does: a version pushed after
+the original run can be a different baseline (the diff says which it compared with).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfkit import names
+from kfkit.errors import KfkitError, first_line
+from kfkit.local_run import RunSummary, pipeline_spec, run_local, summarise, task_images
+from kfkit.metadata import open_store
+from kfkit.metadata.lineage import show_run
+from kfkit.settings import state_dir
+
+Progress = Callable[[str], None]
+
+PIPELINE = "training"
+PUSH_TASK = "push"
+# Exit codes of `kfkit reproduce` (1 is a refusal or a failed reproduced run, as for every verb).
+REPRODUCED, DIFFERS = 0, 2
+# Probabilities of two models this close count as the same predictions: the float noise of a
+# different BLAS path, far below anything a metric rounded to 6 digits shows.
+EQUIVALENT_PROBABILITY = 1e-9
+
+SAME, DIFFERENT, INFO = "yes", "NO", ""
+
+
+@dataclass
+class DiffRow:
+    item: str
+    original: Any
+    reproduced: Any
+    same: str  # "yes", "NO", or "" for what is shown but not compared (a new run id, a baseline)
+    note: str = ""
+
+
+@dataclass
+class Reproduction:
+    original_run_id: str
+    run_id: str
+    reproduced: bool  # fingerprint, splits, metrics and predictions all the same
+    rows: list[DiffRow]
+    model: dict[str, Any] = field(default_factory=dict)  # sha256s and why the bytes differ
+    predictions: dict[str, Any] = field(default_factory=dict)  # on the eval split
+    summary: dict[str, Any] = field(default_factory=dict)  # the reproduced run's RunSummary
+
+    @property
+    def exit_code(self) -> int:
+        return REPRODUCED if self.reproduced else DIFFERS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "exit_code": self.exit_code}
+
+
+# -- the original run ----------------------------------------------------------------------
+
+
+@dataclass
+class Original:
+    run_id: str
+    parameters: dict[str, Any]
+    summary: RunSummary  # its artifacts, metrics and pushed version, from the metadata store
+    images: dict[str, str]  # task -> image it ran
+
+
+def load_original(run_id: str, metadata_uri: str | None = None) -> Original:
+    """The run as the metadata store recorded it; one line if it cannot be reproduced."""
+    store = open_store(metadata_uri)
+    try:
+        record = store.run(run_id)
+        if record is None:
+            raise KfkitError(f"no run {run_id!r} in the metadata store {store.description}")
+        if record.pipeline != names.PIPELINE_NAME:
+            raise KfkitError(
+                f"run {run_id} ran the pipeline {record.pipeline!r}; kfkit reproduce re-runs runs of "
+                f"kfkit's training pipeline ({names.PIPELINE_NAME}) only"
+            )
+        shown = show_run(store, run_id)
+        if shown["state"] != "SUCCEEDED":
+            failed = next((t for t in shown["tasks"] if t.get("error")), None)
+            why = f": {failed['task']}: {failed['error']}" if failed else ""
+            raise KfkitError(f"run {run_id} did not succeed ({shown['state']}{why}); nothing to reproduce")
+        spec = pipeline_spec(_training_spec_path())
+        summary = summarise(store, spec, run_id, None)
+    finally:
+        store.close()
+    if "ingest.train_split" not in summary.artifacts:
+        raise KfkitError(
+            f"run {run_id} recorded no ingested data (no ingest.train_split); nothing to reproduce"
+        )
+    return Original(
+        run_id=run_id,
+        parameters=shown["parameters"],
+        summary=summary,
+        images={t["task"]: t["image"] for t in shown["tasks"]},
+    )
+
+
+def _training_spec_path() -> Path:
+    from kfkit.catalog import pipeline_spec_file
+
+    return pipeline_spec_file(PIPELINE)
+
+
+# -- the data, checked before anything runs ------------------------------------------------
+
+
+def check_source(original: Original) -> str:
+    """The source's content identity now, as resolve_source resolves it; raises one line naming
+    the file or object when it is gone or its content is not what the original run read."""
+    from kfkit.components.ingest.executor import list_source, source_identity
+
+    data = original.summary.artifacts["ingest.train_split"]
+    source_uri = str(data.get("source_uri") or original.parameters.get("data_uri", ""))
+    recorded = str(data.get("source_identity") or "")
+    try:
+        files = list_source(source_uri)
+    except KfkitError as exc:
+        raise KfkitError(f"the data of run {original.run_id} is gone: {exc}") from None
+    now = source_identity(files)
+    if not recorded or now == recorded:
+        return now
+    then_files = int(data.get("source_files") or 0)
+    if len(files) == 1 and then_files == 1:
+        found = files[0]
+        if found.is_object:
+            then_etag = data.get("source_etag") or "?"
+            what = f"etag {then_etag} then, {found.etag} now"
+            if data.get("source_version_id"):
+                # ingest reads the current object only: the recorded version cannot be pointed at.
+                what += f"; the run read version {data['source_version_id']}"
+        else:
+            what = "its bytes differ from the ones the run read (sha256)"
+        raise KfkitError(f"{found.name}: changed since run {original.run_id} ({what}); not reproduced")
+    raise KfkitError(
+        f"{source_uri}: changed since run {original.run_id} ({then_files} file(s) then, {len(files)} now, "
+        "content identity differs); not reproduced"
+    )
+
+
+# -- the re-run ----------------------------------------------------------------------------
+
+
+def spec_without_push(run_id: str) -> Path:
+    """kfkit's compiled training pipeline without its push task (nothing depends on push), so
+    the reproduced run can neither add a version nor touch a deployment."""
+    import yaml
+
+    source = _training_spec_path()
+    documents = list(yaml.safe_load_all(source.read_text()))
+    spec = documents[0]
+    task = spec["root"]["dag"]["tasks"].pop(PUSH_TASK)
+    component = task["componentRef"]["name"]
+    executor = spec["components"].pop(component)["executorLabel"]
+    spec["deploymentSpec"]["executors"].pop(executor)
+    for platform in documents[1:]:  # kfp-kubernetes' platform config names the same executor
+        executors = (platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
+        executors.get("executors", {}).pop(executor, None)
+    folder = state_dir() / "reproduce"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{run_id}.yaml"
+    target.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return target
+
+
+def reproduce(run_id: str, metadata_uri: str | None = None, progress: Progress | None = None) -> Reproduction:
+    """Re-run ``run_id`` (checked first: see :func:`check_source`) and diff it against the
+    original. Raises ``KfkitError`` (one line) when it cannot be reproduced or the re-run fails."""
+    from kfkit.local_run import object_store_env
+
+    progress = progress or (lambda line: None)
+    original = load_original(run_id, metadata_uri)
+    with object_store_env():
+        check_source(original)
+        spec_path = spec_without_push(run_id)
+        progress(f"reproducing {run_id}: same data and parameters, caching off, push left out")
+        summary = run_local(
+            original.parameters,
+            pipeline=str(spec_path),
+            progress=progress,
+            metadata_uri=metadata_uri,
+            use_cache=False,
+        )
+        if summary.status != "SUCCEEDED":
+            raise KfkitError(f"reproduced run {summary.run_id} failed: {summary.error}")
+        return compare(original, summary, task_images(pipeline_spec(spec_path)))
+
+
+# -- the diff ------------------------------------------------------------------------------
+
+
+def _same(a: Any, b: Any) -> str:
+    return SAME if a == b else DIFFERENT
+
+
+def compare(original: Original, summary: RunSummary, images_now: dict[str, str]) -> Reproduction:
+    then, now = original.summary, summary
+    rows: list[DiffRow] = [DiffRow("run", then.run_id, now.run_id, INFO)]
+    data_then, data_now = (
+        then.artifacts.get("ingest.train_split", {}),
+        now.artifacts.get("ingest.train_split", {}),
+    )
+    rows.append(DiffRow("source", data_then.get("source_uri"), data_now.get("source_uri"), INFO))
+    rows.append(
+        DiffRow(
+            "source identity",
+            data_then.get("source_identity"),
+            data_now.get("source_identity"),
+            _same(data_then.get("source_identity"), data_now.get("source_identity")),
+        )
+    )
+    rows.append(
+        DiffRow(
+            "dataset fingerprint",
+            then.dataset_fingerprint,
+            now.dataset_fingerprint,
+            _same(then.dataset_fingerprint, now.dataset_fingerprint),
+        )
+    )
+    for split in ("train_rows", "eval_rows"):
+        a, b = data_then.get(split), data_now.get(split)
+        rows.append(DiffRow(split.replace("_", " "), a, b, _same(a, b)))
+    base_then, base_now = (
+        then.artifacts.get("resolve-baseline.baseline", {}),
+        now.artifacts.get("resolve-baseline.baseline", {}),
+    )
+    rows.append(DiffRow("compared with", _baseline(base_then), _baseline(base_now), INFO))
+    for task in ("validate.anomalies",):
+        a, b = then.artifacts.get(task, {}).get("blessed"), now.artifacts.get(task, {}).get("blessed")
+        rows.append(DiffRow("data blessed", _yes_no(a), _yes_no(b), _same(bool(a), bool(b))))
+    metrics_then, metrics_now = then.metrics.get("evaluate", {}), now.metrics.get("evaluate", {})
+    for metric in sorted(set(metrics_then) | set(metrics_now)):
+        a, b = metrics_then.get(metric), metrics_now.get(metric)
+        rows.append(DiffRow(f"metric {metric}", a, b, _same(a, b)))
+    a, b = then.blessed.get("evaluate"), now.blessed.get("evaluate")
+    rows.append(DiffRow("model blessed", _yes_no(a), _yes_no(b), INFO))
+
+    model = compare_models(then, now)
+    predictions = compare_predictions(then, now)
+    if model["same"] == DIFFERENT and "estimator_pickles_equal" in predictions:
+        model["note"] += (
+            "; the estimators pickle to the same bytes (only joblib's file framing differs)"
+            if predictions["estimator_pickles_equal"]
+            else "; the estimators themselves differ: see the eval predictions"
+        )
+    rows.append(
+        DiffRow(
+            "model sha256", model.get("original_sha256"), model.get("sha256"), model["same"], model["note"]
+        )
+    )
+    if predictions:
+        rows.append(
+            DiffRow(
+                "eval predictions",
+                f"{predictions['rows']} rows scored by both models",
+                f"max |dp| {predictions['max_abs_probability_difference']:.3g}; "
+                f"{predictions['equal_labels']}/{predictions['rows']} labels equal",
+                SAME if predictions["equivalent"] else DIFFERENT,
+                predictions.get("note", ""),
+            )
+        )
+    manifest_then, manifest_now = then.artifacts.get("train.model", {}), now.artifacts.get("train.model", {})
+    for key in ("kfkit_version", "sklearn_version", "python_version"):
+        a, b = manifest_then.get(key), manifest_now.get(key)
+        if a or b:
+            rows.append(DiffRow(key.replace("_", " "), a, b, _same(a, b)))
+    for task in sorted(set(original.images) | set(images_now)):
+        a, b = original.images.get(task), images_now.get(task)
+        if task == PUSH_TASK:
+            continue  # not run: see the pushed row
+        if a != b:
+            rows.append(DiffRow(f"image {task}", a, b, DIFFERENT))
+    if all(original.images.get(t) == i for t, i in images_now.items()):
+        rows.append(DiffRow("images", "every task's image", "the same", SAME))
+    pushed = then.pushed_version()
+    rows.append(
+        DiffRow(
+            "pushed",
+            f"{then.artifacts.get('push.pushed_model', {}).get('model_name')}:{pushed['version']}"
+            if pushed
+            else then.outcome,
+            "nothing (reproduce never pushes or deploys)",
+            INFO,
+        )
+    )
+    compared = [
+        r for r in rows if r.same != INFO and not r.item.startswith(("image", "kfkit", "sklearn", "python"))
+    ]
+    # Model bytes may differ for a stated reason; the predictions then stand for the model.
+    if predictions:
+        compared = [r for r in compared if r.item != "model sha256"]
+    reproduced = all(r.same == SAME for r in compared)
+    return Reproduction(
+        original_run_id=then.run_id,
+        run_id=now.run_id,
+        reproduced=reproduced,
+        rows=rows,
+        model=model,
+        predictions=predictions,
+        summary=now.to_dict(),
+    )
+
+
+def _yes_no(value: Any) -> str | None:
+    return None if value is None else ("yes" if value else "no")
+
+
+def _baseline(meta: dict[str, Any]) -> str:
+    if not meta:
+        return "-"
+    if not meta.get("found"):
+        return "no version (first run)"
+    return f"{meta.get('model_name')}:{meta.get('version')} ({meta.get('baseline_source')})"
+
+
+def _model_folder(summary: RunSummary) -> Path | None:
+    uri = summary.artifact_uris.get("train.model")
+    return Path(uri) if uri and Path(uri).is_dir() else None
+
+
+def _original_model_folder(then: RunSummary, scratch: Path) -> tuple[Path | None, str]:
+    """The original run's trained model folder, or (when the run's local folder is gone) the
+    version it pushed, downloaded and verified."""
+    folder = _model_folder(then)
+    if folder is not None:
+        return folder, str(folder)
+    pushed = then.pushed_version()
+    if not pushed:
+        return None, "the original run's model folder is gone and it pushed no version"
+    from kfkit.model_registry import download, download_companions
+    from kfkit.storage import ObjectStore
+
+    store, model_name = ObjectStore.from_env(), then.artifacts["push.pushed_model"]["model_name"]
+    download_companions(store, model_name, pushed["version"], scratch)
+    download(store, model_name, pushed["version"], scratch)
+    return scratch, pushed["uri"]
+
+
+def compare_models(then: RunSummary, now: RunSummary) -> dict[str, Any]:
+    """The model files' sha256 and, when they differ, what differs: the manifest beside them
+    always differs in ``run_id`` (it names the run), which is why the model file is compared."""
+    a, b = then.artifacts.get("train.model", {}), now.artifacts.get("train.model", {})
+    found = {"original_sha256": a.get("sha256"), "sha256": b.get("sha256")}
+    if not a.get("sha256") or not b.get("sha256"):
+        return {
+            **found,
+            "same": DIFFERENT if a.get("sha256") != b.get("sha256") else INFO,
+            "note": "no model",
+        }
+    manifest_keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "sha256")
+    found["manifest_differs_in"] = manifest_keys
+    if a["sha256"] == b["sha256"]:
+        note = "identical bytes"
+        if manifest_keys:
+            note += f" (kfkit-model.json differs only in {', '.join(manifest_keys)})"
+        return {**found, "same": SAME, "note": note}
+    return {**found, "same": DIFFERENT, "note": "model.joblib bytes differ"}
+
+
+def compare_predictions(then: RunSummary, now: RunSummary) -> dict[str, Any]:
+    """Both models' predictions on the reproduced run's eval split: the largest difference of a
+    class probability (or predicted value) and how many predicted labels are equal. Also says
+    whether the two estimators pickle to the same bytes (joblib's framing aside)."""
+    import tempfile
+
+    import numpy as np
+
+    from kfkit.components.evaluate.executor import predict
+    from kfkit.model_folder import load_verified_model
+    from kfkit.splits import read_split
+
+    folder_now = _model_folder(now)
+    eval_uri = now.artifact_uris.get("ingest.eval_split")
+    if folder_now is None or not eval_uri:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="kfkit-reproduce-") as scratch:
+        try:
+            folder_then, where = _original_model_folder(then, Path(scratch))
+        except KfkitError as exc:
+            folder_then, where = None, first_line(exc)
+        if folder_then is None:
+            return {
+                "note": where,
+                "equivalent": False,
+                "rows": 0,
+                "equal_labels": 0,
+                "max_abs_probability_difference": float("nan"),
+            }
+        model_then, manifest_then = load_verified_model(folder_then)
+    model_now, manifest_now = load_verified_model(folder_now)
+    frame = read_split(eval_uri)
+    out_then = np.asarray(predict(model_then, manifest_then, frame), dtype=float)
+    out_now = np.asarray(predict(model_now, manifest_now, frame), dtype=float)
+    if out_then.shape != out_now.shape:
+        return {
+            "note": f"output shapes differ: {out_then.shape} vs {out_now.shape}",
+            "equivalent": False,
+            "rows": len(frame),
+            "equal_labels": 0,
+            "max_abs_probability_difference": float("nan"),
+        }
+    largest = float(np.max(np.abs(out_then - out_now))) if out_then.size else 0.0
+    if manifest_now.problem_type == "regression":
+        equal = int(np.sum(out_then == out_now))
+    else:
+        equal = int(np.sum(out_then.argmax(axis=1) == out_now.argmax(axis=1)))
+    same_pickle = pickle.dumps(model_then, protocol=4) == pickle.dumps(model_now, protocol=4)
+    return {
+        "rows": len(frame),
+        "equal_labels": equal,
+        "max_abs_probability_difference": largest,
+        "equivalent": largest <= EQUIVALENT_PROBABILITY and equal == len(frame),
+        "estimator_pickles_equal": same_pickle,
+        "original_model": where,
+    }
+
+
+def format_reproduction(result: Reproduction) -> str:
+    from kfkit.tables import grid
+
+    body = [(r.item, r.original, r.reproduced, r.same, r.note) for r in result.rows]
+    verdict = (
+        "reproduced: same data, splits, metrics and predictions"
+        if result.reproduced
+        else "NOT reproduced: rows marked NO differ"
+    )
+    return grid(["", "ORIGINAL", "REPRODUCED", "SAME", "NOTE"], body) + f"\n\n{verdict}"
