@@ -142,16 +142,16 @@ def check_source(original: Original) -> str:
         found = files[0]
         if found.is_object:
             then_etag = data.get("source_etag") or "?"
-            what = f"etag {then_etag} then, {found.etag} now"
+            what = f"its etag was {then_etag}, now {found.etag}"
             if data.get("source_version_id"):
                 # ingest reads the current object only: the recorded version cannot be pointed at.
-                what += f"; the run read version {data['source_version_id']}"
+                what += f" (the run read version {data['source_version_id']})"
         else:
-            what = "its bytes differ from the ones the run read (sha256)"
-        raise KfkitError(f"{found.name}: changed since run {original.run_id} ({what}); not reproduced")
+            what = "its sha256 is not that of the bytes the run read"
+        raise KfkitError(f"{found.name}: changed since run {original.run_id}: {what}; nothing run")
     raise KfkitError(
         f"{source_uri}: changed since run {original.run_id} ({then_files} file(s) then, {len(files)} now, "
-        "content identity differs); not reproduced"
+        "content identity differs); nothing run"
     )
 
 
