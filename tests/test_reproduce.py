@@ -111,3 +111,86 @@ def test_an_unknown_run_id_is_one_line(store_env):
 
     assert proc.returncode == 1
     assert "no run 'kfkit-training-19700101-000000-000000' in the metadata store" in error_line(proc)
+
+
+def _recorded_run(tmp_path: Path, pipeline: str, failed_task: str | None = None) -> str:
+    """A run recorded in a real ML Metadata (SQLite) store of its own, as run-local records one."""
+    from kfkit.metadata import open_store
+    from kfkit.metadata.store import COMPLETE, FAILED
+
+    store = open_store(f"sqlite:///{tmp_path / 'mlmd.sqlite'}")
+    run = store.start_run(pipeline, "run-1", {"data_uri": "penguins.csv"}, str(tmp_path / "root"))
+    task = store.start_task(run, failed_task or "ingest", "ghcr.io/kfkit/kfkit:0.1.0", {}, {})
+    store.finish_task(run, task, FAILED if failed_task else COMPLETE, [], "penguins.csv: no such file")
+    store.finish_run(run, FAILED if failed_task else COMPLETE)
+    store.close()
+    return f"sqlite:///{tmp_path / 'mlmd.sqlite'}"
+
+
+def test_a_failed_run_and_another_pipelines_run_are_refused_with_one_line(tmp_path):
+    from kfkit.errors import KfkitError
+    from kfkit.reproduce import load_original
+
+    failed = _recorded_run(tmp_path / "failed", "kfkit-training", failed_task="ingest")
+    with pytest.raises(
+        KfkitError, match=r"^run run-1 did not succeed \(FAILED: ingest: penguins.csv: no such"
+    ):
+        load_original("run-1", failed)
+    other = _recorded_run(tmp_path / "other", "my-scoring")
+    with pytest.raises(
+        KfkitError, match=r"^run run-1 ran the pipeline 'my-scoring'; kfkit reproduce re-runs"
+    ):
+        load_original("run-1", other)
+
+
+def test_a_metric_that_differs_makes_the_reproduction_fail_with_exit_code_2():
+    from kfkit.local_run import RunSummary
+    from kfkit.reproduce import Original, compare
+
+    data = {"source_uri": "penguins.csv", "source_identity": "sha256:1", "train_rows": 276, "eval_rows": 68}
+
+    def summary(run_id: str, accuracy: float) -> RunSummary:
+        return RunSummary(
+            run_id=run_id,
+            pipeline="kfkit-training",
+            status="SUCCEEDED",
+            tasks={},
+            dataset_fingerprint="f204",
+            metrics={"evaluate": {"accuracy": accuracy, "log_loss": 0.05}},
+            artifacts={"ingest.train_split": data},
+        )
+
+    original = Original("run-1", {}, summary("run-1", 0.97), {"train": "kfkit:0.1.0"})
+    same = compare(original, summary("run-2", 0.97), {"train": "kfkit:0.1.0"})
+    differs = compare(original, summary("run-3", 0.96), {"train": "kfkit:0.2.0"})
+
+    assert (same.reproduced, same.exit_code) == (True, 0)
+    assert (differs.reproduced, differs.exit_code) == (False, 2)
+    rows = {r.item: r for r in differs.rows}
+    assert (rows["metric accuracy"].original, rows["metric accuracy"].reproduced) == (0.97, 0.96)
+    assert rows["metric accuracy"].same == "NO" and rows["metric log_loss"].same == "yes"
+    assert (rows["image train"].original, rows["image train"].reproduced) == ("kfkit:0.1.0", "kfkit:0.2.0")
+
+
+def test_fitted_difference_compares_models_by_value_not_by_pickle_bytes():
+    import io
+
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    from kfkit.reproduce import fitted_difference
+
+    x, y = load_iris(return_X_y=True)
+    first = RandomForestClassifier(n_estimators=5, random_state=1).fit(x, y)
+    again = RandomForestClassifier(n_estimators=5, random_state=1).fit(x, y)
+    saved = io.BytesIO()
+    joblib.dump(first, saved)
+    loaded = [joblib.load(io.BytesIO(saved.getvalue())) for _ in range(2)]
+
+    assert fitted_difference(first, again) is None
+    assert fitted_difference(*loaded) is None
+    again.estimators_[3].tree_.value[0, 0, 0] += 1e-9
+    assert fitted_difference(first, again) == "model.estimators_[3].tree_.values"
+    other_seed = RandomForestClassifier(n_estimators=5, random_state=2).fit(x, y)
+    assert fitted_difference(first, other_seed) == "model.random_state"

@@ -16,7 +16,6 @@ the original run can be a different baseline (the diff says which it compared wi
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -254,11 +253,12 @@ def compare(original: Original, summary: RunSummary, images_now: dict[str, str])
 
     model = compare_models(then, now)
     predictions = compare_predictions(then, now)
-    if model["same"] == DIFFERENT and "estimator_pickles_equal" in predictions:
+    if model["same"] == DIFFERENT and "fitted_difference" in predictions:
+        difference = predictions["fitted_difference"]
         model["note"] += (
-            "; the estimators pickle to the same bytes (only joblib's file framing differs)"
-            if predictions["estimator_pickles_equal"]
-            else "; the estimators themselves differ: see the eval predictions"
+            f"; the fitted estimators differ first at {difference}"
+            if difference
+            else "; the fitted estimators are equal attribute by attribute (only the file's bytes differ)"
         )
     rows.append(
         DiffRow(
@@ -377,7 +377,7 @@ def compare_models(then: RunSummary, now: RunSummary) -> dict[str, Any]:
 def compare_predictions(then: RunSummary, now: RunSummary) -> dict[str, Any]:
     """Both models' predictions on the reproduced run's eval split: the largest difference of a
     class probability (or predicted value) and how many predicted labels are equal. Also says
-    whether the two estimators pickle to the same bytes (joblib's framing aside)."""
+    where the two fitted estimators first differ (None: nowhere)."""
     import tempfile
 
     import numpy as np
@@ -421,15 +421,58 @@ def compare_predictions(then: RunSummary, now: RunSummary) -> dict[str, Any]:
         equal = int(np.sum(out_then == out_now))
     else:
         equal = int(np.sum(out_then.argmax(axis=1) == out_now.argmax(axis=1)))
-    same_pickle = pickle.dumps(model_then, protocol=4) == pickle.dumps(model_now, protocol=4)
     return {
         "rows": len(frame),
         "equal_labels": equal,
         "max_abs_probability_difference": largest,
         "equivalent": largest <= EQUIVALENT_PROBABILITY and equal == len(frame),
-        "estimator_pickles_equal": same_pickle,
+        "fitted_difference": fitted_difference(model_then, model_now),
         "original_model": where,
     }
+
+
+def fitted_difference(a: Any, b: Any, path: str = "model") -> str | None:
+    """Where two fitted models first differ (``model.steps[1][1].coef_``), attribute by
+    attribute, arrays by value; None when they are equal. Re-pickling is no measure of this:
+    the same file loaded twice can pickle to different bytes (pickle's memo follows object
+    identity: which equal strings are one object). Compiled objects (a tree's ``Tree``, a loss) compare by what they pickle as."""
+    import math
+
+    import numpy as np
+
+    if a is b:
+        return None
+    if type(a) is not type(b):
+        return f"{path} ({type(a).__name__} vs {type(b).__name__})"
+    if isinstance(a, np.ndarray):
+        nan_equal = a.dtype.kind in "fc"
+        same = a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=nan_equal)
+        return None if same else path
+    if isinstance(a, dict):
+        if list(a) != list(b):
+            return f"{path} (keys)"
+        items = ((v, b[k], f"{path}[{k!r}]") for k, v in a.items())
+    elif isinstance(a, list | tuple):
+        if len(a) != len(b):
+            return f"{path} (length)"
+        items = ((x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b, strict=True)))
+    elif isinstance(a, float | np.floating) and math.isnan(a) and math.isnan(b):
+        return None
+    elif isinstance(a, str | bytes | int | float | complex | np.generic | np.dtype | type) or a is None:
+        return None if a == b else path
+    else:
+        state_a, state_b = a.__getstate__(), b.__getstate__()
+        if isinstance(state_a, list | tuple):
+            return fitted_difference(state_a, state_b, path)
+        if not isinstance(state_a, dict):  # a compiled object (a loss): what it pickles as
+            reduced_a, reduced_b = a.__reduce_ex__(4), b.__reduce_ex__(4)
+            if not isinstance(reduced_a, tuple) or reduced_a[0] != reduced_b[0]:
+                return None if a == b else path
+            return fitted_difference(reduced_a[1:], reduced_b[1:], path)
+        if list(state_a) != list(state_b):
+            return f"{path} (attributes)"
+        items = ((v, state_b[k], f"{path}.{k}") for k, v in state_a.items())
+    return next((d for x, y, where in items if (d := fitted_difference(x, y, where))), None)
 
 
 def format_reproduction(result: Reproduction) -> str:
