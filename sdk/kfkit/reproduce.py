@@ -435,7 +435,8 @@ def fitted_difference(a: Any, b: Any, path: str = "model") -> str | None:
     """Where two fitted models first differ (``model.steps[1][1].coef_``), attribute by
     attribute, arrays by value; None when they are equal. Re-pickling is no measure of this:
     the same file loaded twice can pickle to different bytes (pickle's memo follows object
-    identity: which equal strings are one object). Compiled objects (a tree's ``Tree``, a loss) compare by what they pickle as."""
+    identity: which equal strings are one object). Compiled objects (a tree's ``Tree``, a
+    loss) compare by what they pickle as."""
     import math
 
     import numpy as np
