@@ -37,14 +37,21 @@ def _run_ids(store_env: dict) -> list[str]:
     return [r["run_id"] for r in json.loads(proc.stdout)]
 
 
-def test_reproduce_gives_the_same_fingerprint_splits_metrics_and_pushes_nothing(original, store_env, objects):
-    versions, deployment = existing_versions(objects, MODEL), _deployment_record(store_env)
-    run_id = original["run"]["run_id"]
-
-    proc = run_kfkit(["reproduce", run_id, "--json"], store_env)
-
+@pytest.fixture(scope="module")
+def reproduced(original, store_env, objects) -> dict:
+    """`kfkit reproduce --json` of the original run, with the registry and the deployment record
+    as they were before it."""
+    before = {"versions": existing_versions(objects, MODEL), "deployment": _deployment_record(store_env)}
+    proc = run_kfkit(["reproduce", original["run"]["run_id"], "--json"], store_env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)
+    return {"result": json.loads(proc.stdout), "before": before}
+
+
+def test_reproduce_gives_the_same_fingerprint_splits_metrics_and_pushes_nothing(
+    original, reproduced, store_env, objects
+):
+    run_id, result = original["run"]["run_id"], reproduced["result"]
+
     assert result["reproduced"] is True and result["exit_code"] == 0
     assert result["original_run_id"] == run_id and result["run_id"] not in ("", run_id)
     rows = {r["item"]: r for r in result["rows"]}
@@ -77,8 +84,10 @@ def test_reproduce_gives_the_same_fingerprint_splits_metrics_and_pushes_nothing(
         "evaluate": "SUCCEEDED",
     }
     assert result["summary"]["pushed"] == {}
-    assert existing_versions(objects, MODEL) == versions
-    assert _deployment_record(store_env) == deployment
+    assert existing_versions(objects, MODEL) == reproduced["before"]["versions"]
+    assert _deployment_record(store_env) == reproduced["before"]["deployment"]
+    record = Path(store_env["KFKIT_HOME"]) / "runs" / f"{result['run_id']}.reproduction.json"
+    assert json.loads(record.read_text())["original_run_id"] == run_id
 
     # The table people read says the same, from the same result.
     fields = {k: v for k, v in result.items() if k != "exit_code"}
@@ -86,6 +95,29 @@ def test_reproduce_gives_the_same_fingerprint_splits_metrics_and_pushes_nothing(
     fingerprint_line = next(line for line in table.splitlines() if line.startswith("dataset fingerprint"))
     assert fingerprint_line.split()[-1] == "yes"
     assert table.endswith("reproduced: same data, splits, metrics and predictions")
+
+
+def test_with_the_original_run_folder_gone_its_pushed_version_is_scored(
+    original, reproduced, store_env, monkeypatch
+):
+    from kfkit.local_run import RunSummary
+    from kfkit.reproduce import compare_predictions
+
+    for name, value in store_env.items():  # the session's store, state folder and signing keys
+        if name.startswith(("KFKIT_", "AWS_")):
+            monkeypatch.setenv(name, value)
+    then = RunSummary(**original["run"])
+    then.artifact_uris = {**then.artifact_uris, "train.model": str(Path(store_env["KFKIT_HOME"]) / "gone")}
+    now = RunSummary(**reproduced["result"]["summary"])
+
+    predictions = compare_predictions(then, now)
+
+    assert predictions["original_model"] == f"s3://models/{MODEL}/1/"
+    assert predictions["scored"] and predictions["equivalent"]
+    assert (
+        predictions["equal_labels"] == predictions["rows"] == then.artifacts["ingest.eval_split"]["eval_rows"]
+    )
+    assert predictions["fitted_difference"] is None
 
 
 def test_data_changed_since_the_run_is_refused_with_one_line_naming_the_file(original, store_env, objects):

@@ -16,6 +16,7 @@ the original run can be a different baseline (the diff says which it compared wi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,9 @@ class DiffRow:
     reproduced: Any
     same: str  # "yes", "NO", or "" for what is shown but not compared (a new run id, a baseline)
     note: str = ""
+    # Part of the verdict: the data, splits, metrics and predictions are; the code that made them
+    # (versions, images) is shown beside them, so a change of code that changes nothing passes.
+    decides: bool = True
 
 
 @dataclass
@@ -199,7 +203,10 @@ def reproduce(run_id: str, metadata_uri: str | None = None, progress: Progress |
         )
         if summary.status != "SUCCEEDED":
             raise KfkitError(f"reproduced run {summary.run_id} failed: {summary.error}")
-        return compare(original, summary, task_images(pipeline_spec(spec_path)))
+        result = compare(original, summary, task_images(pipeline_spec(spec_path)))
+    record = state_dir() / "runs" / f"{result.run_id}.reproduction.json"
+    record.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+    return result
 
 
 # -- the diff ------------------------------------------------------------------------------
@@ -241,9 +248,13 @@ def compare(original: Original, summary: RunSummary, images_now: dict[str, str])
         now.artifacts.get("resolve-baseline.baseline", {}),
     )
     rows.append(DiffRow("compared with", _baseline(base_then), _baseline(base_now), INFO))
-    for task in ("validate.anomalies",):
-        a, b = then.artifacts.get(task, {}).get("blessed"), now.artifacts.get(task, {}).get("blessed")
-        rows.append(DiffRow("data blessed", _yes_no(a), _yes_no(b), _same(bool(a), bool(b))))
+    verdict_then, verdict_now = (
+        then.artifacts.get("validate.anomalies", {}),
+        now.artifacts.get("validate.anomalies", {}),
+    )
+    a, b = verdict_then.get("blessed"), verdict_now.get("blessed")
+    why = "" if bool(a) == bool(b) else str(verdict_now.get("reason", ""))  # e.g. drift from a newer baseline
+    rows.append(DiffRow("data blessed", _yes_no(a), _yes_no(b), _same(bool(a), bool(b)), why))
     metrics_then, metrics_now = then.metrics.get("evaluate", {}), now.metrics.get("evaluate", {})
     for metric in sorted(set(metrics_then) | set(metrics_now)):
         a, b = metrics_then.get(metric), metrics_now.get(metric)
@@ -260,35 +271,47 @@ def compare(original: Original, summary: RunSummary, images_now: dict[str, str])
             if difference
             else "; the fitted estimators are equal attribute by attribute (only the file's bytes differ)"
         )
+    # Model bytes may differ for a stated reason: the predictions, when both models could be
+    # scored, stand for the model.
+    scored = bool(predictions.get("scored"))
     rows.append(
         DiffRow(
-            "model sha256", model.get("original_sha256"), model.get("sha256"), model["same"], model["note"]
+            "model sha256",
+            model.get("original_sha256"),
+            model.get("sha256"),
+            model["same"],
+            model["note"],
+            decides=not scored,
         )
     )
     if predictions:
+        compared = "max_abs_probability_difference" in predictions
         rows.append(
             DiffRow(
                 "eval predictions",
-                f"{predictions['rows']} rows scored by both models",
+                f"{predictions['rows']} rows scored by both models" if scored else "-",
                 f"max |dp| {predictions['max_abs_probability_difference']:.3g}; "
-                f"{predictions['equal_labels']}/{predictions['rows']} labels equal",
-                SAME if predictions["equivalent"] else DIFFERENT,
+                f"{predictions['equal_labels']}/{predictions['rows']} labels equal"
+                if compared
+                else "-",
+                (SAME if predictions["equivalent"] else DIFFERENT) if scored else INFO,
                 predictions.get("note", ""),
+                decides=scored,
             )
         )
     manifest_then, manifest_now = then.artifacts.get("train.model", {}), now.artifacts.get("train.model", {})
     for key in ("kfkit_version", "sklearn_version", "python_version"):
         a, b = manifest_then.get(key), manifest_now.get(key)
         if a or b:
-            rows.append(DiffRow(key.replace("_", " "), a, b, _same(a, b)))
+            rows.append(DiffRow(key.replace("_", " "), a, b, _same(a, b), decides=False))
     for task in sorted(set(original.images) | set(images_now)):
         a, b = original.images.get(task), images_now.get(task)
         if task == PUSH_TASK:
             continue  # not run: see the pushed row
         if a != b:
-            rows.append(DiffRow(f"image {task}", a, b, DIFFERENT))
+            rows.append(DiffRow(f"image {task}", a, b, DIFFERENT, decides=False))
     if all(original.images.get(t) == i for t, i in images_now.items()):
-        rows.append(DiffRow("images", "every task's image", "the same", SAME))
+        rows.append(DiffRow("images", "every task's image", "the same", SAME, decides=False))
     pushed = then.pushed_version()
     rows.append(
         DiffRow(
@@ -300,13 +323,7 @@ def compare(original: Original, summary: RunSummary, images_now: dict[str, str])
             INFO,
         )
     )
-    compared = [
-        r for r in rows if r.same != INFO and not r.item.startswith(("image", "kfkit", "sklearn", "python"))
-    ]
-    # Model bytes may differ for a stated reason; the predictions then stand for the model.
-    if predictions:
-        compared = [r for r in compared if r.item != "model sha256"]
-    reproduced = all(r.same == SAME for r in compared)
+    reproduced = all(r.same == SAME for r in rows if r.decides and r.same != INFO)
     return Reproduction(
         original_run_id=then.run_id,
         run_id=now.run_id,
@@ -393,28 +410,23 @@ def compare_predictions(then: RunSummary, now: RunSummary) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kfkit-reproduce-") as scratch:
         try:
             folder_then, where = _original_model_folder(then, Path(scratch))
+            # A newer scikit-learn, or a signing key no longer trusted, refuses the old model.
+            loaded_then = load_verified_model(folder_then) if folder_then else None
         except KfkitError as exc:
-            folder_then, where = None, first_line(exc)
-        if folder_then is None:
-            return {
-                "note": where,
-                "equivalent": False,
-                "rows": 0,
-                "equal_labels": 0,
-                "max_abs_probability_difference": float("nan"),
-            }
-        model_then, manifest_then = load_verified_model(folder_then)
+            loaded_then, where = None, first_line(exc)
+    if loaded_then is None:
+        return {"scored": False, "note": f"the original model was not scored: {where}", "equivalent": False}
+    model_then, manifest_then = loaded_then
     model_now, manifest_now = load_verified_model(folder_now)
     frame = read_split(eval_uri)
     out_then = np.asarray(predict(model_then, manifest_then, frame), dtype=float)
     out_now = np.asarray(predict(model_now, manifest_now, frame), dtype=float)
     if out_then.shape != out_now.shape:
         return {
-            "note": f"output shapes differ: {out_then.shape} vs {out_now.shape}",
+            "scored": True,
+            "note": f"the outputs differ in shape: {out_then.shape} vs {out_now.shape}",
             "equivalent": False,
             "rows": len(frame),
-            "equal_labels": 0,
-            "max_abs_probability_difference": float("nan"),
         }
     largest = float(np.max(np.abs(out_then - out_now))) if out_then.size else 0.0
     if manifest_now.problem_type == "regression":
@@ -422,6 +434,7 @@ def compare_predictions(then: RunSummary, now: RunSummary) -> dict[str, Any]:
     else:
         equal = int(np.sum(out_then.argmax(axis=1) == out_now.argmax(axis=1)))
     return {
+        "scored": True,
         "rows": len(frame),
         "equal_labels": equal,
         "max_abs_probability_difference": largest,

@@ -29,9 +29,11 @@ def reproduce_command(run_id: str, metadata_uri: str | None, as_json: bool) -> N
     run does, to validate and evaluate against (the `compared with` row).
 
     Exit codes: 0 reproduced (same fingerprint, splits and metrics, and the same predictions:
-    identical model bytes, or probabilities within 1e-9 and every label equal); 2 something
-    differs (rows marked NO); 1 refused (unknown run, failed run, another pipeline, changed or
-    missing data) or the reproduced run failed.
+    identical model bytes, or probabilities within 1e-9 and every label equal); 2 the data,
+    splits, metrics or predictions differ (rows marked NO; a changed image or scikit-learn
+    version is marked too, but alone decides nothing); 1 refused (unknown run, failed run,
+    another pipeline, changed or missing data) or the reproduced run failed. The result is also
+    kept in the state folder as runs/<new run id>.reproduction.json.
     """
     from kfkit.reproduce import format_reproduction, reproduce
 
