@@ -78,7 +78,7 @@ def test_reproduce_gives_the_same_fingerprint_splits_metrics_and_pushes_nothing(
     assert result["summary"]["tasks"] == {
         "resolve-source": "SUCCEEDED",
         "ingest": "SUCCEEDED",
-        "resolve-baseline": "SUCCEEDED",
+        "original-baseline": "NOT_RECORDED",  # kfp's importer of the original's baseline
         "validate": "SUCCEEDED",
         "train": "SUCCEEDED",
         "evaluate": "SUCCEEDED",
@@ -118,6 +118,61 @@ def test_with_the_original_run_folder_gone_its_pushed_version_is_scored(
         predictions["equal_labels"] == predictions["rows"] == then.artifacts["ingest.eval_split"]["eval_rows"]
     )
     assert predictions["fitted_difference"] is None
+
+
+def test_the_reproduced_run_compares_with_the_originals_baseline_downloaded_again_when_gone(
+    original, store_env, objects, monkeypatch
+):
+    import yaml
+
+    from kfkit.local_run import RunSummary, pipeline_spec, task_order
+    from kfkit.reproduce import Original, original_baseline, reproduction_spec
+    from kfkit.storage import ObjectUri
+
+    for name, value in store_env.items():
+        if name.startswith(("KFKIT_", "AWS_")):
+            monkeypatch.setenv(name, value)
+    # A later run of the same model, which compared with version 1; its baseline folder is gone.
+    baseline = {"found": 1, "model_name": MODEL, "version": "1", "baseline_source": "served"}
+    summary = RunSummary(
+        run_id="later-run",
+        pipeline="kfkit-training",
+        status="SUCCEEDED",
+        tasks={},
+        artifacts={"resolve-baseline.baseline": baseline},
+        artifact_uris={"resolve-baseline.baseline": str(Path(store_env["KFKIT_HOME"]) / "gone")},
+    )
+    later = Original("later-run", {}, summary, {})
+
+    folder, metadata = original_baseline(later)
+    spec_path = reproduction_spec(later)
+
+    assert metadata == baseline
+    assert sorted(p.name for p in Path(folder).iterdir()) == [
+        "kfkit-model.json",
+        "kfkit-model.sig",
+        "model.joblib",
+        "schema.pbtxt",
+        "train_statistics.pb",
+    ]
+    pushed = objects.get_bytes(ObjectUri.parse(f"s3://models/{MODEL}/1/model.joblib"))
+    assert (Path(folder) / "model.joblib").read_bytes() == pushed
+    spec = pipeline_spec(spec_path)
+    assert task_order(spec) == [
+        "original-baseline",
+        "resolve-source",
+        "ingest",
+        "validate",
+        "train",
+        "evaluate",
+    ]
+    importer = spec["deploymentSpec"]["executors"]["exec-original-baseline"]["importer"]
+    assert importer["artifactUri"]["constant"] == folder and importer["metadata"] == baseline
+    inputs = [
+        spec["root"]["dag"]["tasks"][t]["inputs"]["artifacts"]["baseline"] for t in ("validate", "evaluate")
+    ]
+    assert all(i["taskOutputArtifact"]["producerTask"] == "original-baseline" for i in inputs)
+    assert "exec-push" not in yaml.safe_dump_all(list(yaml.safe_load_all(spec_path.read_text())))
 
 
 def test_data_changed_since_the_run_is_refused_with_one_line_naming_the_file(original, store_env, objects):

@@ -10,13 +10,17 @@ predictions on the eval split.
 The reproduced run never pushes or deploys: it runs the compiled training pipeline without its
 push task (the same components, images and parameters otherwise), so no version is added to the
 registry and no deploy target is touched, whatever ``deploy_strategy`` the original run had.
-resolve_baseline still reads which version serves now, as any run does: a version pushed after
-the original run can be a different baseline (the diff says which it compared with).
+It compares with the same baseline as the original: resolve-baseline is replaced by a kfp
+importer of the original's baseline (its folder, or that version downloaded again), so a
+version pushed or deployed since changes neither the schema validate checks against, nor the
+drift it measures, nor evaluate's comparison. (The importer is no kfkit task: the reproduced
+run's summary lists it as ``original-baseline`` NOT_RECORDED.)
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,12 +31,15 @@ from kfkit.errors import KfkitError, first_line
 from kfkit.local_run import RunSummary, pipeline_spec, run_local, summarise, task_images
 from kfkit.metadata import open_store
 from kfkit.metadata.lineage import show_run
+from kfkit.model_folder import MANIFEST_FILE
 from kfkit.settings import state_dir
 
 Progress = Callable[[str], None]
 
 PIPELINE = "training"
 PUSH_TASK = "push"
+BASELINE_TASK = "resolve-baseline"
+PINNED_BASELINE_TASK = "original-baseline"  # the importer that replaces it
 # Exit codes of `kfkit reproduce` (1 is a refusal or a failed reproduced run, as for every verb).
 REPRODUCED, DIFFERS = 0, 2
 # Probabilities of two models this close count as the same predictions: the float noise of a
@@ -161,24 +168,97 @@ def check_source(original: Original) -> str:
 # -- the re-run ----------------------------------------------------------------------------
 
 
-def spec_without_push(run_id: str) -> Path:
-    """kfkit's compiled training pipeline without its push task (nothing depends on push), so
-    the reproduced run can neither add a version nor touch a deployment."""
+def _drop_task(documents: list[dict[str, Any]], task_name: str) -> dict[str, Any]:
+    """Take a task, its component and its executor out of a compiled pipeline (and out of
+    kfp-kubernetes' platform config, which names the same executor); returns the task."""
+    spec = documents[0]
+    task = spec["root"]["dag"]["tasks"].pop(task_name)
+    executor = spec["components"].pop(task["componentRef"]["name"])["executorLabel"]
+    spec["deploymentSpec"]["executors"].pop(executor)
+    for platform in documents[1:]:
+        kubernetes = (platform or {}).get("platforms", {}).get("kubernetes", {})
+        kubernetes.get("deploymentSpec", {}).get("executors", {}).pop(executor, None)
+    return task
+
+
+def _import_baseline(documents: list[dict[str, Any]], uri: str, metadata: dict[str, Any]) -> None:
+    """Replace resolve-baseline with a kfp importer of the original run's baseline (its folder
+    and metadata): validate and evaluate compare with what the original compared with, not with
+    whatever serves now. Downstream inputs read the importer's one output, ``artifact``."""
+    spec = documents[0]
+    _drop_task(documents, BASELINE_TASK)
+    artifact_type = {"schemaTitle": "system.Artifact", "schemaVersion": "0.0.1"}
+    component, executor = f"comp-{PINNED_BASELINE_TASK}", f"exec-{PINNED_BASELINE_TASK}"
+    spec["components"][component] = {
+        "executorLabel": executor,
+        "inputDefinitions": {"parameters": {"uri": {"parameterType": "STRING"}}},
+        "outputDefinitions": {"artifacts": {"artifact": {"artifactType": artifact_type}}},
+    }
+    spec["deploymentSpec"]["executors"][executor] = {
+        "importer": {"artifactUri": {"constant": uri}, "metadata": metadata, "typeSchema": artifact_type}
+    }
+    tasks = spec["root"]["dag"]["tasks"]
+    tasks[PINNED_BASELINE_TASK] = {
+        "cachingOptions": {"enableCache": False},
+        "componentRef": {"name": component},
+        "inputs": {"parameters": {"uri": {"runtimeValue": {"constant": uri}}}},
+        "taskInfo": {"name": PINNED_BASELINE_TASK},
+    }
+    for task in tasks.values():
+        if BASELINE_TASK in task.get("dependentTasks", []):
+            task["dependentTasks"] = sorted(
+                {*(t for t in task["dependentTasks"] if t != BASELINE_TASK), PINNED_BASELINE_TASK}
+            )
+        for source in task.get("inputs", {}).get("artifacts", {}).values():
+            produced = source.get("taskOutputArtifact", {})
+            if produced.get("producerTask") == BASELINE_TASK:
+                produced.update(producerTask=PINNED_BASELINE_TASK, outputArtifactKey="artifact")
+
+
+def original_baseline(original: Original) -> tuple[str, dict[str, Any]]:
+    """The folder and metadata of the baseline the original run compared with: its own folder
+    when it is still there, else that version downloaded again from the registry (verified by
+    signature and sha256), else (never pushed then) an empty folder. One line if it is gone."""
+    from kfkit.model_registry import download, download_companions
+    from kfkit.storage import ObjectStore
+
+    metadata = dict(original.summary.artifacts.get("resolve-baseline.baseline") or {})
+    if not metadata:
+        raise KfkitError(f"run {original.run_id} recorded no baseline (no resolve-baseline.baseline)")
+    folder = Path(original.summary.artifact_uris.get("resolve-baseline.baseline", ""))
+    complete = folder.is_dir() and (not metadata.get("found") or (folder / MANIFEST_FILE).is_file())
+    if complete:
+        return str(folder), metadata
+    folder = state_dir() / "reproduce" / original.run_id / "baseline"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    if metadata.get("found"):
+        model_name, version = str(metadata["model_name"]), str(metadata["version"])
+        try:
+            store = ObjectStore.from_env()
+            download_companions(store, model_name, version, folder)
+            download(store, model_name, version, folder)
+        except KfkitError as exc:
+            raise KfkitError(
+                f"the baseline of run {original.run_id} ({model_name}:{version}) cannot be read: {exc}"
+            ) from None
+        if metadata.get("schema_reset"):  # resolve_baseline left these out then: so here
+            for name in (names.SCHEMA_FILE, names.TRAIN_STATISTICS_FILE):
+                (folder / name).unlink(missing_ok=True)
+    return str(folder), metadata
+
+
+def reproduction_spec(original: Original) -> Path:
+    """kfkit's compiled training pipeline, changed in two places: no push task (nothing depends
+    on push), so the reproduced run can neither add a version nor touch a deployment; and the
+    original's baseline imported in place of resolve-baseline."""
     import yaml
 
-    source = _training_spec_path()
-    documents = list(yaml.safe_load_all(source.read_text()))
-    spec = documents[0]
-    task = spec["root"]["dag"]["tasks"].pop(PUSH_TASK)
-    component = task["componentRef"]["name"]
-    executor = spec["components"].pop(component)["executorLabel"]
-    spec["deploymentSpec"]["executors"].pop(executor)
-    for platform in documents[1:]:  # kfp-kubernetes' platform config names the same executor
-        executors = (platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
-        executors.get("executors", {}).pop(executor, None)
-    folder = state_dir() / "reproduce"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{run_id}.yaml"
+    documents = list(yaml.safe_load_all(_training_spec_path().read_text()))
+    _drop_task(documents, PUSH_TASK)
+    _import_baseline(documents, *original_baseline(original))
+    target = state_dir() / "reproduce" / f"{original.run_id}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     return target
 
@@ -192,8 +272,8 @@ def reproduce(run_id: str, metadata_uri: str | None = None, progress: Progress |
     original = load_original(run_id, metadata_uri)
     with object_store_env():
         check_source(original)
-        spec_path = spec_without_push(run_id)
-        progress(f"reproducing {run_id}: same data and parameters, caching off, push left out")
+        spec_path = reproduction_spec(original)
+        progress(f"reproducing {run_id}: same data, parameters and baseline; caching off; push left out")
         summary = run_local(
             original.parameters,
             pipeline=str(spec_path),
@@ -247,7 +327,9 @@ def compare(original: Original, summary: RunSummary, images_now: dict[str, str])
         then.artifacts.get("resolve-baseline.baseline", {}),
         now.artifacts.get("resolve-baseline.baseline", {}),
     )
-    rows.append(DiffRow("compared with", _baseline(base_then), _baseline(base_now), INFO))
+    # The reproduced run imports the original's baseline (reproduction_spec): the same one.
+    imported = _baseline(base_then) if not base_now else _baseline(base_now)
+    rows.append(DiffRow("compared with", _baseline(base_then), imported, INFO))
     verdict_then, verdict_now = (
         then.artifacts.get("validate.anomalies", {}),
         now.artifacts.get("validate.anomalies", {}),
@@ -304,14 +386,18 @@ def compare(original: Original, summary: RunSummary, images_now: dict[str, str])
         a, b = manifest_then.get(key), manifest_now.get(key)
         if a or b:
             rows.append(DiffRow(key.replace("_", " "), a, b, _same(a, b), decides=False))
-    for task in sorted(set(original.images) | set(images_now)):
-        a, b = original.images.get(task), images_now.get(task)
-        if task == PUSH_TASK:
-            continue  # not run: see the pushed row
-        if a != b:
-            rows.append(DiffRow(f"image {task}", a, b, DIFFERENT, decides=False))
-    if all(original.images.get(t) == i for t, i in images_now.items()):
-        rows.append(DiffRow("images", "every task's image", "the same", SAME, decides=False))
+    # Push is not run (the pushed row), and resolve-baseline is replaced by an importer.
+    replaced = (PUSH_TASK, BASELINE_TASK, PINNED_BASELINE_TASK)
+    ran = sorted(t for t in set(original.images) | set(images_now) if t not in replaced)
+    changed = [t for t in ran if original.images.get(t) != images_now.get(t)]
+    for task in changed:
+        rows.append(
+            DiffRow(
+                f"image {task}", original.images.get(task), images_now.get(task), DIFFERENT, decides=False
+            )
+        )
+    if not changed:
+        rows.append(DiffRow("images", f"{len(ran)} tasks' images", "the same", SAME, decides=False))
     pushed = then.pushed_version()
     rows.append(
         DiffRow(

@@ -25,8 +25,9 @@ def reproduce_command(run_id: str, metadata_uri: str | None, as_json: bool) -> N
     nothing runs.
 
     The reproduced run never pushes a version or touches a deployment: it runs kfkit's compiled
-    training pipeline without its push task. It still asks which version serves now, as every
-    run does, to validate and evaluate against (the `compared with` row).
+    training pipeline without its push task. It validates and evaluates against the same
+    baseline as the original (the model version it compared with, or none), not the version
+    serving now: that baseline is imported in place of resolve-baseline.
 
     Exit codes: 0 reproduced (same fingerprint, splits and metrics, and the same predictions:
     identical model bytes, or probabilities within 1e-9 and every label equal); 2 the data,
