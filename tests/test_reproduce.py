@@ -281,3 +281,41 @@ def test_fitted_difference_compares_models_by_value_not_by_pickle_bytes():
     assert fitted_difference(first, again) == "model.estimators_[3].tree_.values"
     other_seed = RandomForestClassifier(n_estimators=5, random_state=2).fit(x, y)
     assert fitted_difference(first, other_seed) == "model.random_state"
+
+
+def test_an_object_changed_since_the_run_is_refused_naming_the_object_and_its_etags(
+    objects, monkeypatch, store_env
+):
+    from kfkit.components.ingest.executor import list_source, source_identity
+    from kfkit.errors import KfkitError
+    from kfkit.local_run import RunSummary
+    from kfkit.reproduce import Original, check_source
+    from kfkit.storage import ObjectUri
+
+    for name, value in store_env.items():
+        if name.startswith(("KFKIT_", "AWS_")):
+            monkeypatch.setenv(name, value)
+    uri = "s3://raw/reproduce-object/penguins.csv"
+    objects.ensure_bucket("raw")
+    objects.put_bytes(ObjectUri.parse(uri), PENGUINS.read_bytes())
+    files = list_source(uri, objects)
+    read = {"source_uri": uri, "source_identity": source_identity(files), "source_files": 1}
+    read["source_etag"] = files[0].etag
+    summary = RunSummary(
+        run_id="run-s3",
+        pipeline="kfkit-training",
+        status="SUCCEEDED",
+        tasks={},
+        artifacts={"ingest.train_split": read},
+    )
+    run = Original("run-s3", {"data_uri": uri}, summary, {})
+    assert check_source(run) == read["source_identity"]  # unchanged: goes ahead
+
+    objects.put_bytes(ObjectUri.parse(uri), PENGUINS.read_bytes().replace(b",39.1,", b",39.2,", 1))
+    etag_now = list_source(uri, objects)[0].etag
+    with pytest.raises(KfkitError) as refused:
+        check_source(run)
+
+    assert str(refused.value) == (
+        f"{uri}: changed since run run-s3: its etag was {files[0].etag}, now {etag_now}; nothing run"
+    )
