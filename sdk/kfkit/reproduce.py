@@ -132,9 +132,10 @@ def _training_spec_path() -> Path:
 # -- the data, checked before anything runs ------------------------------------------------
 
 
-def check_source(original: Original) -> str:
-    """The source's content identity now, as resolve_source resolves it; raises one line naming
-    the file or object when it is gone or its content is not what the original run read."""
+def check_source(original: Original) -> str | None:
+    """The source's content identity now, as resolve_source resolves it (None: the run recorded
+    none to check against, and only the fingerprint after the re-run tells); raises one line
+    naming the file or object when it is gone or its content is not what the original run read."""
     from kfkit.components.ingest.executor import list_source, source_identity
 
     data = original.summary.artifacts["ingest.train_split"]
@@ -145,7 +146,9 @@ def check_source(original: Original) -> str:
     except KfkitError as exc:
         raise KfkitError(f"the data of run {original.run_id} is gone: {exc}") from None
     now = source_identity(files)
-    if not recorded or now == recorded:
+    if not recorded:
+        return None
+    if now == recorded:
         return now
     then_files = int(data.get("source_files") or 0)
     if len(files) == 1 and then_files == 1:
@@ -271,7 +274,8 @@ def reproduce(run_id: str, metadata_uri: str | None = None, progress: Progress |
     progress = progress or (lambda line: None)
     original = load_original(run_id, metadata_uri)
     with object_store_env():
-        check_source(original)
+        if check_source(original) is None:
+            progress(f"run {run_id} recorded no source identity: the dataset fingerprint will tell")
         spec_path = reproduction_spec(original)
         progress(f"reproducing {run_id}: same data, parameters and baseline; caching off; push left out")
         summary = run_local(
