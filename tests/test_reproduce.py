@@ -47,6 +47,15 @@ def reproduced(original, store_env, objects) -> dict:
     return {"result": json.loads(proc.stdout), "before": before}
 
 
+@pytest.fixture
+def in_store_env(store_env, monkeypatch) -> dict[str, str]:
+    """This test process uses the session's store, state folder and model-signing keys."""
+    for name, value in store_env.items():
+        if name.startswith(("KFKIT_", "AWS_")):
+            monkeypatch.setenv(name, value)
+    return store_env
+
+
 def test_reproduce_gives_the_same_fingerprint_splits_metrics_and_pushes_nothing(
     original, reproduced, store_env, objects
 ):
@@ -97,17 +106,12 @@ def test_reproduce_gives_the_same_fingerprint_splits_metrics_and_pushes_nothing(
     assert table.endswith("reproduced: same data, splits, metrics and predictions")
 
 
-def test_with_the_original_run_folder_gone_its_pushed_version_is_scored(
-    original, reproduced, store_env, monkeypatch
-):
+def test_with_the_original_run_folder_gone_its_pushed_version_is_scored(original, reproduced, in_store_env):
     from kfkit.local_run import RunSummary
     from kfkit.reproduce import compare_predictions
 
-    for name, value in store_env.items():  # the session's store, state folder and signing keys
-        if name.startswith(("KFKIT_", "AWS_")):
-            monkeypatch.setenv(name, value)
     then = RunSummary(**original["run"])
-    then.artifact_uris = {**then.artifact_uris, "train.model": str(Path(store_env["KFKIT_HOME"]) / "gone")}
+    then.artifact_uris = {**then.artifact_uris, "train.model": str(Path(in_store_env["KFKIT_HOME"]) / "gone")}
     now = RunSummary(**reproduced["result"]["summary"])
 
     predictions = compare_predictions(then, now)
@@ -121,7 +125,7 @@ def test_with_the_original_run_folder_gone_its_pushed_version_is_scored(
 
 
 def test_the_reproduced_run_compares_with_the_originals_baseline_downloaded_again_when_gone(
-    original, store_env, objects, monkeypatch
+    original, in_store_env, objects
 ):
     import yaml
 
@@ -129,9 +133,6 @@ def test_the_reproduced_run_compares_with_the_originals_baseline_downloaded_agai
     from kfkit.reproduce import Original, original_baseline, reproduction_spec
     from kfkit.storage import ObjectUri
 
-    for name, value in store_env.items():
-        if name.startswith(("KFKIT_", "AWS_")):
-            monkeypatch.setenv(name, value)
     # A later run of the same model, which compared with version 1; its baseline folder is gone.
     baseline = {"found": 1, "model_name": MODEL, "version": "1", "baseline_source": "served"}
     summary = RunSummary(
@@ -140,7 +141,7 @@ def test_the_reproduced_run_compares_with_the_originals_baseline_downloaded_agai
         status="SUCCEEDED",
         tasks={},
         artifacts={"resolve-baseline.baseline": baseline},
-        artifact_uris={"resolve-baseline.baseline": str(Path(store_env["KFKIT_HOME"]) / "gone")},
+        artifact_uris={"resolve-baseline.baseline": str(Path(in_store_env["KFKIT_HOME"]) / "gone")},
     )
     later = Original("later-run", {}, summary, {})
 
@@ -173,6 +174,19 @@ def test_the_reproduced_run_compares_with_the_originals_baseline_downloaded_agai
     ]
     assert all(i["taskOutputArtifact"]["producerTask"] == "original-baseline" for i in inputs)
     assert "exec-push" not in yaml.safe_dump_all(list(yaml.safe_load_all(spec_path.read_text())))
+
+
+def test_a_reproduction_is_not_reproduced_again_but_points_to_its_original(reproduced, in_store_env):
+    from kfkit.errors import KfkitError
+    from kfkit.reproduce import load_original, original_baseline
+
+    result = reproduced["result"]
+
+    with pytest.raises(KfkitError) as refused:
+        original_baseline(load_original(result["run_id"]))
+
+    first = result["original_run_id"]
+    assert str(refused.value) == f"run {result['run_id']} is a reproduction of run {first}: reproduce {first}"
 
 
 def test_data_changed_since_the_run_is_refused_with_one_line_naming_the_file(original, store_env, objects):
@@ -283,18 +297,13 @@ def test_fitted_difference_compares_models_by_value_not_by_pickle_bytes():
     assert fitted_difference(first, other_seed) == "model.random_state"
 
 
-def test_an_object_changed_since_the_run_is_refused_naming_the_object_and_its_etags(
-    objects, monkeypatch, store_env
-):
+def test_an_object_changed_since_the_run_is_refused_naming_the_object_and_its_etags(objects, in_store_env):
     from kfkit.components.ingest.executor import list_source, source_identity
     from kfkit.errors import KfkitError
     from kfkit.local_run import RunSummary
     from kfkit.reproduce import Original, check_source
     from kfkit.storage import ObjectUri
 
-    for name, value in store_env.items():
-        if name.startswith(("KFKIT_", "AWS_")):
-            monkeypatch.setenv(name, value)
     uri = "s3://raw/reproduce-object/penguins.csv"
     objects.ensure_bucket("raw")
     objects.put_bytes(ObjectUri.parse(uri), PENGUINS.read_bytes())

@@ -227,6 +227,10 @@ def original_baseline(original: Original) -> tuple[str, dict[str, Any]]:
 
     metadata = dict(original.summary.artifacts.get("resolve-baseline.baseline") or {})
     if not metadata:
+        record = state_dir() / "runs" / f"{original.run_id}.reproduction.json"
+        if record.is_file():  # its baseline was imported, not resolved: the first run has it
+            first = json.loads(record.read_text())["original_run_id"]
+            raise KfkitError(f"run {original.run_id} is a reproduction of run {first}: reproduce {first}")
         raise KfkitError(f"run {original.run_id} recorded no baseline (no resolve-baseline.baseline)")
     folder = Path(original.summary.artifact_uris.get("resolve-baseline.baseline", ""))
     complete = folder.is_dir() and (not metadata.get("found") or (folder / MANIFEST_FILE).is_file())
