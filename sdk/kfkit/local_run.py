@@ -161,11 +161,14 @@ def run_local(
     pipeline: str = "training",
     progress: Progress | None = None,
     metadata_uri: str | None = None,
+    use_cache: bool = True,
 ) -> RunSummary:
     """Run a pipeline locally (kfkit's by name, or a .py / compiled .yaml file) and record its
     lineage in the metadata store (``metadata_uri``, else ``KFKIT_METADATA_URI``, else SQLite
     under the state folder). Uses the local object store when none is configured (see
-    ``object_store_env``). Never raises for a failed task: the summary says."""
+    ``object_store_env``). Never raises for a failed task: the summary says.
+
+    ``use_cache``: reuse cached task outputs."""
     from kfp import local
 
     progress = progress or (lambda line: None)

@@ -5,7 +5,17 @@ One module per group of verbs; importing them registers their commands on ``main
 library (``kfkit.*`` outside ``kfkit.cli``) never imports the CLI.
 """
 
-from kfkit.cli import cluster, deploy, keys, lineage, run, schema, serve, store  # noqa: F401  (registers commands)
+from kfkit.cli import (  # noqa: F401  (registers commands)
+    cluster,
+    deploy,
+    keys,
+    lineage,
+    reproduce,
+    run,
+    schema,
+    serve,
+    store,
+)
 from kfkit.cli._app import main
 
 __all__ = ["main"]
