@@ -55,11 +55,17 @@ RESULTS = REPO / "benchmarks" / "results" / "scale.md"
 TFX_ANCHOR = Path("/work/shared/anchors/tfx")
 LABEL = "loan_status"
 CHUNK_ROWS = 250_000  # rows generated and written at a time: bounds the generator's memory
+# In the cached files' names: change it whenever the generator (or CHUNK_ROWS, which decides each
+# chunk's random stream) changes what a seed produces, so that no stale file is reused.
+GENERATOR_VERSION = 1
 PIPELINE_TARGET_S = 15.0  # at 1M rows
 INGEST_TARGET_RATIO = 3.0  # ingest / Arrow parse
 VALIDATE_TARGET_RATIO = 4.0  # validate / Arrow parse
 PEAK_TARGET_BYTES = 4 * 1024**3  # at 10M rows
 SAMPLE_EVERY_S = 0.05
+# Reading PSS made the kernel walk page tables: 0.12-0.14 s of CPU for 5 GB of processes here.
+PSS_EVERY_S = 2.0
+ARROW_FLOOR_REPEATS = 3  # a second or two each at 1M rows: cheap enough to take a median
 HEARTBEAT_S = 30.0
 GB = 1024**3
 # Batches for the TFDV floor: about 100k rows of this table. Per-batch overhead made 1 MB batches
@@ -209,7 +215,7 @@ def loans_chunk(seed: int, chunk: int, rows: int) -> pa.Table:
 
 def data_file(rows: int, seed: int, fmt: str, folder: Path = DATA_DIR) -> Path:
     suffix = "csv" if fmt == "csv" else "parquet"
-    return folder / f"loans-{rows}-seed{seed}.{suffix}"
+    return folder / f"loans-v{GENERATOR_VERSION}-{rows}-seed{seed}.{suffix}"
 
 
 def generate(
@@ -254,9 +260,8 @@ def generate(
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants, from /proc (processes that end while
-    being read are skipped)."""
+def tree_pids(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -264,13 +269,21 @@ def _tree_rss(root: int) -> int:
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as stat:
                 fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
+        except OSError:  # ended while being read
             continue
         children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0, [root]
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
+        found.append(pid)
         todo += children.get(pid, [])
+    return found
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and its descendants: each process's RSS, summed."""
+    total = 0
+    for pid in tree_pids(root):
         try:
             with open(f"/proc/{pid}/statm", "rb") as statm:
                 total += int(statm.read().split()[1]) * _PAGE
@@ -279,16 +292,35 @@ def _tree_rss(root: int) -> int:
     return total
 
 
+def tree_pss(root: int) -> int:
+    """Proportional set size of ``root`` and its descendants: a page shared by n processes counts
+    1/n in each, so the sum is what the tree holds (slower to read than RSS)."""
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+                for line in rollup:
+                    if line.startswith(b"Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
 @dataclass
 class TreeMemory:
-    """Samples a process tree's resident memory every SAMPLE_EVERY_S seconds in a thread. The sum
-    of RSS counts pages shared between processes (a forked task and its server) once per process,
-    so it can read higher than the machine's used memory grew: an upper bound."""
+    """Samples a process tree's memory in a thread: the sum of RSS every SAMPLE_EVERY_S seconds,
+    and the sum of PSS every PSS_EVERY_S (the kernel walks each process's page tables for it, too
+    costly for every sample). The RSS sum counts pages shared between processes (a task forked
+    from its warm server shares that server's imported libraries) once per process: an upper
+    bound. The PSS sum counts them once, but can miss a peak shorter than its interval."""
 
     pid: int
     # Called every HEARTBEAT_S with (seconds so far, bytes now): a sign of life in long runs.
     heartbeat: Callable[[float, int], None] | None = None
-    samples: list[tuple[float, int]] = field(default_factory=list)  # (epoch seconds, bytes)
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (epoch seconds, RSS sum)
+    pss_samples: list[tuple[float, int]] = field(default_factory=list)  # (epoch seconds, PSS sum)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -296,10 +328,13 @@ class TreeMemory:
         self._thread.start()
 
     def _sample(self) -> None:
-        started = last_beat = time.time()
+        started = last_beat = last_pss = time.time()
         while not self._stop.is_set():
             now = time.time()
-            self.samples.append((now, _tree_rss(self.pid)))
+            self.samples.append((now, tree_rss(self.pid)))
+            if now - last_pss >= PSS_EVERY_S or len(self.samples) == 1:
+                self.pss_samples.append((now, tree_pss(self.pid)))
+                last_pss = now
             if self.heartbeat and now - last_beat >= HEARTBEAT_S:
                 self.heartbeat(now - started, self.samples[-1][1])
                 last_beat = now
@@ -309,8 +344,9 @@ class TreeMemory:
         self._stop.set()
         self._thread.join()
 
-    def peak(self, start: float = 0.0, end: float = float("inf")) -> tuple[float, int]:
-        inside = [s for s in self.samples if start <= s[0] <= end]
+    def peak(self, start: float = 0.0, end: float = float("inf"), pss: bool = False) -> tuple[float, int]:
+        """(when, bytes) of the largest sample between ``start`` and ``end``."""
+        inside = [s for s in (self.pss_samples if pss else self.samples) if start <= s[0] <= end]
         return max(inside, key=lambda s: s[1]) if inside else (0.0, 0)
 
 
@@ -426,25 +462,54 @@ class Floor:
     extra: dict[str, Any]
 
 
-def measure_floor(kind: str, path: Path) -> Floor:
-    stdout, memory, wall = run_measured(
-        [sys.executable, __file__, "--floor", kind, str(path)], dict(os.environ), None
-    )
-    result = json.loads(stdout.strip().splitlines()[-1])
-    return Floor(result.pop("seconds"), wall, memory.peak()[1], result)
+def measure_floor(kind: str, path: Path, repeats: int = 1) -> Floor:
+    """The floor's median seconds over ``repeats`` fresh subprocesses (the machine is shared: one
+    busy moment should not set the yardstick), and the largest peak among them."""
+    floors = []
+    for _ in range(repeats):
+        stdout, memory, wall = run_measured(
+            [sys.executable, __file__, "--floor", kind, str(path)], dict(os.environ), None
+        )
+        result = json.loads(stdout.strip().splitlines()[-1])
+        result["every_run_seconds"] = []
+        floors.append(Floor(result.pop("seconds"), wall, memory.peak()[1], result))
+    floors.sort(key=lambda floor: floor.seconds)
+    median = floors[len(floors) // 2]
+    median.extra["every_run_seconds"] = [round(floor.seconds, 2) for floor in floors]
+    median.peak_bytes = max(floor.peak_bytes for floor in floors)
+    return median
 
 
 # -- the pipeline -----------------------------------------------------------------------------
 
 
 @dataclass
+class Peak:
+    bytes: int
+    during: str  # the task running at the time, or "start-up" / "between tasks"
+    per_task: dict[str, int]  # task -> the largest sample while it ran
+
+
+@dataclass
 class PipelineRun:
     summary: dict[str, Any]
     wall: float
-    peak_bytes: int
-    peak_during: str
-    task_peaks: dict[str, int]
+    rss: Peak  # the sum of RSS: an upper bound
+    pss: Peak  # the sum of PSS: shared pages once
     task_seconds: dict[str, float]
+
+
+def _peak(memory: TreeMemory, spans: dict[str, tuple[float, float]], pss: bool) -> Peak:
+    when, peak = memory.peak(pss=pss)
+    during = [name for name, (start, end) in spans.items() if start <= when <= end]
+    if during:
+        where = during[-1]
+    elif spans and when < min(start for start, _ in spans.values()):
+        where = "start-up"
+    else:
+        where = "between tasks"
+    per_task = {name: memory.peak(start, end, pss=pss)[1] for name, (start, end) in spans.items()}
+    return Peak(peak, where, per_task)
 
 
 def run_pipeline(path: Path, parameters: dict[str, str], echo: Callable[[str], None]) -> PipelineRun:
@@ -466,19 +531,10 @@ def run_pipeline(path: Path, parameters: dict[str, str], echo: Callable[[str], N
     finally:
         store.close()
     spans = {t.task_name: (t.created, t.updated) for t in records}
-    when, peak = memory.peak()
-    during = [name for name, (start, end) in spans.items() if start <= when <= end]
-    if during:
-        peak_during = during[-1]
-    elif spans and when < min(start for start, _ in spans.values()):
-        peak_during = "before the first task (start-up)"
-    else:
-        peak_during = "between tasks"
-    task_peaks = {name: memory.peak(start, end)[1] for name, (start, end) in spans.items()}
     seconds = summary.get("task_seconds", {})
     # In pipeline order (the JSON document's keys are sorted).
     ordered = {task: seconds[task] for task in summary["tasks"] if task in seconds}
-    return PipelineRun(summary, wall, peak, peak_during, task_peaks, ordered)
+    return PipelineRun(summary, wall, _peak(memory, spans, False), _peak(memory, spans, True), ordered)
 
 
 # -- the TFX anchor ---------------------------------------------------------------------------
@@ -536,10 +592,11 @@ def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed
         return f"| {label} | " + " | ".join(cells) + " |"
 
     lines = [
-        f"# kfkit at scale: the training pipeline on a synthetic loans table ({fmt.upper()})",
+        f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+        + ", ".join(f"{r.rows:,}" for r in results)
+        + f" rows, {fmt.upper()}, commit {_commit()}",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/scale.py` at commit "
-        f"{_commit()}, on {machine}.",
+        f"Machine: {machine}.",
         "",
         f"Data: `benchmarks/scale.py` generator, seed {seed}, 20 columns (12 numeric with 2% missing, four "
         'of them quoted money strings such as "16,800.00"; an integer; 5 categoricals; an ISO date; the '
@@ -561,16 +618,31 @@ def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed
             [f"**{r.run.summary['seconds']:.1f}**" for r in results],
         ),
         row("`kfkit run-local` command s (CLI start to exit)", [f"{r.run.wall:.1f}" for r in results]),
-        row("**peak memory GB, process tree**", [f"**{_gb(r.run.peak_bytes)}**" for r in results]),
-        row("... during", [r.run.peak_during for r in results]),
         row("outcome", [r.run.summary["outcome"] for r in results]),
+        row("**peak memory GB, process tree, sum of RSS**", [f"**{_gb(r.run.rss.bytes)}**" for r in results]),
+        row("... during", [r.run.rss.during for r in results]),
+        row("**peak memory GB, process tree, sum of PSS**", [f"**{_gb(r.run.pss.bytes)}**" for r in results]),
+        row("... during", [r.run.pss.during for r in results]),
     ]
     for task in tasks:
-        lines.append(row(f"peak GB during {task}", [_gb(r.run.task_peaks.get(task, 0)) for r in results]))
+        lines.append(
+            row(
+                f"peak GB during {task}, RSS / PSS",
+                [
+                    f"{_gb(r.run.rss.per_task.get(task, 0))} / {_gb(r.run.pss.per_task.get(task, 0))}"
+                    for r in results
+                ],
+            )
+        )
     lines += [
         row(
-            "floor: Arrow parse s (`pyarrow.csv.read_csv`)" if fmt == "csv" else "floor: Arrow read s",
+            f"floor: Arrow {'parse' if fmt == 'csv' else 'read'} s, median of {ARROW_FLOOR_REPEATS}"
+            f" (`{'pyarrow.csv.read_csv' if fmt == 'csv' else 'pyarrow.parquet.read_table'}`)",
             [f"{r.arrow.seconds:.2f}" for r in results],
+        ),
+        row(
+            "... every run s",
+            [" / ".join(f"{s:.2f}" for s in r.arrow.extra["every_run_seconds"]) for r in results],
         ),
         row("... its process peak GB", [_gb(r.arrow.peak_bytes) for r in results]),
         row("floor: TFDV statistics on Arrow batches s", [f"{r.tfdv.seconds:.2f}" for r in results]),
@@ -593,8 +665,8 @@ def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed
             [f"{r.run.summary['seconds'] / PIPELINE_TARGET_S:.2f}" for r in results],
         ),
         row(
-            f"peak / {PEAK_TARGET_BYTES // GB} GB target (at 10M rows)",
-            [f"{r.run.peak_bytes / PEAK_TARGET_BYTES:.2f}" for r in results],
+            f"peak (RSS sum) / {PEAK_TARGET_BYTES // GB} GB target (at 10M rows)",
+            [f"{r.run.rss.bytes / PEAK_TARGET_BYTES:.2f}" for r in results],
         ),
         row(
             "generation s (blank: cached file)",
@@ -617,21 +689,41 @@ def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed
         if r.rows == 1_000_000:
             parts.append(f"pipeline {_against(r.run.summary['seconds'], PIPELINE_TARGET_S, ' s')}")
         if r.rows >= 10_000_000:
-            parts.append(f"peak {_against(r.run.peak_bytes / GB, PEAK_TARGET_BYTES / GB, ' GB')}")
+            parts.append(f"peak {_against(r.run.rss.bytes / GB, PEAK_TARGET_BYTES / GB, ' GB')} (sum of RSS)")
+            parts.append(f"{_gb(r.run.pss.bytes)} GB as the sum of PSS")
         lines.append(f"- {r.rows:,} rows: " + "; ".join(parts) + ".")
     lines += [
         "",
         "How it is measured: task seconds are each task's execution record in the run's lineage "
-        "(created to last update). Memory is the sum of resident memory of the `kfkit run-local` "
-        f"process and all its descendants, read from /proc every {SAMPLE_EVERY_S * 1000:.0f} ms; "
-        "pages shared between processes (a task forked from its warm server) count once per process, "
-        "so it is an upper bound. The local object store was started before the run and is not "
-        "counted. Each floor runs in a fresh interpreter, its memory sampled the same way; the TFDV "
+        "(created to last update). Memory is summed over the `kfkit run-local` process and all its "
+        f"descendants, read from /proc: RSS every {SAMPLE_EVERY_S * 1000:.0f} ms, where pages shared "
+        "between processes (a task forked from its warm server shares the libraries that server "
+        "imported) count once per process, so it is an upper bound; and PSS (shared pages split "
+        f"between their processes, so counted once) every {PSS_EVERY_S:.0f} s, which can miss a "
+        "shorter peak. The local object store was started before the run and is not counted. "
+        "Each floor runs in a fresh interpreter, its memory sampled the same way; the TFDV "
         "floor reads the file as Arrow record batches (dates as text, money columns as text, as Arrow "
         "parses them) and computes TFDV's statistics batch by batch with TFDV's own partial-statistics "
         "and merge functions.",
     ]
     return "\n".join(lines) + "\n"
+
+
+RESULTS_HEADER = """# kfkit at scale: the training pipeline on a synthetic loans table
+
+Written by `benchmarks/scale.py` (`make bench-scale`): one section per run, newest first, so that
+a change is measured against the runs before it. Compare ratios rather than seconds across
+sections: the machine is shared, and its load at the start is given with each run.
+"""
+
+
+def add_to_results(section: str, results: Path = RESULTS) -> None:
+    """Put a run's section first under the results file's header, above the earlier runs."""
+    earlier = results.read_text() if results.exists() else ""
+    if earlier.startswith(RESULTS_HEADER):
+        earlier = earlier[len(RESULTS_HEADER) :]
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(RESULTS_HEADER + "\n" + section + earlier)
 
 
 def _commit() -> str:
@@ -760,8 +852,9 @@ def main() -> None:
                     + (" (cached)" if cached else f", generated in {generated:.1f} s")
                 )
                 say(f"{rows:,} rows: floor 1/2, Arrow parse ...")
-                arrow = measure_floor("arrow", path)
-                say(f"    {arrow.seconds:.2f} s, process peak {_gb(arrow.peak_bytes)} GB")
+                arrow = measure_floor("arrow", path, ARROW_FLOOR_REPEATS)
+                every = ", ".join(f"{s:.2f}" for s in arrow.extra["every_run_seconds"])
+                say(f"    median {arrow.seconds:.2f} s ({every}), process peak {_gb(arrow.peak_bytes)} GB")
                 say(f"{rows:,} rows: floor 2/2, TFDV statistics on Arrow batches ...")
                 tfdv = measure_floor("tfdv", path)
                 imported = tfdv.extra["import_seconds"]
@@ -771,7 +864,8 @@ def main() -> None:
                 say(
                     f"    pipeline {run.summary['seconds']:.1f} s ("
                     + ", ".join(f"{t} {s:.1f}" for t, s in run.task_seconds.items())
-                    + f"); peak {_gb(run.peak_bytes)} GB during {run.peak_during}"
+                    + f"); peak {_gb(run.rss.bytes)} GB RSS during {run.rss.during}"
+                    + f", {_gb(run.pss.bytes)} GB PSS during {run.pss.during}"
                     + f"; outcome {run.summary['outcome']}"
                 )
                 tfx = {}
@@ -785,9 +879,8 @@ def main() -> None:
         return
     text = report(results, plans[0][1], args.fmt, args.seed, machine)
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    say(f"written to {RESULTS.relative_to(REPO)}")
+    add_to_results(text)
+    say(f"added to {RESULTS.relative_to(REPO)} (newest first)")
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def test_kfkit_ingest_reads_csv_and_parquet_as_the_same_table(loans_csv, tmp_pat
 
 
 def test_tree_memory_counts_grandchildren():
-    """A grandchild holding 150 MB shows in the tree's resident memory."""
+    """A grandchild holding 150 MB shows in the tree's resident and proportional memory."""
     holder = (
         "import sys; b = bytearray(150 * 2**20); b[::4096] = b'x' * len(range(0, len(b), 4096)); "
         "print('ready', flush=True); sys.stdin.read()"
@@ -151,7 +151,18 @@ def test_tree_memory_counts_grandchildren():
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
-        assert scale._tree_rss(proc.pid) > 150 * 2**20
+        assert scale.tree_rss(proc.pid) > 150 * 2**20
+        assert scale.tree_pss(proc.pid) > 150 * 2**20
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def test_results_keep_earlier_runs_below_the_newest(tmp_path):
+    results = tmp_path / "scale.md"
+    scale.add_to_results("## first run\n", results)
+    scale.add_to_results("## second run\n", results)
+    text = results.read_text()
+    assert text.startswith(scale.RESULTS_HEADER)
+    assert text.count(scale.RESULTS_HEADER) == 1
+    assert text.index("## second run") < text.index("## first run")
