@@ -578,6 +578,10 @@ def _gb(value: int) -> str:
     return f"{value / GB:.2f}"
 
 
+def _pss_cell(value: int) -> str:
+    return _gb(value) if value else "-"  # no PSS sample fell within a task shorter than PSS_EVERY_S
+
+
 def _against(value: float, limit: float, unit: str) -> str:
     """ "23.8x (misses <= 3x)": a measured value beside its target."""
     return f"{value:.1f}{unit} ({'meets' if value <= limit else 'misses'} <= {limit:g}{unit})"
@@ -629,7 +633,7 @@ def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed
             row(
                 f"peak GB during {task}, RSS / PSS",
                 [
-                    f"{_gb(r.run.rss.per_task.get(task, 0))} / {_gb(r.run.pss.per_task.get(task, 0))}"
+                    f"{_gb(r.run.rss.per_task.get(task, 0))} / {_pss_cell(r.run.pss.per_task.get(task, 0))}"
                     for r in results
                 ],
             )
@@ -731,7 +735,9 @@ def _commit() -> str:
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     )
     dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
     ).stdout
     return proc.stdout.strip() + (" (with uncommitted changes)" if dirty.strip() else "")
 
