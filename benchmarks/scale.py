@@ -351,10 +351,10 @@ class TreeMemory:
 
 
 def run_measured(
-    args: list[str], env: dict[str, str], echo: Callable[[str], None] | None
+    args: list[str], env: dict[str, str], echo: Callable[[str], None] | None, may_fail: bool = False
 ) -> tuple[str, TreeMemory, float]:
     """Run a command, sampling its tree's memory; stderr lines go to ``echo`` as they come.
-    Returns (stdout, the samples, wall seconds)."""
+    Returns (stdout, the samples, wall seconds). A failure raises unless ``may_fail``."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=out, stderr=subprocess.PIPE, text=True)
@@ -371,7 +371,7 @@ def run_measured(
         wall = time.perf_counter() - started
         out.seek(0)
         stdout = out.read().decode()
-    if proc.returncode not in (0, 3):  # 3: kfkit run-local completed but a gate refused
+    if proc.returncode != 0 and not may_fail:
         raise SystemExit(f"{' '.join(args[:4])} ... failed (exit {proc.returncode}):\n" + "\n".join(tail))
     return stdout, memory, wall
 
@@ -504,7 +504,9 @@ def _peak(memory: TreeMemory, spans: dict[str, tuple[float, float]], pss: bool) 
     during = [name for name, (start, end) in spans.items() if start <= when <= end]
     if during:
         where = during[-1]
-    elif spans and when < min(start for start, _ in spans.values()):
+    elif not spans:
+        where = "no task ran"
+    elif when < min(start for start, _ in spans.values()):
         where = "start-up"
     else:
         where = "between tasks"
@@ -521,15 +523,26 @@ def run_pipeline(path: Path, parameters: dict[str, str], echo: Callable[[str], N
     args = [sys.executable, "-m", "kfkit.cli", "run-local", "--json"]
     for name, value in parameters.items():
         args += ["--param", f"{name}={value}"]
-    stdout, memory, wall = run_measured(args, dict(os.environ), lambda line: echo("    " + line))
-    summary = json.loads(stdout)
-    if summary["status"] != "SUCCEEDED":
-        raise SystemExit(f"pipeline failed: {summary.get('error')}")
-    store = open_store()
+    last_lines: list[str] = []
+
+    def echo_and_keep(line: str) -> None:
+        last_lines[:] = [*last_lines[-1:], line]
+        echo("    " + line)
+
+    # A failed run is a result too (at 10M rows, how far it got and how much memory it took).
+    stdout, memory, wall = run_measured(args, dict(os.environ), echo_and_keep, may_fail=True)
     try:
-        records = [t for t in store.run_tasks(summary["run_id"]) if t.type == CONTAINER_EXECUTION]
-    finally:
-        store.close()
+        summary = json.loads(stdout)
+    except json.JSONDecodeError:  # the command itself died (killed, out of memory) before its summary
+        why = last_lines[-1] if last_lines else "no output"
+        summary = {"status": "FAILED", "error": why, "outcome": "failed", "tasks": {}, "seconds": wall}
+    records = []
+    if summary.get("run_id"):
+        store = open_store()
+        try:
+            records = [t for t in store.run_tasks(summary["run_id"]) if t.type == CONTAINER_EXECUTION]
+        finally:
+            store.close()
     spans = {t.task_name: (t.created, t.updated) for t in records}
     seconds = summary.get("task_seconds", {})
     # In pipeline order (the JSON document's keys are sorted).
@@ -578,6 +591,14 @@ def _gb(value: int) -> str:
     return f"{value / GB:.2f}"
 
 
+def _seconds_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"  # "-": the task did not run
+
+
+def _ratio_cell(value: float | None, floor: float) -> str:
+    return "-" if value is None else f"{value / floor:.1f}"
+
+
 def _pss_cell(value: int) -> str:
     return _gb(value) if value else "-"  # no PSS sample fell within a task shorter than PSS_EVERY_S
 
@@ -588,7 +609,7 @@ def _against(value: float, limit: float, unit: str) -> str:
 
 
 def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed: int, machine: str) -> str:
-    tasks = list(results[0].run.summary["tasks"])
+    tasks = list(max((r.run.summary["tasks"] for r in results), key=len))
     head = "| | " + " | ".join(f"{r.rows:,} rows" for r in results) + " |"
     rule = "|---|" + "---:|" * len(results)
 
@@ -615,7 +636,7 @@ def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed
         row("file size MB", [f"{r.path.stat().st_size / 1e6:.0f}" for r in results]),
     ]
     for task in tasks:
-        lines.append(row(f"{task} s", [f"{r.run.task_seconds.get(task, float('nan')):.1f}" for r in results]))
+        lines.append(row(f"{task} s", [_seconds_cell(r.run.task_seconds.get(task)) for r in results]))
     lines += [
         row(
             "**pipeline s** (first task start to last task end)",
@@ -654,15 +675,15 @@ def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed
         row("... its process peak GB", [_gb(r.tfdv.peak_bytes) for r in results]),
         row(
             f"ingest / Arrow parse (target <= {INGEST_TARGET_RATIO:.0f})",
-            [f"{r.run.task_seconds.get('ingest', 0) / r.arrow.seconds:.1f}" for r in results],
+            [_ratio_cell(r.run.task_seconds.get("ingest"), r.arrow.seconds) for r in results],
         ),
         row(
             f"validate / Arrow parse (target <= {VALIDATE_TARGET_RATIO:.0f})",
-            [f"{r.run.task_seconds.get('validate', 0) / r.arrow.seconds:.1f}" for r in results],
+            [_ratio_cell(r.run.task_seconds.get("validate"), r.arrow.seconds) for r in results],
         ),
         row(
             "validate / TFDV statistics floor",
-            [f"{r.run.task_seconds.get('validate', 0) / r.tfdv.seconds:.1f}" for r in results],
+            [_ratio_cell(r.run.task_seconds.get("validate"), r.tfdv.seconds) for r in results],
         ),
         row(
             f"pipeline / {PIPELINE_TARGET_S:.0f} s target (at 1M rows)",
@@ -684,17 +705,20 @@ def report(results: list[SizeResult], parameters: dict[str, str], fmt: str, seed
         ]
     lines += ["", "Against the scale issue's targets:", ""]
     for r in results:
-        ingest = r.run.task_seconds.get("ingest", 0) / r.arrow.seconds
-        validate = r.run.task_seconds.get("validate", 0) / r.arrow.seconds
-        parts = [
-            f"ingest {_against(ingest, INGEST_TARGET_RATIO, 'x')} the Arrow parse",
-            f"validate {_against(validate, VALIDATE_TARGET_RATIO, 'x')}",
-        ]
+        parts = []
+        if "ingest" in r.run.task_seconds:
+            ingest = r.run.task_seconds["ingest"] / r.arrow.seconds
+            parts.append(f"ingest {_against(ingest, INGEST_TARGET_RATIO, 'x')} the Arrow parse")
+        if "validate" in r.run.task_seconds:
+            validate = r.run.task_seconds["validate"] / r.arrow.seconds
+            parts.append(f"validate {_against(validate, VALIDATE_TARGET_RATIO, 'x')}")
         if r.rows == 1_000_000:
             parts.append(f"pipeline {_against(r.run.summary['seconds'], PIPELINE_TARGET_S, ' s')}")
         if r.rows >= 10_000_000:
             parts.append(f"peak {_against(r.run.rss.bytes / GB, PEAK_TARGET_BYTES / GB, ' GB')} (sum of RSS)")
             parts.append(f"{_gb(r.run.pss.bytes)} GB as the sum of PSS")
+        if r.run.summary["status"] != "SUCCEEDED":
+            parts.insert(0, f"**the run failed**: {str(r.run.summary.get('error')).rstrip('.')}")
         lines.append(f"- {r.rows:,} rows: " + "; ".join(parts) + ".")
     lines += [
         "",
@@ -870,6 +894,8 @@ def main() -> None:
                 say(f"    {tfdv.seconds:.2f} s (+{imported:.1f} s import), peak {_gb(tfdv.peak_bytes)} GB")
                 say(f"{rows:,} rows: kfkit run-local ...")
                 run = run_pipeline(path, parameters, say)
+                if run.summary["status"] != "SUCCEEDED":
+                    say(f"    the run FAILED: {run.summary.get('error')}")
                 say(
                     f"    pipeline {run.summary['seconds']:.1f} s ("
                     + ", ".join(f"{t} {s:.1f}" for t, s in run.task_seconds.items())
@@ -890,6 +916,9 @@ def main() -> None:
     print(text)
     add_to_results(text, args.results)
     say(f"added to {args.results} (newest first)")
+    failed = [f"{r.rows:,} rows" for r in results if r.run.summary["status"] != "SUCCEEDED"]
+    if failed:
+        raise SystemExit(f"the pipeline failed at {', '.join(failed)} (recorded in the results)")
 
 
 if __name__ == "__main__":
