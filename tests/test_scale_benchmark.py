@@ -166,3 +166,26 @@ def test_results_keep_earlier_runs_below_the_newest(tmp_path):
     assert text.startswith(scale.RESULTS_HEADER)
     assert text.count(scale.RESULTS_HEADER) == 1
     assert text.index("## second run") < text.index("## first run")
+
+
+def _size_result(path: Path, rows: int, task_seconds: dict, rss_gb: float, status: str = "SUCCEEDED"):
+    tasks = dict.fromkeys(task_seconds, status)
+    summary = {"status": status, "outcome": "pushed", "tasks": tasks, "seconds": sum(task_seconds.values())}
+    peak = scale.Peak(int(rss_gb * scale.GB), "ingest", {task: int(rss_gb * scale.GB) for task in tasks})
+    run = scale.PipelineRun(summary, summary["seconds"] + 5, peak, peak, task_seconds)
+    arrow = scale.Floor(2.0, 3.0, scale.GB, {"every_run_seconds": [2.0, 2.0, 2.1]})
+    tfdv = scale.Floor(10.0, 20.0, scale.GB, {"import_seconds": 9.0})
+    return scale.SizeResult(rows, path, None, arrow, tfdv, run)
+
+
+def test_report_sets_each_size_against_the_issue_targets(loans_csv):
+    results = [
+        _size_result(loans_csv, 1_000_000, {"ingest": 5.0, "validate": 9.0, "train": 4.0}, 1.5),
+        _size_result(loans_csv, 10_000_000, {"ingest": 50.0, "validate": 60.0, "train": 40.0}, 4.5),
+    ]
+    text = scale.report(results, {"label_column": "loan_status"}, "csv", 7, "test machine")
+    assert "| ingest / Arrow parse (target <= 3) | 2.5 | 25.0 |" in text
+    assert "ingest 2.5x (meets <= 3x) the Arrow parse; validate 4.5x (misses <= 4x); pipeline 18.0 s " in text
+    assert "(misses <= 15 s)" in text
+    assert "peak 4.5 GB (misses <= 4 GB) (sum of RSS)" in text
+    assert "`label_column=loan_status`" in text
