@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 # `import tensorflow_data_validation` 12.6 s without .pyc files, 4.5 s with them).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run test test-fast lint compile bench bench-lineage bench-serving clean
+.PHONY: setup run test test-fast lint compile bench bench-lineage bench-serving bench-scale clean
 
 setup: .venv/.synced serving/.venv/.synced
 
@@ -57,6 +57,12 @@ bench: setup
 
 bench-lineage: setup
 	.venv/bin/python benchmarks/lineage_queries.py
+
+# The pipeline on a generated loans table (cached under benchmarks/.data/) beside the Arrow-parse and
+# TFDV floors: make bench-scale ROWS=1000000,10000000 ARGS="--param max_train_rows=500000"
+ROWS ?= 1000000
+bench-scale: setup
+	.venv/bin/python benchmarks/scale.py --rows $(ROWS) $(ARGS)
 
 # MLServer's scikit-learn runtime in its own venv (benchmarks/mlserver/uv.lock), only for this benchmark.
 # Python 3.11 like kfkit's env (3.12 works as well: the parallel-worker crash came from uvloop 0.22+,
