@@ -283,7 +283,7 @@ def batches(
             if text_columns:
                 batch = pa.RecordBatch.from_arrays(
                     [
-                        _as_text(c) if n in text_columns else c
+                        _as_text(c, n) if n in text_columns else c
                         for n, c in zip(names, batch.columns, strict=True)
                     ],
                     names=names,
@@ -308,9 +308,12 @@ def _csv_batches(
     try:
         if source.path.stat().st_size <= READ_WHOLE_CSV_BYTES:
             whole = pacsv.read_csv(source.path, read_options, parse_options, convert_options)
-            reader: Iterator[pa.RecordBatch] = iter(whole.to_batches())
+            schema, reader = whole.schema, iter(whole.to_batches())
         else:
-            reader = pacsv.open_csv(source.path, read_options, parse_options, convert_options)
+            streaming = pacsv.open_csv(source.path, read_options, parse_options, convert_options)
+            schema, reader = streaming.schema, iter(streaming)
+        if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in schema.types):
+            raise pa.ArrowInvalid("invalid UTF-8 text")  # Arrow's guess for it: said as pandas says it below
         for batch in reader:
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
@@ -330,16 +333,34 @@ def _csv_parse_error(source: SourceFile, exc: Exception) -> KfkitError:
             pass
     except (pd.errors.ParserError, UnicodeDecodeError) as pandas_exc:
         return KfkitError(f"{source.name}: cannot parse: {str(pandas_exc).strip().splitlines()[-1]}")
-    except Exception:  # noqa: BLE001 - pandas has nothing better to say: Arrow's message below
+    except Exception:  # noqa: BLE001 - pandas has nothing better to say: see below
         pass
+    short = _first_short_row(source)
+    if short:
+        return KfkitError(f"{source.name}: cannot parse: {short}")
     return KfkitError(f"{source.name}: cannot parse: {str(exc).strip().splitlines()[-1]}")
 
 
-def _as_text(array: pa.Array) -> pa.Array:
+def _first_short_row(source: SourceFile) -> str:
+    """Where a row has fewer fields than the header (pandas filled them with missing values;
+    Arrow refuses the row, and so does ingest now), read a row at a time."""
+    assert source.path is not None
+    with source.path.open(newline="", encoding="utf-8", errors="replace") as f:
+        records = csv.reader(f)
+        width = len(next(records, []))
+        for record in records:
+            if record and len(record) < width:
+                return f"Expected {width} fields in line {records.line_num}, saw {len(record)}"
+    return ""
+
+
+def _as_text(array: pa.Array, column: str) -> pa.Array:
     try:
         return pc.cast(array, pa.string())
     except pa.ArrowException:
-        raise KfkitError(f"a column of type {array.type} cannot be read as text") from None
+        raise KfkitError(
+            f"column '{column}' holds {array.type} values, which are no number, date or text"
+        ) from None
 
 
 # -- column types ---------------------------------------------------------------------------
@@ -420,7 +441,7 @@ class ColumnType:
             self.date_only = self.date_only and not (micros % _MICROS_PER_DAY).any()
             self.fraction = self.fraction or bool((micros % 1_000_000).any())
         elif kind == "text" and self.text_could_be:
-            self._observe_text(pc.unique(_as_text(array).drop_null()))
+            self._observe_text(pc.unique(_as_text(array, self.name).drop_null()))
 
     def _observe_text(self, distinct: pa.Array) -> None:
         """Each candidate is checked column-wise on the batch's distinct values."""
@@ -476,7 +497,7 @@ class ColumnType:
             # "16,800.00", " 42 ", "-$3": what parse_number reads (every value matched its pattern
             # in the first pass), column-wise. Most such columns only group thousands: a literal
             # replace is several times faster than the pattern that also drops signs and spaces.
-            text = _as_text(array)
+            text = _as_text(array, self.name)
             try:
                 return pc.cast(pc.replace_substring(text, ",", ""), target)
             except pa.ArrowInvalid:
@@ -485,7 +506,7 @@ class ColumnType:
         if kind == "date":
             return self._date_texts(array)
         if kind == "text":
-            return _as_text(array)
+            return _as_text(array, self.name)
         return pc.cast(array, target)
 
     def _date_texts(self, array: pa.Array) -> pa.Array:
@@ -498,7 +519,7 @@ class ColumnType:
             fmt = "%Y-%m-%d" if self.date_only else "%Y-%m-%dT%H:%M:%S"
             texts = pc.strftime(pc.cast(moments, pa.timestamp(unit), safe=False), format=fmt)
         else:
-            encoded = pc.dictionary_encode(_as_text(array))
+            encoded = pc.dictionary_encode(_as_text(array, self.name))
             texts = pa.array(
                 [
                     date_text(parse_datetime(text).astimezone(dt.UTC), self.date_only, self.fraction)  # type: ignore[union-attr]
