@@ -51,12 +51,11 @@ NA_VALUES = [
 # and the fingerprint do not depend on it.
 BATCH_ROWS_ENV = "KFKIT_INGEST_BATCH_ROWS"
 DEFAULT_BATCH_ROWS = 200_000
-# A source whose batches take at most this much Arrow memory is read once: the first pass keeps
-# its batches for the second. Larger ones are read twice, a batch at a time.
-KEEP_FIRST_PASS_BYTES = 512 << 20
-# A CSV file up to this size is parsed whole by Arrow's multi-threaded reader (its streaming reader
-# converts a block at a time: measured 1.7 times slower at 140 MB), then cut into batches.
-READ_WHOLE_CSV_BYTES = 256 << 20
+# A source of at most this many bytes (all its files) is read once: the first pass keeps its
+# batches for the second (up to twice as many bytes of Arrow memory: Parquet decompresses), and a
+# CSV is parsed whole by Arrow's multi-threaded reader (its streaming reader converts a block at a
+# time: measured 1.7 times slower at 140 MB). A larger source is read twice, a batch at a time.
+READ_ONCE_BYTES = 256 << 20
 _SPLIT_BUCKETS = 10_000
 _TRUE_TEXTS = pa.array(["True", "TRUE", "true"])
 _BOOL_TEXTS = pa.array(["True", "TRUE", "true", "False", "FALSE", "false"])
@@ -306,7 +305,7 @@ def _csv_batches(
         strings_can_be_null=True,
     )
     try:
-        if source.path.stat().st_size <= READ_WHOLE_CSV_BYTES:
+        if source.path.stat().st_size <= READ_ONCE_BYTES:
             whole = pacsv.read_csv(source.path, read_options, parse_options, convert_options)
             schema, reader = whole.schema, iter(whole.to_batches())
         else:
@@ -600,7 +599,7 @@ class _FirstPass:
     text_columns: set[str]  # read as text in both passes
     rows: int
     missing_label: int
-    kept: list[list[pa.RecordBatch]] | None  # each file's batches, when they fit in KEEP_FIRST_PASS_BYTES
+    kept: list[list[pa.RecordBatch]] | None  # each file's batches, for a source read once
 
 
 def _first_pass(files: list[SourceFile], names: list[str], label_column: str, batch_rows: int) -> _FirstPass:
@@ -610,7 +609,8 @@ def _first_pass(files: list[SourceFile], names: list[str], label_column: str, ba
     while True:
         types = {name: ColumnType(name) for name in names}
         rows = missing_label = kept_bytes = 0
-        kept: list[list[pa.RecordBatch]] | None = []
+        size = sum(source.path.stat().st_size for source in files if source.path is not None)
+        kept: list[list[pa.RecordBatch]] | None = [] if size <= READ_ONCE_BYTES else None
         try:
             for source in files:
                 file_rows = 0
@@ -619,7 +619,7 @@ def _first_pass(files: list[SourceFile], names: list[str], label_column: str, ba
                 for batch in batches(source, names, text_columns, batch_rows):
                     if kept is not None:
                         kept_bytes += batch.nbytes
-                        kept = None if kept_bytes > KEEP_FIRST_PASS_BYTES else kept
+                        kept = None if kept_bytes > 2 * READ_ONCE_BYTES else kept
                     if kept is not None:
                         kept[-1].append(batch)
                     for name, column in zip(names, batch.columns, strict=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,16 @@ def loans_files(tmp_path_factory):
     return csv, parquet
 
 
-def test_split_and_fingerprint_are_the_same_for_every_batch_size_and_both_formats(loans_files):
+@pytest.fixture(params=["read once", "streamed twice"])
+def read_mode(request, monkeypatch):
+    """Both ways ingest reads: a small source once (kept between the passes; a CSV parsed whole),
+    a large one streamed in both passes (here every source counts as large)."""
+    if request.param == "streamed twice":
+        monkeypatch.setattr(sys.modules[ingest.__module__], "READ_ONCE_BYTES", 0)
+    return request.param
+
+
+def test_split_and_fingerprint_are_the_same_for_every_batch_size_and_both_formats(loans_files, read_mode):
     csv, parquet = loans_files
     results = {
         (path.suffix, batch_rows): ingest(str(path), "defaulted", batch_rows=batch_rows)
@@ -85,7 +95,7 @@ def test_the_split_of_the_bundled_penguins_is_pinned():
     )
 
 
-def test_a_csv_column_is_typed_by_all_its_values_not_the_first_block(tmp_path):
+def test_a_csv_column_is_typed_by_all_its_values_not_the_first_block(tmp_path, read_mode):
     """Arrow guesses a CSV column's type from its first block (at least a MiB): a later value
     that does not fit makes the column text, or a number read as text ("1,200.00")."""
     rows = 40_000  # about 1.4 MB: more than one block
