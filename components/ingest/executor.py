@@ -239,7 +239,9 @@ def header(source: SourceFile) -> list[str]:
 
 def _parquet_file(source: SourceFile) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(source.path)
+        # A buffered stream: a column chunk is read a MiB at a time, not whole (a file written as
+        # one row group would otherwise be read whole, whatever the batch size).
+        return pq.ParquetFile(source.path, buffer_size=1 << 20)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for corrupt Parquet
         raise KfkitError(f"{source.name}: cannot read as Parquet: {exc}") from None
 
