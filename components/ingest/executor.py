@@ -260,15 +260,15 @@ class _NotThisType(Exception):
         self.column = column
 
 
-def _csv_block_bytes(path: Path, batch_rows: int) -> int:
-    """Bytes for about ``batch_rows`` rows, from the first MiB's rows, between 1 and 2 MiB: Arrow's
-    streaming reader reads ahead many blocks (measured at 3M rows: 513 MB of Arrow memory with
-    28 MB blocks, 320 MB with 8 MiB, 83 MB with 2 MiB, and faster), so its blocks are small and
-    :func:`_rebatch` joins them into batches."""
+def _csv_block_bytes(path: Path, batch_rows: int, streaming: bool) -> int:
+    """Bytes for about ``batch_rows`` rows, from the first MiB's rows; at most 2 MiB when
+    streaming: Arrow's streaming reader reads ahead many blocks (measured at 3M rows: 513 MB of
+    Arrow memory with 28 MB blocks, 320 MB with 8 MiB, 83 MB with 2 MiB, and faster), so its
+    blocks are small and :func:`_rebatch` joins them into batches."""
     with path.open("rb") as f:
         head = f.read(1 << 20)
     row_bytes = len(head) / max(head.count(b"\n"), 1)
-    return int(min(max(batch_rows * row_bytes, 1 << 20), 2 << 20))
+    return int(min(max(batch_rows * row_bytes, 1 << 20), (2 << 20) if streaming else (64 << 20)))
 
 
 def batches(
@@ -300,7 +300,8 @@ def _csv_batches(
     source: SourceFile, names: list[str], text_columns: set[str], batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
     assert source.path is not None
-    read_options = pacsv.ReadOptions(block_size=_csv_block_bytes(source.path, batch_rows))
+    streaming = source.path.stat().st_size > READ_ONCE_BYTES
+    read_options = pacsv.ReadOptions(block_size=_csv_block_bytes(source.path, batch_rows, streaming))
     # Quoted values may hold newlines (pandas read them; measured: no slower here).
     parse_options = pacsv.ParseOptions(newlines_in_values=True)
     convert_options = pacsv.ConvertOptions(
@@ -309,12 +310,12 @@ def _csv_batches(
         strings_can_be_null=True,
     )
     try:
-        if source.path.stat().st_size <= READ_ONCE_BYTES:
+        if streaming:
+            stream = pacsv.open_csv(source.path, read_options, parse_options, convert_options)
+            schema, reader = stream.schema, iter(stream)
+        else:
             whole = pacsv.read_csv(source.path, read_options, parse_options, convert_options)
             schema, reader = whole.schema, iter(whole.to_batches())
-        else:
-            streaming = pacsv.open_csv(source.path, read_options, parse_options, convert_options)
-            schema, reader = streaming.schema, iter(streaming)
         if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in schema.types):
             raise pa.ArrowInvalid("invalid UTF-8 text")  # Arrow's guess for it: said as pandas says it below
         yield from _rebatch(reader, batch_rows)
@@ -465,10 +466,14 @@ class ColumnType:
             self.date_only = self.date_only and not (micros % _MICROS_PER_DAY).any()
             self.fraction = self.fraction or bool((micros % 1_000_000).any())
         elif kind == "text" and self.text_could_be:
-            self._observe_text(pc.unique(_as_text(array, self.name).drop_null()))
+            values = _as_text(array, self.name).drop_null()
+            # Distinct values first only where a date is still possible (dates are parsed one by
+            # one): the other checks run column-wise, and money columns have few repeats.
+            self._observe_text(pc.unique(values) if "date" in self.text_could_be else values)
 
     def _observe_text(self, distinct: pa.Array) -> None:
-        """Each candidate is checked column-wise on the batch's distinct values."""
+        """Each candidate is checked column-wise on the batch's values (distinct ones when a date
+        is still possible)."""
         could_be = self.text_could_be
         if "bool" in could_be and not _every(pc.is_in(distinct, value_set=_BOOL_TEXTS)):
             could_be.discard("bool")
