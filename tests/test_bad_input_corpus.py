@@ -174,7 +174,7 @@ CASES = [
         "ragged.csv",
         "ragged.csv: cannot parse: Error tokenizing data. C error: Expected 3 fields in line 3, saw 5",
     ),
-    data("one_row.csv", "one_row.csv: 1 rows give an empty train split at eval_fraction=0.2"),
+    data("one_row.csv", "one_row.csv: 1 rows give an empty eval split at eval_fraction=0.2"),
     data("no_files", "no_files: no CSV or Parquet files in this folder"),
     data("mixed", "two.csv: columns ['a', 'c', 'species'] differ from"),
     data("missing.csv", "missing.csv: no such file or folder"),

@@ -141,7 +141,7 @@ def test_warn_policy_continues_but_trains_and_pushes_nothing(two_clean_runs, sto
 def test_unblessed_model_is_not_pushed_and_the_run_says_why(two_clean_runs, store_env, objects):
     before = existing_versions(objects, MODEL)
     proc, document = run_pipeline(
-        store_env, f"data_uri={PENGUINS}", f"model_name={MODEL}", "thresholds={accuracy: 0.9999}"
+        store_env, f"data_uri={PENGUINS}", f"model_name={MODEL}", "thresholds={log_loss: 0.0}"
     )
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert document["refused"] == {
@@ -150,7 +150,7 @@ def test_unblessed_model_is_not_pushed_and_the_run_says_why(two_clean_runs, stor
         "reason": document["artifacts"]["push.pushed_model"]["reason"],
     }
     assert document["blessed"] == {"evaluate": False} and document["pushed"] == {}
-    assert "[push] not run: 'blessing' is not blessed: thresholds not met: accuracy" in proc.stderr
+    assert "[push] not run: 'blessing' is not blessed: thresholds not met: log_loss" in proc.stderr
     assert existing_versions(objects, MODEL) == before
 
 

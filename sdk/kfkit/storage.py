@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from kfkit.errors import KfkitError
@@ -223,6 +224,22 @@ class ObjectStore:
                 response.release_conn()
 
         return self._call(str(target), _get)
+
+    def download(self, uri: str | ObjectUri, out: BinaryIO, chunk_bytes: int = 8 << 20) -> None:
+        """Stream one object into an open binary file a chunk at a time (ingest reads objects
+        larger than memory this way)."""
+        target = uri if isinstance(uri, ObjectUri) else ObjectUri.parse(uri)
+
+        def _get() -> None:
+            response = self.client.get_object(target.bucket, target.key)
+            try:
+                for chunk in response.stream(chunk_bytes):
+                    out.write(chunk)
+            finally:
+                response.close()
+                response.release_conn()
+
+        self._call(str(target), _get)
 
     def create_bytes(self, uri: str | ObjectUri, data: bytes, content_type: str = "") -> bool:
         """Write an object only if none exists at ``uri`` (S3 ``If-None-Match: *``, atomic on

@@ -20,14 +20,18 @@ from typing import Any
 # digits, then groups of exactly three ("1,5", a decimal comma, and "12,34" stay text); one leading
 # currency sign after an optional sign ("$1,200.50", "-€3"): in front of a number it says nothing
 # but the unit, while a trailing or embedded one ("12 EUR", "3$") stays text.
-_NUMBER = re.compile(
+# The patterns are public so that ingest can run them column-wise (RE2 in Arrow reads them alike).
+NUMBER_PATTERN = (
     r"^\s*([+-]?)[$€£¥]?(?:(\d{1,3}(?:,\d{3})+(?:\.\d+)?)|((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?))\s*$"
 )
+_NUMBER = re.compile(NUMBER_PATTERN)
 # A code, not a quantity: "007", "02134" (zip codes, account numbers lose meaning as numbers).
-_LEADING_ZERO = re.compile(r"^\s*[+-]?[$€£¥]?0\d")
+LEADING_ZERO_PATTERN = r"^\s*[+-]?[$€£¥]?0\d"
+_LEADING_ZERO = re.compile(LEADING_ZERO_PATTERN)
 # ISO 8601 calendar dates and date-times as people and databases write them (not week or
 # ordinal dates, not the basic "20240105" form, which is also an integer).
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+_ISO_DATE = re.compile(ISO_DATE_PATTERN)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _SECONDS_PER_DAY = 86400.0
 
@@ -111,10 +115,12 @@ def date_texts(values: Iterable[Any]) -> list[str | None] | None:
         return None
     date_only = all(m.time() == dt.time(0) for m in present)
     fraction = any(m.microsecond for m in present)
+    return [None if m is None else date_text(m, date_only, fraction) for m in moments]
 
-    def text(moment: dt.datetime) -> str:
-        if date_only:
-            return moment.strftime("%Y-%m-%d")
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f" if fraction else "%Y-%m-%dT%H:%M:%S")
 
-    return [None if m is None else text(m) for m in moments]
+def date_text(moment: dt.datetime, date_only: bool, fraction: bool) -> str:
+    """One UTC moment in its column's text form: ``date_only`` when every value of the column is
+    at midnight, ``fraction`` when some value has microseconds (then all show six digits)."""
+    if date_only:
+        return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f" if fraction else "%Y-%m-%dT%H:%M:%S")

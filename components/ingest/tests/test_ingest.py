@@ -136,8 +136,14 @@ def test_source_uris_that_are_no_source_are_refused_before_reading(uri, expected
     assert expected in str(info.value)
 
 
-def test_a_quoted_comma_in_a_header_is_one_name_not_a_duplicate():
-    from kfkit.components.ingest.executor import SourceFile, parse_file
+def test_a_quoted_comma_in_a_header_is_one_name_not_a_duplicate(tmp_path):
+    from pathlib import Path
 
-    frame = parse_file(SourceFile("quoted.csv", b'species,"a,b",a\nred,1,2\n'))
+    from kfkit.components.ingest.executor import list_source, parse_file
+
+    path = tmp_path / "quoted.csv"
+    path.write_bytes(b'species,"a,b",a\nred,1,2\n')
+    [source] = list_source(str(path))
+    assert source.path == Path(path)
+    frame = parse_file(source)
     assert list(frame.columns) == ["species", "a,b", "a"]
