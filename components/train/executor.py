@@ -14,7 +14,7 @@ import pandas as pd
 
 from kfkit import feature_roles, names
 from kfkit.errors import KfkitError
-from kfkit.label_checks import check_label
+from kfkit.label_checks import check_label, class_names
 from kfkit.model_folder import Feature, ModelManifest, feature_frame, save_model
 from kfkit.params import check_choice
 from kfkit.splits import DEFAULT_BATCH_ROWS, Split, iter_batches, read_sample, split_columns, split_rows
@@ -202,11 +202,11 @@ def model_input(frame: pd.DataFrame, features: list[Feature], where: str) -> pd.
 
 
 def labels(frame: pd.DataFrame, label_column: str, problem_type: str) -> pd.Series:
-    """The label as the estimator gets it: text classes, or float64 values."""
+    """The label as the estimator gets it: text classes (``str`` of each value), or float64."""
     y = frame[label_column]
-    if problem_type == "classification":
-        return y.astype(str)
-    return pd.to_numeric(y, errors="raise").astype("float64")
+    if problem_type == "regression":
+        return pd.to_numeric(y, errors="raise").astype("float64")
+    return class_names(y)
 
 
 def split_classes(split: Split, label_column: str, batch_rows: int) -> list[str]:
@@ -214,7 +214,7 @@ def split_classes(split: Split, label_column: str, batch_rows: int) -> list[str]
     reading the label column alone, batch by batch."""
     found: set[str] = set()
     for batch in iter_batches(split, [label_column], batch_rows):
-        found.update(batch[label_column].astype(str).unique())
+        found.update(labels(batch, label_column, "classification").unique())
     return sorted(found)
 
 
