@@ -218,7 +218,8 @@ def predict_split(
     if len(columns) < len(manifest.feature_names) or split_rows(split) == 0:
         # feature_frame says which columns are missing; an empty split predicts nothing
         return predict(model, manifest, read_columns(split, columns))
-    batches = [predict(model, manifest, batch) for batch in iter_batches(split, columns, batch_rows)]
+    text = [f.name for f in manifest.features if f.kind in ("categorical", "date")]
+    batches = [predict(model, manifest, batch) for batch in iter_batches(split, columns, batch_rows, text)]
     return np.concatenate(batches)
 
 

@@ -184,6 +184,12 @@ def build_pipeline(features: list[Feature], estimator):
     return Pipeline([("preprocess", ColumnTransformer(transformers)), ("estimator", estimator)])
 
 
+def text_features(features: list[Feature]) -> list[str]:
+    """Features read from the split as Arrow dictionaries (each distinct text once, not once per
+    row): categories and dates, whose distinct values are few and each converted once."""
+    return [f.name for f in features if f.kind in ("categorical", "date")]
+
+
 def model_input(frame: pd.DataFrame, features: list[Feature], where: str) -> pd.DataFrame:
     """The features train fits on: :func:`feature_frame`, numbers and dates as float32.
 
@@ -283,11 +289,11 @@ def train(
     if missing:
         raise KfkitError(f"train split: feature column(s) {missing} missing")
     wanted = [*(f.name for f in features), label_column]
-    categorical = [f.name for f in features if f.kind == "categorical"]
     streaming = estimator in STREAMING_ESTIMATORS
     total = split_rows(frame)
     size = max_train_rows or (STREAMING_PREPROCESSING_ROWS if streaming else total)
-    sampled = read_sample(frame, wanted, min(size, total), seed, batch_rows, dictionary=categorical)
+    text = text_features(features)
+    sampled = read_sample(frame, wanted, min(size, total), seed, batch_rows, dictionary=text)
     sample = TrainSample(max_train_rows, len(sampled), total, seed)
     check_label(sampled[label_column], label_column, problem_type, "train split")
     x, y = model_input(sampled, features, "train split"), labels(sampled, label_column, problem_type)
@@ -355,11 +361,10 @@ def fit_streaming(
         if len(classes) < 2:
             raise KfkitError(f"train split: label '{label_column}' has fewer than two classes")
         extra["classes"] = np.array(classes, dtype=object)
-    categorical = [f.name for f in features if f.kind == "categorical"]
     wanted = [*(f.name for f in features), label_column]
     streamed = 0
     for _ in range(estimator.max_iter):
-        for batch in iter_batches(split, wanted, batch_rows, dictionary=categorical):
+        for batch in iter_batches(split, wanted, batch_rows, dictionary=text_features(features)):
             features_x = preprocess.transform(model_input(batch, features, "train split"))
             estimator.partial_fit(features_x, labels(batch, label_column, problem_type), **extra)
             streamed += len(batch)
