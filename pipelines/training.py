@@ -63,6 +63,7 @@ def training(
     skew_thresholds: dict = {},  # noqa: B006
     keep_features: list = [],  # noqa: B006 - identifiers or free text to use as features anyway
     random_seed: int = 42,
+    max_train_rows: int = 1000000,  # train on a seeded sample past this many rows; 0: all rows
     serving_namespace: str = "kfkit-serving",
     deploy_strategy: str = "auto",
     serving_replicas: int = 1,
@@ -123,6 +124,7 @@ def training(
                 estimator=estimator,
                 hyperparameters=hyperparameters,
                 random_seed=random_seed,
+                max_train_rows=max_train_rows,
                 # No run_id: the run name would change train's cache key on every run. KFP's
                 # lineage links the model to the run that trained it.
             )

@@ -20,6 +20,7 @@ def train(
     estimator: str = "logistic_regression",
     hyperparameters: Optional[dict] = None,
     random_seed: int = 42,
+    max_train_rows: int = 1000000,
     run_id: str = "",
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
@@ -43,10 +44,17 @@ def train(
         statistics: TFDV statistics of the splits (from validate); its train.pb is kept in the
             model folder as train_statistics.pb, what later runs are checked for drift against.
         problem_type: "classification" or "regression".
-        estimator: logistic_regression, random_forest or hist_gradient_boosting (ridge for
-            regression).
+        estimator: logistic_regression, random_forest, hist_gradient_boosting or sgd (ridge
+            instead of logistic_regression for regression). sgd (SGDClassifier with log_loss,
+            SGDRegressor) streams the split in batches with partial_fit, max_iter passes
+            (default 5): every row is used, memory follows the batch size.
         hyperparameters: Keyword arguments for the estimator.
-        random_seed: Seed for every random choice, so runs repeat exactly.
+        random_seed: Seed for every random choice, so runs repeat exactly (also the sample
+            of max_train_rows).
+        max_train_rows: Fit on a uniform sample of this many rows, drawn with random_seed, when
+            the train split has more (the model manifest's train_sample records it); 0: all
+            rows. Bounds memory for the estimators that fit in memory; sgd fits only its
+            preprocessing on the sample (0: on 1,000,000 rows) and then streams every row.
         run_id: The pipeline run recorded in the manifest (pass dsl.PIPELINE_JOB_NAME_PLACEHOLDER;
             `kfkit run-local` records its own run id).
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.

@@ -6,7 +6,7 @@ TensorFlow: the schema is read with its protobuf only.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +14,10 @@ import pandas as pd
 
 from kfkit import feature_roles, names
 from kfkit.errors import KfkitError
-from kfkit.label_checks import check_label
+from kfkit.label_checks import check_label, class_names
 from kfkit.model_folder import Feature, ModelManifest, feature_frame, save_model
 from kfkit.params import check_choice
+from kfkit.splits import DEFAULT_BATCH_ROWS, Split, iter_batches, read_sample, split_columns, split_rows
 
 if TYPE_CHECKING:
     from kfkit.runtime import Task
@@ -27,18 +28,35 @@ ESTIMATORS: dict[str, dict[str, str]] = {
         "logistic_regression": "sklearn.linear_model:LogisticRegression",
         "random_forest": "sklearn.ensemble:RandomForestClassifier",
         "hist_gradient_boosting": "sklearn.ensemble:HistGradientBoostingClassifier",
+        "sgd": "sklearn.linear_model:SGDClassifier",
     },
     "regression": {
         "ridge": "sklearn.linear_model:Ridge",
         "random_forest": "sklearn.ensemble:RandomForestRegressor",
         "hist_gradient_boosting": "sklearn.ensemble:HistGradientBoostingRegressor",
+        "sgd": "sklearn.linear_model:SGDRegressor",
     },
 }
+# Estimators fitted with ``partial_fit`` over batches of the split, so every row is used in
+# memory bounded by the batch size; the others are fitted on the split in memory (or on a
+# sample of ``max_train_rows`` rows).
+STREAMING_ESTIMATORS = ("sgd",)
 # Defaults that differ from scikit-learn's, and why.
 _ESTIMATOR_DEFAULTS = {
     # lbfgs needs more than 100 iterations on scaled one-hot features to converge.
-    "logistic_regression": {"max_iter": 1000},
+    "sklearn.linear_model:LogisticRegression": {"max_iter": 1000},
+    # log_loss: evaluate and serving need class probabilities (the default hinge loss has none).
+    # max_iter is the number of passes over the split (scikit-learn's meaning: epochs); a pass
+    # over millions of rows is worth thousands over a small table, and there is no early stop.
+    "sklearn.linear_model:SGDClassifier": {"loss": "log_loss", "max_iter": 5},
+    "sklearn.linear_model:SGDRegressor": {"max_iter": 5},
 }
+# SGDClassifier losses with predict_proba.
+_PROBABILISTIC_SGD_LOSSES = ("log_loss", "modified_huber")
+# No max_train_rows (0) and a streaming estimator: its imputation medians, scaling and categories
+# are fitted on a sample this large (a median from a million rows is exact enough; all rows would
+# need the whole split in memory, which streaming is there to avoid).
+STREAMING_PREPROCESSING_ROWS = 1_000_000
 
 
 def features_from_schema(schema_path: str, label_column: str) -> tuple[list[Feature], dict[str, str]]:
@@ -83,13 +101,23 @@ def build_estimator(problem_type: str, estimator: str, hyperparameters: dict[str
     check_choice("train", "estimator", estimator, tuple(choices))
     module, cls_name = choices[estimator].split(":")
     cls = getattr(importlib.import_module(module), cls_name)
-    params = {**_ESTIMATOR_DEFAULTS.get(estimator, {}), **hyperparameters}
+    params = {**_ESTIMATOR_DEFAULTS.get(choices[estimator], {}), **hyperparameters}
     valid = cls().get_params()
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise KfkitError(
             f"The 'hyperparameters' parameter of train has unknown key(s) {unknown} for "
             f"{estimator}; valid keys: {', '.join(sorted(valid))}"
+        )
+    if (
+        estimator == "sgd"
+        and problem_type == "classification"
+        and params["loss"] not in _PROBABILISTIC_SGD_LOSSES
+    ):
+        raise KfkitError(
+            f"The 'hyperparameters' parameter of train sets loss {params['loss']!r} for sgd, which "
+            "gives no class probabilities (evaluate and serving need them); use "
+            + " or ".join(_PROBABILISTIC_SGD_LOSSES)
         )
     if "random_state" in valid:
         params.setdefault("random_state", seed)
@@ -115,18 +143,24 @@ def as_declared(cls: type, name: str, value: Any) -> Any:
     return int(value) if takes_int and not takes_float else value
 
 
+def accepts_sparse(estimator: Any) -> bool:
+    """Whether the estimator takes a sparse matrix: its own scikit-learn tag (linear models and
+    forests do; HistGradientBoosting refuses with "Sparse data was passed")."""
+    return bool(estimator.__sklearn_tags__().input_tags.sparse)
+
+
 def build_pipeline(features: list[Feature], estimator):
     """Impute and scale numbers and dates (already days since 1970-01-01), impute and one-hot
-    categories. HistGradientBoosting refuses sparse input ("Sparse data was passed"), so for it
-    the one-hot output is dense; the others keep scikit-learn's sparse default, so their fitted
-    models stay what they were."""
+    categories. The one-hot output is sparse where the estimator accepts it (scikit-learn's
+    default, so those fitted models stay what they were) and dense where it does not. One-hot
+    columns are float32, the dtype train gives the numeric ones (:func:`model_input`)."""
+    import numpy as np
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    dense = isinstance(estimator, HistGradientBoostingClassifier | HistGradientBoostingRegressor)
+    dense = not accepts_sparse(estimator)
     numeric = [f.name for f in features if f.kind in ("numeric", "date")]
     categorical = [f.name for f in features if f.kind == "categorical"]
     transformers = []
@@ -139,23 +173,90 @@ def build_pipeline(features: list[Feature], estimator):
             )
         )
     if categorical:
+        onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=not dense, dtype=np.float32)
         transformers.append(
             (
                 "categorical",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="most_frequent")),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=not dense)),
-                    ]
-                ),
+                Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("onehot", onehot)]),
                 categorical,
             )
         )
     return Pipeline([("preprocess", ColumnTransformer(transformers)), ("estimator", estimator)])
 
 
+def text_features(features: list[Feature]) -> list[str]:
+    """Features read from the split as Arrow dictionaries (each distinct text once, not once per
+    row): categories and dates, whose distinct values are few and each converted once."""
+    return [f.name for f in features if f.kind in ("categorical", "date")]
+
+
+def model_input(frame: pd.DataFrame, features: list[Feature], where: str) -> pd.DataFrame:
+    """The features train fits on: :func:`feature_frame`, numbers and dates as float32.
+
+    float32 halves the memory of the numeric block and is exact enough for a model's input: 7
+    significant digits, so amounts keep their cents below 167,772.16 and dates (days since 1970,
+    about 20,000) their time of day to 3 minutes. Where it is not exact: integers above 2**24
+    (16,777,216) and amounts with cents above that bound are rounded; scaling, imputation medians
+    and the models' arithmetic accumulate in float64 all the same. Labels stay as they are (a
+    regression target in float64), and serving and evaluate pass float64, which the fitted model
+    takes as it is."""
+    x = feature_frame(frame, features, where)
+    numeric = [f.name for f in features if f.kind != "categorical"]
+    if numeric:
+        x[numeric] = x[numeric].astype("float32")
+    return x
+
+
+def labels(frame: pd.DataFrame, label_column: str, problem_type: str) -> pd.Series:
+    """The label as the estimator gets it: text classes (``str`` of each value), or float64."""
+    y = frame[label_column]
+    if problem_type == "regression":
+        return pd.to_numeric(y, errors="raise").astype("float64")
+    return class_names(y)
+
+
+def split_classes(split: Split, label_column: str, batch_rows: int) -> list[str]:
+    """Every class of the split's label (partial_fit must know them all at the first batch),
+    reading the label column alone, batch by batch."""
+    found: set[str] = set()
+    for batch in iter_batches(split, [label_column], batch_rows):
+        found.update(labels(batch, label_column, "classification").unique())
+    return sorted(found)
+
+
+@dataclass
+class TrainSample:
+    """Which rows the model saw, recorded in the manifest so that a rerun draws them again:
+    ``rows`` of the split's ``split_rows``, drawn by :func:`kfkit.splits.read_sample` with
+    ``seed``. For a streaming estimator the sample fits the preprocessing and every row the
+    estimator (``streamed_rows``)."""
+
+    max_train_rows: int
+    rows: int
+    split_rows: int
+    seed: int
+    streamed_rows: int = 0
+
+    def as_manifest(self) -> dict[str, int]:
+        # Empty when every row was fitted in memory: such a model's identity is what it was.
+        if self.rows >= self.split_rows and not self.streamed_rows:
+            return {}
+        return asdict(self)
+
+
+def check_max_train_rows(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # kfp may carry an integer parameter as 1000000.0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise KfkitError(
+            "The 'max_train_rows' parameter of train must be a whole number of rows, 0 for all rows. "
+            f"Got {value!r} instead."
+        )
+    return value
+
+
 def train(
-    frame: pd.DataFrame,
+    frame: Split,
     schema_path: str,
     label_column: str,
     model_name: str,
@@ -167,29 +268,49 @@ def train(
     dataset_fingerprint: str = "",
     run_id: str = "",
     statistics_path: str | None = None,
+    max_train_rows: int = 0,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> ModelManifest:
-    """``statistics_path``: the train split's TFDV statistics (validate's ``train.pb``), kept
-    in the model folder as ``train_statistics.pb`` so later runs are checked for drift
-    against the data this version was trained on."""
+    """``frame``: the train split, its Parquet file's path (read in bounded memory: only the
+    model's columns, a sample or batches) or a DataFrame. ``statistics_path``: the train split's
+    TFDV statistics (validate's ``train.pb``), kept in the model folder as
+    ``train_statistics.pb`` so later runs are checked for drift against the data this version
+    was trained on. ``max_train_rows`` (0: all): fit on a uniform sample of that many rows drawn
+    with ``seed``; a streaming estimator (sgd) fits its preprocessing on that sample (0:
+    ``STREAMING_PREPROCESSING_ROWS``) and then sees every row, ``batch_rows`` at a time."""
     hyperparameters = dict(hyperparameters or {})
+    max_train_rows = check_max_train_rows(max_train_rows)
     features, excluded = features_from_schema(schema_path, label_column)
     model = build_pipeline(features, build_estimator(problem_type, estimator, hyperparameters, seed))
-    if label_column not in frame.columns:
+    columns = split_columns(frame)
+    if label_column not in columns:
         raise KfkitError(f"train split: label column '{label_column}' not found")
-    check_label(frame[label_column], label_column, problem_type, "train split")
-    x = feature_frame(frame, features, "train split")
-    y = frame[label_column]
-    if problem_type == "classification":
-        y = y.astype(str)
-        if y.nunique() < 2:
-            raise KfkitError(f"train split: label '{label_column}' has fewer than two classes")
-    else:
-        y = pd.to_numeric(y, errors="raise").astype("float64")
+    missing = [f.name for f in features if f.name not in columns]
+    if missing:
+        raise KfkitError(f"train split: feature column(s) {missing} missing")
+    wanted = [*(f.name for f in features), label_column]
+    streaming = estimator in STREAMING_ESTIMATORS
+    total = split_rows(frame)
+    size = max_train_rows or (STREAMING_PREPROCESSING_ROWS if streaming else total)
+    text = text_features(features)
+    sampled = read_sample(frame, wanted, min(size, total), seed, batch_rows, dictionary=text)
+    sample = TrainSample(max_train_rows, len(sampled), total, seed)
+    check_label(sampled[label_column], label_column, problem_type, "train split")
+    x, y = model_input(sampled, features, "train split"), labels(sampled, label_column, problem_type)
+    del sampled
+    if problem_type == "classification" and y.nunique() < 2 and not streaming:
+        raise KfkitError(f"train split: label '{label_column}' has fewer than two classes")
     try:
-        model.fit(x, y)
+        if streaming:
+            sample.streamed_rows = fit_streaming(
+                model, x, y, frame, features, label_column, problem_type, batch_rows
+            )
+        else:
+            model.fit(x, y)
     except (ValueError, TypeError) as exc:
         # scikit-learn's parameter validation already names the parameter and the range.
         raise KfkitError(f"train: {str(exc).splitlines()[0]}") from None
+    del x, y
     companions: dict[str, str | Path] = {SCHEMA_FILE: schema_path}  # what later data is validated against
     if statistics_path is not None:
         if not Path(statistics_path).is_file():
@@ -213,7 +334,41 @@ def train(
         classes=[str(c) for c in getattr(model, "classes_", [])],
         training_data_fingerprint=dataset_fingerprint,
         run_id=run_id,
+        train_sample=sample.as_manifest(),
     )
+
+
+def fit_streaming(
+    model: Any,
+    x: pd.DataFrame,
+    y: pd.Series,
+    split: Split,
+    features: list[Feature],
+    label_column: str,
+    problem_type: str,
+    batch_rows: int,
+) -> int:
+    """Fit ``model``'s preprocessing on the sample (``x``, ``y``), then its estimator with
+    ``partial_fit`` on every row of the split, batch by batch, ``max_iter`` passes. The result
+    is the same scikit-learn Pipeline a whole-table fit gives. Returns the rows streamed."""
+    import numpy as np
+
+    preprocess, estimator = model.named_steps["preprocess"], model.named_steps["estimator"]
+    preprocess.fit(x, y)
+    extra: dict[str, Any] = {}
+    if problem_type == "classification":
+        classes = split_classes(split, label_column, batch_rows)
+        if len(classes) < 2:
+            raise KfkitError(f"train split: label '{label_column}' has fewer than two classes")
+        extra["classes"] = np.array(classes, dtype=object)
+    wanted = [*(f.name for f in features), label_column]
+    streamed = 0
+    for _ in range(estimator.max_iter):
+        for batch in iter_batches(split, wanted, batch_rows, dictionary=text_features(features)):
+            features_x = preprocess.transform(model_input(batch, features, "train split"))
+            estimator.partial_fit(features_x, labels(batch, label_column, problem_type), **extra)
+            streamed += len(batch)
+    return streamed // estimator.max_iter
 
 
 def manifest_metadata(manifest: ModelManifest) -> dict[str, Any]:
@@ -226,7 +381,7 @@ def manifest_metadata(manifest: ModelManifest) -> dict[str, Any]:
 
 def check(params: dict[str, Any]) -> None:
     """The parameters alone, before any task runs: problem type, estimator and its
-    hyperparameters against the estimator's own parameters, the model name."""
+    hyperparameters against the estimator's own parameters, the model name, max_train_rows."""
     from kfkit import names
 
     if "model_name" in params:
@@ -239,15 +394,15 @@ def check(params: dict[str, Any]) -> None:
                 f"Got {hyperparameters!r} instead."
             )
         build_estimator(params["problem_type"], params["estimator"], hyperparameters, 0)
+    if params.get("max_train_rows") is not None:
+        check_max_train_rows(params["max_train_rows"])
 
 
 def run(task: Task) -> None:
-    from kfkit.splits import read_split
-
     train_split, p = task.inputs["train_split"], task.params
     model = task.outputs["model"]
     manifest = train(
-        read_split(train_split.path),
+        train_split.path,
         schema_path=f"{task.inputs['schema'].path}/schema.pbtxt",
         label_column=train_split.metadata["label_column"],
         model_name=p["model_name"],
@@ -259,6 +414,7 @@ def run(task: Task) -> None:
         dataset_fingerprint=train_split.metadata.get("dataset_fingerprint", ""),
         run_id=task.run_id,
         statistics_path=f"{task.inputs['statistics'].path}/train.pb",
+        max_train_rows=p.get("max_train_rows") or 0,
     )
     model.metadata.update(manifest_metadata(manifest))
     left_out = ", ".join(f"{name} ({why.split(':')[0]})" for name, why in manifest.excluded_features.items())
@@ -267,3 +423,9 @@ def run(task: Task) -> None:
         + (f" (left out: {left_out})" if left_out else "")
         + f", sha256 {manifest.sha256[:12]}"
     )
+    if manifest.train_sample:
+        drawn = manifest.train_sample
+        task.say(
+            f"fitted on a sample of {drawn['rows']} of {drawn['split_rows']} rows (seed {drawn['seed']})"
+            + (f", then streamed all {drawn['streamed_rows']} rows" if drawn["streamed_rows"] else "")
+        )

@@ -54,3 +54,15 @@ def check_eval_classes(train_labels: pd.Series, eval_labels: pd.Series, label_co
             "lacks; a model cannot learn them: add rows of those classes or change split_key "
             "or eval_fraction"
         )
+
+
+def class_names(labels: pd.Series) -> pd.Series:
+    """A classification label as its class names: ``str`` of each value, as ``astype(str)`` gives
+    them, but each distinct value converted once rather than once per row (seconds on millions)."""
+    import numpy as np
+
+    if labels.isna().any():
+        return labels.astype(str)
+    codes, distinct = pd.factorize(labels)
+    names = np.array([str(value) for value in distinct], dtype=object)
+    return pd.Series(names[codes], index=labels.index)

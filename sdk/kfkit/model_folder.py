@@ -65,6 +65,10 @@ class ModelManifest:
     # Columns of the training data left out of the model, and why (validate's schema roles:
     # "identifier: 4000 distinct values in 4000 rows"); serving accepts and ignores them.
     excluded_features: dict[str, str] = field(default_factory=dict)
+    # The rows it was fitted on when not simply all of the train split (train's max_train_rows, a
+    # streaming estimator): max_train_rows, rows, split_rows, seed, streamed_rows. Enough to draw
+    # the same sample again (kfkit.splits.read_sample); empty when every row was fitted at once.
+    train_sample: dict[str, int] = field(default_factory=dict)
     kfkit_version: str = ""  # the code that trained it, with sklearn_version
     format_version: int = FORMAT_VERSION
     model_file: str = MODEL_FILE
@@ -89,6 +93,8 @@ class ModelManifest:
         }
         if self.excluded_features:  # absent when empty: models from before keep their identity
             identity["excluded_features"] = self.excluded_features
+        if self.train_sample:  # likewise
+            identity["train_sample"] = self.train_sample
         return identity
 
     def to_json(self) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,3 +53,98 @@ class SplitWriter:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+# -- Reading a split in bounded memory: batches of rows, or a seeded sample, of chosen columns --
+# A split here is its Parquet file's path, or a DataFrame already in memory (tests, small tables):
+# both give the same rows for the same arguments.
+
+DEFAULT_BATCH_ROWS = 100_000
+Split = str | pd.DataFrame
+
+
+def split_rows(split: Split) -> int:
+    """The number of rows of a split (a file's from its Parquet footer: no data is read)."""
+    import pyarrow.parquet as pq
+
+    if isinstance(split, pd.DataFrame):
+        return len(split)
+    return pq.ParquetFile(split).metadata.num_rows
+
+
+def split_columns(split: Split) -> list[str]:
+    """The column names of a split (a file's from its Parquet footer)."""
+    import pyarrow.parquet as pq
+
+    if isinstance(split, pd.DataFrame):
+        return [str(c) for c in split.columns]
+    return list(pq.ParquetFile(split).schema_arrow.names)
+
+
+def _parquet(path: str, columns: list[str], dictionary: Sequence[str]) -> Any:
+    import pyarrow.parquet as pq
+
+    from kfkit.errors import KfkitError
+
+    parquet = pq.ParquetFile(path, read_dictionary=[c for c in dictionary if c in columns])
+    missing = [c for c in columns if c not in parquet.schema_arrow.names]
+    if missing:
+        raise KfkitError(f"{path}: column(s) {missing} missing from the split")
+    return parquet
+
+
+def iter_batches(
+    split: Split, columns: list[str], batch_rows: int = DEFAULT_BATCH_ROWS, dictionary: Sequence[str] = ()
+) -> Iterator[pd.DataFrame]:
+    """The split's rows in order, ``batch_rows`` at a time, only ``columns``: memory follows the
+    batch size (and the file's row groups), not the file. ``dictionary``: text columns read as
+    pandas categoricals, each distinct string stored once instead of once per row."""
+    if isinstance(split, pd.DataFrame):
+        for start in range(0, len(split), batch_rows):
+            yield split[columns].iloc[start : start + batch_rows].reset_index(drop=True)
+        return
+    for batch in _parquet(split, columns, dictionary).iter_batches(batch_size=batch_rows, columns=columns):
+        yield batch.to_pandas()
+
+
+def sample_row_numbers(total: int, size: int, seed: int) -> np.ndarray:
+    """``size`` distinct row numbers of ``total``, uniform and sorted, decided by ``seed`` alone."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(total, size=size, replace=False))
+
+
+def read_sample(
+    split: Split,
+    columns: list[str],
+    size: int,
+    seed: int,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    dictionary: Sequence[str] = (),
+) -> pd.DataFrame:
+    """A uniform sample of ``size`` rows (all rows if the split has no more), only ``columns``,
+    in the split's row order. Which rows is decided by ``seed`` and the split's row count alone
+    (:func:`sample_row_numbers`), so a seed draws the same rows whatever ``batch_rows`` is, from
+    a file or a frame. Memory: the sample plus one batch."""
+    import pyarrow as pa
+
+    total = split_rows(split)
+    if isinstance(split, pd.DataFrame) and size < total:
+        return split[columns].iloc[sample_row_numbers(total, size, seed)].reset_index(drop=True)
+    if size >= total:
+        return read_columns(split, columns, dictionary)
+    parquet = _parquet(split, columns, dictionary)
+    wanted = sample_row_numbers(total, size, seed)
+    pieces, start = [], 0
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+        low, high = np.searchsorted(wanted, [start, start + batch.num_rows])
+        if high > low:
+            pieces.append(batch.take(pa.array(wanted[low:high] - start)))
+        start += batch.num_rows
+    return pa.Table.from_batches(pieces).to_pandas()
+
+
+def read_columns(split: Split, columns: list[str], dictionary: Sequence[str] = ()) -> pd.DataFrame:
+    """Every row of the split, only ``columns``."""
+    if isinstance(split, pd.DataFrame):
+        return split[columns].reset_index(drop=True)
+    return _parquet(split, columns, dictionary).read(columns=columns).to_pandas()
