@@ -252,21 +252,30 @@ def beam_pipeline_options(beam_options: list[str]):
     return options
 
 
-def _both_splits_column(train: SplitReader, evaluation: SplitReader, name: str) -> pa.ChunkedArray | None:
-    """One column of the whole table (train rows, then eval rows); None when neither split has it.
-    Numbers of two types (integers in one split, floats where the other has a missing value)
-    become floats, and anything else mixed becomes text, as a DataFrame of both would hold them."""
-    import pyarrow as pa
+class _BothSplits:
+    """The whole table's columns (train rows, then eval rows) read one at a time from both
+    splits: feature_roles.TableColumns. Numbers of two types (integers in one split, floats where
+    the other has a missing value) become floats, and anything else mixed becomes text, as a
+    DataFrame of both would hold them."""
 
-    parts = [values for values in (train.column(name), evaluation.column(name)) if values is not None]
-    if not parts:
-        return None
-    kinds = {values.type for values in parts}
-    if len(kinds) > 1:
+    def __init__(self, train: SplitReader, evaluation: SplitReader) -> None:
+        self.splits = (train, evaluation)
+
+    def type_of(self, name: str) -> pa.DataType | None:
+        import pyarrow as pa
+
+        kinds = {kind for split in self.splits if (kind := split.column_type(name)) is not None}
+        if len(kinds) < 2:
+            return next(iter(kinds), None)
         numeric = all(pa.types.is_integer(k) or pa.types.is_floating(k) or pa.types.is_null(k) for k in kinds)
-        target = pa.float64() if numeric else pa.string()
-        parts = [values.cast(target) for values in parts]
-    return pa.chunked_array([chunk for values in parts for chunk in values.chunks], type=parts[0].type)
+        return pa.float64() if numeric else pa.string()
+
+    def values(self, name: str) -> pa.ChunkedArray:
+        import pyarrow as pa
+
+        kind = self.type_of(name)
+        parts = [values.cast(kind) for split in self.splits if (values := split.column(name)) is not None]
+        return pa.chunked_array([chunk for values in parts for chunk in values.chunks], type=kind)
 
 
 def _schema_from_text(text: str):
@@ -376,9 +385,7 @@ def validate(
 
     # What each column is to the model (identifier, free text, date, number, category), decided
     # on the whole table and written into the schema, so train and reviewers read it there.
-    roles = feature_roles.decide_roles(
-        lambda name: _both_splits_column(train, evaluation, name), schema, label_column, keep_features
-    )
+    roles = feature_roles.decide_roles(_BothSplits(train, evaluation), schema, label_column, keep_features)
     excluded = {name for name, role in roles.items() if role.excluded}
 
     anomalies: dict[str, str] = {}

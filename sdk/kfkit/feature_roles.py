@@ -10,9 +10,9 @@ TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kfkit.errors import KfkitError
 from kfkit.values import date_texts
@@ -123,9 +123,9 @@ def _python_values(values: pa.Array, piece: int = 10_000) -> Iterator[str]:
         yield from values.slice(start, piece).to_pylist()
 
 
-def kept_role(role: FeatureRole, values: pa.ChunkedArray) -> FeatureRole:
+def kept_role(role: FeatureRole, arrow_type: pa.DataType) -> FeatureRole:
     """An excluded feature the user named in keep_features: numeric or categorical by its type."""
-    kind = NUMERIC if _is_number(values.type) else CATEGORICAL
+    kind = NUMERIC if _is_number(arrow_type) else CATEGORICAL
     return FeatureRole(role.name, kind, f"kept by keep_features (would be {role.describe()})")
 
 
@@ -179,31 +179,44 @@ def annotate_schema(schema: Any, roles: dict[str, FeatureRole]) -> None:
             feature.annotation.comment.append(role.evidence)
 
 
+class TableColumns(Protocol):
+    """The whole table's columns, one at a time (validate reads them from both splits' files)."""
+
+    def type_of(self, name: str) -> pa.DataType | None:
+        """The column's Arrow type, None when the table has no such column."""
+
+    def values(self, name: str) -> pa.ChunkedArray:
+        """The column's values in every row."""
+
+
 def decide_roles(
-    column: Callable[[str], pa.ChunkedArray | None],
+    columns: TableColumns,
     schema: Any,
     label_column: str,
     keep_features: list[str] | None = None,
 ) -> dict[str, FeatureRole]:
     """The role of every schema feature but the label: the schema's own annotation where it has
-    one (a reviewer's word), else decided from its values, ``column(name)`` (train and eval rows;
-    None: not in the data); then keep_features turns an excluded
-    feature back into a numeric or categorical one. Annotates ``schema`` with the result."""
+    one (a reviewer's word), else decided from the column's values in ``columns`` (floats by their
+    type alone, no values read); then keep_features turns an excluded feature back into a numeric
+    or categorical one. Annotates ``schema`` with the result."""
+    import pyarrow as pa
+
     recorded = schema_roles(schema)
     names = [f.name for f in schema.feature if f.name != label_column]
     keep = check_keep_features(keep_features, names)
     roles: dict[str, FeatureRole] = {}
     for name in names:
         role = recorded.get(name)
-        values = column(name) if role is None or (role.excluded and name in keep) else None
-        if role is None and values is not None:
-            role = decide_role(name, values)
+        arrow_type = columns.type_of(name)
+        if role is None and arrow_type is not None:
+            measured = pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type)
+            role = FeatureRole(name, NUMERIC, "") if measured else decide_role(name, columns.values(name))
         if role is None:
             continue
         if role.excluded and name in keep:
-            if values is None:
+            if arrow_type is None:
                 raise KfkitError(f"keep_features: feature '{name}' is not in the data")
-            role = kept_role(role, values)
+            role = kept_role(role, arrow_type)
         roles[name] = role
     annotate_schema(schema, roles)
     return roles

@@ -53,6 +53,11 @@ class SplitReader:
         else:
             yield from self._table.to_batches(max_chunksize=self.batch_rows)
 
+    def column_type(self, name: str) -> pa.DataType | None:
+        """One column's Arrow type, from the file's schema (None: the split has no such column)."""
+        schema = self._file.schema_arrow if self._file is not None else self._table.schema
+        return schema.field(name).type if name in schema.names else None
+
     def column(self, name: str) -> pa.ChunkedArray | None:
         """One column's values (None: the split has no such column)."""
         if name not in self.columns:
