@@ -208,16 +208,18 @@ def check_beam_options(beam_options: Any) -> list[str]:
     if beam_options is None:
         return []
     if not isinstance(beam_options, list | tuple) or not all(isinstance(o, str) for o in beam_options):
+        # Values are never echoed in these messages: a misplaced secret would land in the log.
         raise KfkitError(
             "The 'beam_options' parameter of validate must be a list of Beam pipeline options such as "
-            f"['--direct_running_mode=multi_processing']. Got {beam_options!r} instead."
+            f"['--direct_running_mode=multi_processing']. Got a {type(beam_options).__name__} instead."
         )
-    for option in beam_options:
+    for position, option in enumerate(beam_options, start=1):
         found = _BEAM_OPTION.fullmatch(option)
         if found is None:
             raise KfkitError(
-                f"The 'beam_options' parameter of validate has {option!r}: each item must be one "
-                "option, '--name=value' or '--flag'"
+                f"The 'beam_options' parameter of validate: item {position} (starting "
+                f"{option.split('=', 1)[0][:40]!r}) is not one option; each item must be "
+                "'--name=value' or '--flag'"
             )
         if any(word in found.group(1).lower() for word in _CREDENTIAL_WORDS):
             raise KfkitError(

@@ -130,9 +130,10 @@ def test_beam_multi_processing_gives_the_in_process_statistics(tmp_path):
 @pytest.mark.parametrize(
     ("beam_options", "expected"),
     [
-        ("--direct_num_workers=2", "must be a list of Beam pipeline options"),
-        (["direct_num_workers=2"], "each item must be one option"),
-        (["--runner=FlinkRunner --flink_master=x"], "each item must be one option"),
+        ("--s3_secret_access_key=abc", "must be a list of Beam pipeline options"),
+        (["direct_num_workers=2", "s3_secret_access_key=abc"], "item 1 (starting 'direct_num_workers')"),
+        (["--runner=FlinkRunner", "s3_secret_access_key=abc"], "item 2 (starting 's3_secret_access_key')"),
+        (["--runner=FlinkRunner --flink_master=x"], "is not one option"),
         (["--runner=FlinkRunner", "--flink_master=flink:8081", "--environment_type=LOOPBACK"], None),
         (["--s3_secret_access_key=abc"], "credentials must not go through a pipeline parameter"),
         (["--s3_access_key_id=abc"], "credentials must not go through a pipeline parameter"),
