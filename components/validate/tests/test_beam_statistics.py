@@ -159,3 +159,18 @@ def test_beam_refuses_unknown_options_and_bad_values_in_one_line():
     assert "invalid choice: 'everywhere'" in str(bad.value) and "\n" not in str(bad.value)
     options = beam_pipeline_options(MULTI_PROCESSING).get_all_options()
     assert options["direct_running_mode"] == "multi_processing" and options["direct_num_workers"] == 2
+
+
+def test_free_text_words_and_characters_are_counted_as_pandas_counts_them():
+    import pyarrow as pa
+
+    from kfkit.feature_roles import decide_role
+
+    # Leading and trailing whitespace, runs of spaces and empty texts: Arrow's whitespace split
+    # alone would count empty words at both ends and one word in an empty text.
+    texts = [f"  a long  description, number {i}  " for i in range(30)] + ["", "   "] * 5
+    role = decide_role("notes", pa.chunked_array([texts]))
+    words = pd.Series(texts).str.split().str.len().median()
+    chars = pd.Series(texts).str.len().median()
+    assert role.role == "free_text"
+    assert role.evidence == f"32 distinct values in 40 rows, median {words:g} words, {chars:g} characters"
