@@ -19,14 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from kfkit import feature_roles, names
 from kfkit.errors import KfkitError, first_line
 from kfkit.feature_roles import FeatureRole
 from kfkit.label_checks import check_eval_classes, check_label
 from kfkit.params import check_choice, check_thresholds
-from kfkit.splits import SplitReader
+from kfkit.splits import ARROW_BATCH_ROWS, Split, arrow_batches, arrow_column, arrow_schema
 from kfkit.storage import ObjectStore, is_object_uri
 
 if TYPE_CHECKING:
@@ -138,7 +136,9 @@ def _statistics_options(beam: bool):
     return tfdv.StatsOptions(use_sketch_based_topk_uniques=True) if beam else tfdv.StatsOptions()
 
 
-def split_statistics(splits: dict[str, SplitReader], beam_options: list[str] | None = None) -> dict[str, Any]:
+def split_statistics(
+    splits: dict[str, Split], beam_options: list[str] | None = None, batch_rows: int = ARROW_BATCH_ROWS
+) -> dict[str, Any]:
     """TFDV statistics of each split (name -> DatasetFeatureStatisticsList), read in Arrow record
     batches: memory bounded by a batch and TFDV's sketches, not by the split. Without
     ``beam_options``, in this process: each batch's partial statistics merged into the running
@@ -147,7 +147,7 @@ def split_statistics(splits: dict[str, SplitReader], beam_options: list[str] | N
     Flink/Spark/Dataflow in a cluster). Measured on 2 cores, in this process is the faster at
     every size tried (the README has the figures)."""
     if beam_options:
-        return _beam_statistics(splits, beam_options)
+        return _beam_statistics(splits, beam_options, batch_rows)
     from tensorflow_data_validation.statistics import stats_impl
 
     options = _statistics_options(beam=False)
@@ -155,7 +155,7 @@ def split_statistics(splits: dict[str, SplitReader], beam_options: list[str] | N
     found = {}
     for name, split in splits.items():
         merged = [g.create_accumulator() for g in generators]
-        for batch in split.batches():
+        for batch in arrow_batches(split, batch_rows):
             part = stats_impl.generate_partial_statistics_in_memory(_tfdv_batch(batch), options, generators)
             merged = [g.merge_accumulators([m, p]) for g, m, p in zip(generators, merged, part, strict=True)]
         found[name] = stats_impl.extract_statistics_output(merged, generators)
@@ -166,7 +166,7 @@ def _record_batches(table: pa.Table, rows: int) -> list[pa.RecordBatch]:
     return table.to_batches(max_chunksize=rows)
 
 
-def _beam_statistics(splits: dict[str, SplitReader], beam_options: list[str]) -> dict[str, Any]:
+def _beam_statistics(splits: dict[str, Split], beam_options: list[str], batch_rows: int) -> dict[str, Any]:
     """One pipeline for all splits: its workers (processes that import TFDV) start once."""
     import apache_beam as beam
 
@@ -176,14 +176,16 @@ def _beam_statistics(splits: dict[str, SplitReader], beam_options: list[str]) ->
         outputs = {name: str(Path(scratch) / f"{name}.pb") for name in splits}
         with beam.Pipeline(options=pipeline_options) as pipeline:
             for name, split in splits.items():
-                if split.path is not None:
+                if isinstance(split, str):
                     batches = (
                         pipeline
-                        | f"Read {name}" >> beam.io.ReadFromParquetBatched(split.path)
-                        | f"RecordBatches {name}" >> beam.FlatMap(_record_batches, split.batch_rows)
+                        | f"Read {name}" >> beam.io.ReadFromParquetBatched(split)
+                        | f"RecordBatches {name}" >> beam.FlatMap(_record_batches, batch_rows)
                     )
                 else:
-                    batches = pipeline | f"Batches {name}" >> beam.Create(list(split.batches()))
+                    batches = pipeline | f"Batches {name}" >> beam.Create(
+                        list(arrow_batches(split, batch_rows))
+                    )
                 _ = (
                     batches
                     | f"TfdvBatches {name}" >> beam.Map(_tfdv_batch)
@@ -260,13 +262,14 @@ class _BothSplits:
     the other has a missing value) become floats, and anything else mixed becomes text, as a
     DataFrame of both would hold them."""
 
-    def __init__(self, train: SplitReader, evaluation: SplitReader) -> None:
+    def __init__(self, train: Split, evaluation: Split) -> None:
         self.splits = (train, evaluation)
+        self.schemas = [arrow_schema(split) for split in self.splits]
 
     def type_of(self, name: str) -> pa.DataType | None:
         import pyarrow as pa
 
-        kinds = {kind for split in self.splits if (kind := split.column_type(name)) is not None}
+        kinds = {schema.field(name).type for schema in self.schemas if name in schema.names}
         if len(kinds) < 2:
             return next(iter(kinds), None)
         numeric = all(pa.types.is_integer(k) or pa.types.is_floating(k) or pa.types.is_null(k) for k in kinds)
@@ -276,7 +279,9 @@ class _BothSplits:
         import pyarrow as pa
 
         kind = self.type_of(name)
-        parts = [values.cast(kind) for split in self.splits if (values := split.column(name)) is not None]
+        parts = [
+            values.cast(kind) for split in self.splits if (values := arrow_column(split, name)) is not None
+        ]
         return pa.chunked_array([chunk for values in parts for chunk in values.chunks], type=kind)
 
 
@@ -324,8 +329,8 @@ def _anomaly_map(anomalies, split: str) -> dict[str, str]:
 
 
 def validate(
-    train: str | pd.DataFrame,
-    evaluation: str | pd.DataFrame,
+    train: Split,
+    evaluation: Split,
     label_column: str,
     policy: str = "fail",
     schema_uri: str = "",
@@ -356,13 +361,12 @@ def validate(
     check_choice("validate", "policy", policy, names.VALIDATION_POLICIES)
     keep_features = feature_roles.check_keep_features(keep_features)
     beam_options = check_beam_options(beam_options)
-    train, evaluation = SplitReader(train), SplitReader(evaluation)
     if problem_type:
         check_choice("validate", "problem_type", problem_type, names.PROBLEM_TYPES)
         # Only the label column is read (a column of millions of numbers is megabytes).
         labels = {
-            split: reader.column(label_column)
-            for split, reader in (("train split", train), ("eval split", evaluation))
+            where: arrow_column(split, label_column)
+            for where, split in (("train split", train), ("eval split", evaluation))
         }
         labels = {split: values.to_pandas() for split, values in labels.items() if values is not None}
         for split, values in labels.items():

@@ -21,47 +21,44 @@ def read_split(path: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-# Rows per Arrow record batch when a split is read in pieces: at 20 columns a batch is a few
-# megabytes, and TFDV's per-batch overhead is already small against its per-row work.
-SPLIT_BATCH_ROWS = 65_536
+# -- Reading a split in Arrow, never whole: record batches, or one column --
+# A split here is its Parquet file's path, or a DataFrame already in memory (tests, small tables).
+Split = str | pd.DataFrame
+
+# Rows per Arrow record batch: at 20 columns a batch is a few megabytes, and TFDV's per-batch
+# overhead is already small against its per-row work.
+ARROW_BATCH_ROWS = 65_536
 
 
-class SplitReader:
-    """A split read in Arrow record batches or one column at a time, never whole: from its
-    Parquet file (``path``), or from a DataFrame already in memory (callers that built one)."""
+def arrow_batches(split: Split, batch_rows: int = ARROW_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """The split's rows as Arrow record batches, no pandas copy of a file: memory follows the batch
+    size (and the file's row groups), not the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    def __init__(self, source: str | pd.DataFrame, batch_rows: int = SPLIT_BATCH_ROWS) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    if isinstance(split, pd.DataFrame):
+        yield from pa.Table.from_pandas(split, preserve_index=False).to_batches(max_chunksize=batch_rows)
+    else:
+        yield from pq.ParquetFile(split).iter_batches(batch_size=batch_rows)
 
-        self.path = source if isinstance(source, str) else None
-        self.batch_rows = batch_rows
-        self._file = pq.ParquetFile(source) if isinstance(source, str) else None
-        self._table = None if isinstance(source, str) else pa.Table.from_pandas(source, preserve_index=False)
 
-    @property
-    def columns(self) -> list[str]:
-        return self._file.schema_arrow.names if self._file is not None else self._table.column_names
+def arrow_schema(split: Split) -> pa.Schema:
+    """The split's column names and Arrow types (a file's from its Parquet footer: no data read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    @property
-    def num_rows(self) -> int:
-        return self._file.metadata.num_rows if self._file is not None else self._table.num_rows
+    if isinstance(split, pd.DataFrame):
+        return pa.Schema.from_pandas(split, preserve_index=False)
+    return pq.read_schema(split)
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        if self._file is not None:
-            yield from self._file.iter_batches(batch_size=self.batch_rows)
-        else:
-            yield from self._table.to_batches(max_chunksize=self.batch_rows)
 
-    def column_type(self, name: str) -> pa.DataType | None:
-        """One column's Arrow type, from the file's schema (None: the split has no such column)."""
-        schema = self._file.schema_arrow if self._file is not None else self._table.schema
-        return schema.field(name).type if name in schema.names else None
+def arrow_column(split: Split, name: str) -> pa.ChunkedArray | None:
+    """One column's values in every row (None: the split has no such column)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    def column(self, name: str) -> pa.ChunkedArray | None:
-        """One column's values (None: the split has no such column)."""
-        if name not in self.columns:
-            return None
-        if self._file is not None:
-            return self._file.read(columns=[name]).column(0)
-        return self._table.column(name)
+    if name not in arrow_schema(split).names:
+        return None
+    if isinstance(split, pd.DataFrame):
+        return pa.Table.from_pandas(split[[name]], preserve_index=False).column(0)
+    return pq.ParquetFile(split).read(columns=[name]).column(0)

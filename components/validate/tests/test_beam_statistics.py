@@ -16,7 +16,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from kfkit.components import validate as component
 from kfkit.components.validate.executor import beam_pipeline_options, check, split_statistics
 from kfkit.errors import KfkitError
-from kfkit.splits import SplitReader, write_split
+from kfkit.splits import write_split
 
 MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
@@ -109,7 +109,7 @@ def test_batched_statistics_are_tfdv_statistics_of_the_whole_dataframe(tmp_path)
     frame = loans(3000)
     write_split(frame, str(tmp_path / "split.parquet"))
     # 7 batches of 450 rows (the last one short): each merged into the running statistics.
-    batched = split_statistics({"train": SplitReader(str(tmp_path / "split.parquet"), batch_rows=450)})
+    batched = split_statistics({"train": str(tmp_path / "split.parquet")}, batch_rows=450)
     assert_same_statistics(batched["train"], _tfdv().generate_statistics_from_dataframe(frame))
 
 
