@@ -114,8 +114,11 @@ def _tfdv_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
             array = array.cast(array.type.value_type)
         if pa.types.is_boolean(array.type):
             array = array.cast(pa.int64())
-        kind = array.type
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or _is_text(kind):
+        # A column with no value at all (Arrow's null type) stays: TFDV records it as missing.
+        if any(
+            is_kind(array.type)
+            for is_kind in (pa.types.is_integer, pa.types.is_floating, pa.types.is_null, _is_text)
+        ):
             arrays.append(array)
             names_kept.append(name)
     return table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_arrays(arrays, names_kept))

@@ -106,7 +106,7 @@ def read_statistics(outputs: dict, split: str):
 def test_batched_statistics_are_tfdv_statistics_of_the_whole_dataframe(tmp_path):
     from kfkit.components.validate.executor import _tfdv
 
-    frame = loans(3000)
+    frame = loans(3000).assign(never_filled=None)  # a column of no values is a feature too
     write_split(frame, str(tmp_path / "split.parquet"))
     # 7 batches of 450 rows (the last one short): each merged into the running statistics.
     batched = split_statistics({"train": str(tmp_path / "split.parquet")}, batch_rows=450)
