@@ -113,7 +113,8 @@ def test_batched_statistics_are_tfdv_statistics_of_the_whole_dataframe(tmp_path)
     assert_same_statistics(batched["train"], _tfdv().generate_statistics_from_dataframe(frame))
 
 
-@pytest.mark.slow  # two validate runs, one starting Beam worker processes that import TFDV
+# Not marked slow: 18 s on a quiet 2-core machine (55 s when other jobs load it), most of it
+# the two Beam workers importing TFDV; one pipeline serves both splits so they start once.
 def test_beam_multi_processing_gives_the_in_process_statistics(tmp_path):
     splits = write_splits(tmp_path / "splits", loans(2500))
     in_process = call(tmp_path / "in_process", splits, problem_type="classification")
