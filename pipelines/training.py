@@ -62,6 +62,7 @@ def training(
     drift_thresholds: dict = {},  # noqa: B006 - feature -> threshold; 1 or null turns one off
     skew_thresholds: dict = {},  # noqa: B006
     keep_features: list = [],  # noqa: B006 - identifiers or free text to use as features anyway
+    beam_options: list = [],  # noqa: B006 - validate's statistics as a Beam pipeline (never credentials)
     random_seed: int = 42,
     max_train_rows: int = 1000000,  # train on a seeded sample past this many rows; 0: all rows
     serving_namespace: str = "kfkit-serving",
@@ -110,6 +111,7 @@ def training(
             skew_thresholds=skew_thresholds,
             keep_features=keep_features,
             problem_type=problem_type,
+            beam_options=beam_options,
         )
     )
     train_task = use_model_signing_key(

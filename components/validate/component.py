@@ -25,6 +25,7 @@ def validate(
     skew_thresholds: Optional[dict] = None,
     keep_features: Optional[list] = None,
     problem_type: str = "",
+    beam_options: Optional[list] = None,
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Checks both splits against a schema with TensorFlow Data Validation: a curated one, else
@@ -70,6 +71,10 @@ def validate(
             model; e.g. ["customer_id"]. Each feature's role is recorded in the schema.
         problem_type: "classification" or "regression": checks that the label suits it (and,
             for classification, that no class appears only in the eval split); "" skips that.
+        beam_options: Beam pipeline options; given, the statistics run as a Beam pipeline
+            instead of in this process, e.g. ["--direct_running_mode=multi_processing",
+            "--direct_num_workers=4"] or ["--runner=FlinkRunner", "--flink_master=host:8081"].
+            Never credentials: they are refused, give them to the runner by its environment.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.validate.executor import run

@@ -11,20 +11,25 @@ to a hidden place.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from kfkit import feature_roles, names
 from kfkit.errors import KfkitError, first_line
 from kfkit.feature_roles import FeatureRole
 from kfkit.label_checks import check_eval_classes, check_label
 from kfkit.params import check_choice, check_thresholds
+from kfkit.splits import ARROW_BATCH_ROWS, Split, arrow_batches, arrow_column, arrow_schema
 from kfkit.storage import ObjectStore, is_object_uri
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from kfkit.runtime import Task
 
 _MAX_ANOMALIES_IN_MESSAGE = 5
@@ -95,6 +100,194 @@ def _tfdv():
     return tfdv
 
 
+def _tfdv_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A split's record batch in the form TFDV's generators take: each column a list array of
+    numbers or bytes. Booleans count as integers (TFDV's DataFrame reader does the same);
+    dictionary-encoded text is decoded; columns of other types (timestamps, nested values) are
+    left out, as TFDV's DataFrame reader leaves them out."""
+    import pyarrow as pa
+    from tfx_bsl.arrow import table_util
+
+    arrays, names_kept = [], []
+    for name, array in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_dictionary(array.type):
+            array = array.cast(array.type.value_type)
+        if pa.types.is_boolean(array.type):
+            array = array.cast(pa.int64())
+        # A column with no value at all (Arrow's null type) stays: TFDV records it as missing.
+        if any(
+            is_kind(array.type)
+            for is_kind in (pa.types.is_integer, pa.types.is_floating, pa.types.is_null, _is_text)
+        ):
+            arrays.append(array)
+            names_kept.append(name)
+    return table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_arrays(arrays, names_kept))
+
+
+def _is_text(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    return any(is_kind(arrow_type) for is_kind in kinds)
+
+
+def _statistics_options(beam: bool):
+    """TFDV's options, the same generators in both paths: the in-process path always uses the
+    sketch-based top-k (Misra-Gries counts, KMV distinct estimate: bounded memory); Beam's
+    default would count every distinct value exactly in a shuffle, so it is told to as well."""
+    tfdv = _tfdv()
+    return tfdv.StatsOptions(use_sketch_based_topk_uniques=True) if beam else tfdv.StatsOptions()
+
+
+def split_statistics(
+    splits: dict[str, Split], beam_options: list[str] | None = None, batch_rows: int = ARROW_BATCH_ROWS
+) -> dict[str, Any]:
+    """TFDV statistics of each split (name -> DatasetFeatureStatisticsList), read in Arrow record
+    batches: memory bounded by a batch and TFDV's sketches, not by the split. Without
+    ``beam_options``, in this process: each batch's partial statistics merged into the running
+    ones with TFDV's in-memory generators. With them, the same generators as one Beam pipeline
+    for all splits on the runner they name (DirectRunner multi-processing locally,
+    Flink/Spark/Dataflow in a cluster). Measured on 2 cores, in this process is the faster at
+    every size tried (the README has the figures)."""
+    if beam_options:
+        return _beam_statistics(splits, beam_options, batch_rows)
+    from tensorflow_data_validation.statistics import stats_impl
+
+    options = _statistics_options(beam=False)
+    generators = stats_impl.get_generators(options, in_memory=True)
+    found = {}
+    for name, split in splits.items():
+        merged = [g.create_accumulator() for g in generators]
+        for batch in arrow_batches(split, batch_rows):
+            part = stats_impl.generate_partial_statistics_in_memory(_tfdv_batch(batch), options, generators)
+            merged = [g.merge_accumulators([m, p]) for g, m, p in zip(generators, merged, part, strict=True)]
+        found[name] = stats_impl.extract_statistics_output(merged, generators)
+    return found
+
+
+def _record_batches(table: pa.Table, rows: int) -> list[pa.RecordBatch]:
+    return table.to_batches(max_chunksize=rows)
+
+
+def _beam_statistics(splits: dict[str, Split], beam_options: list[str], batch_rows: int) -> dict[str, Any]:
+    """One pipeline for all splits: its workers (processes that import TFDV) start once."""
+    import apache_beam as beam
+
+    tfdv = _tfdv()
+    pipeline_options = beam_pipeline_options(beam_options)
+    with tempfile.TemporaryDirectory(prefix="kfkit-validate-") as scratch:
+        outputs = {name: str(Path(scratch) / f"{name}.pb") for name in splits}
+        with beam.Pipeline(options=pipeline_options) as pipeline:
+            for name, split in splits.items():
+                if isinstance(split, str):
+                    batches = (
+                        pipeline
+                        | f"Read {name}" >> beam.io.ReadFromParquetBatched(split)
+                        | f"RecordBatches {name}" >> beam.FlatMap(_record_batches, batch_rows)
+                    )
+                else:
+                    batches = pipeline | f"Batches {name}" >> beam.Create(
+                        list(arrow_batches(split, batch_rows))
+                    )
+                _ = (
+                    batches
+                    | f"TfdvBatches {name}" >> beam.Map(_tfdv_batch)
+                    | f"Statistics {name}" >> tfdv.GenerateStatistics(_statistics_options(beam=True))
+                    | f"Write {name}" >> tfdv.WriteStatisticsToBinaryFile(outputs[name])
+                )
+        return {name: tfdv.load_stats_binary(output) for name, output in outputs.items()}
+
+
+# A Beam pipeline option as a list item: "--name=value" or a bare "--flag"; a value holding
+# " --" is two options written as one item, which Beam would read as one odd value.
+_BEAM_OPTION = re.compile(r"--([A-Za-z][A-Za-z0-9_]*)(=(?!.*\s--).*)?", re.DOTALL)
+# Option names that carry secrets (Beam's --s3_secret_access_key, --s3_access_key_id,
+# --s3_session_token, ...): a parameter is stored in the pipeline spec and in lineage, so
+# credentials reach Beam from the environment or a mounted secret, never through here.
+_CREDENTIAL_WORDS = ("secret", "password", "token", "access_key", "credential", "private_key")
+
+
+def check_beam_options(beam_options: Any) -> list[str]:
+    """The shape of ``beam_options`` (no Beam import: run-local checks this before any task):
+    a list of "--name=value" or "--flag" strings, none of them a credential."""
+    if beam_options is None:
+        return []
+    if not isinstance(beam_options, list | tuple) or not all(isinstance(o, str) for o in beam_options):
+        # Values are never echoed in these messages: a misplaced secret would land in the log.
+        raise KfkitError(
+            "The 'beam_options' parameter of validate must be a list of Beam pipeline options such as "
+            f"['--direct_running_mode=multi_processing']. Got a {type(beam_options).__name__} instead."
+        )
+    for position, option in enumerate(beam_options, start=1):
+        found = _BEAM_OPTION.fullmatch(option)
+        if found is None:
+            raise KfkitError(
+                f"The 'beam_options' parameter of validate: item {position} (starting "
+                f"{option.split('=', 1)[0][:40]!r}) is not one option; each item must be "
+                "'--name=value' or '--flag'"
+            )
+        if any(word in found.group(1).lower() for word in _CREDENTIAL_WORDS):
+            raise KfkitError(
+                f"The 'beam_options' parameter of validate has --{found.group(1)}: credentials must "
+                "not go through a pipeline parameter (it is stored in the pipeline and in lineage); "
+                "give them to the runner through its environment or a mounted secret"
+            )
+    return list(beam_options)
+
+
+def beam_pipeline_options(beam_options: list[str]):
+    """Beam's PipelineOptions of ``beam_options``, refusing option names Beam does not know and
+    values it rejects, with one line (Beam itself only warns about unknown names, and exits the
+    process on a bad value)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    check_beam_options(beam_options)
+    options = PipelineOptions(beam_options)
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):
+            known = options.get_all_options()
+    except SystemExit:
+        lines = [line for line in usage.getvalue().splitlines() if line.strip()]
+        reason = lines[-1].split("error: ", 1)[-1] if lines else "rejected by Beam"
+        raise KfkitError(f"The 'beam_options' parameter of validate: {reason}") from None
+    unknown = [o for o in beam_options if _BEAM_OPTION.fullmatch(o).group(1) not in known]
+    if unknown:
+        raise KfkitError(
+            f"The 'beam_options' parameter of validate has option(s) Beam does not know: {unknown}"
+        )
+    return options
+
+
+class _BothSplits:
+    """The whole table's columns (train rows, then eval rows) read one at a time from both
+    splits: feature_roles.TableColumns. Numbers of two types (integers in one split, floats where
+    the other has a missing value) become floats, and anything else mixed becomes text, as a
+    DataFrame of both would hold them."""
+
+    def __init__(self, train: Split, evaluation: Split) -> None:
+        self.splits = (train, evaluation)
+        self.schemas = [arrow_schema(split) for split in self.splits]
+
+    def type_of(self, name: str) -> pa.DataType | None:
+        import pyarrow as pa
+
+        kinds = {schema.field(name).type for schema in self.schemas if name in schema.names}
+        if len(kinds) < 2:
+            return next(iter(kinds), None)
+        numeric = all(pa.types.is_integer(k) or pa.types.is_floating(k) or pa.types.is_null(k) for k in kinds)
+        return pa.float64() if numeric else pa.string()
+
+    def values(self, name: str) -> pa.ChunkedArray:
+        import pyarrow as pa
+
+        kind = self.type_of(name)
+        parts = [
+            values.cast(kind) for split in self.splits if (values := arrow_column(split, name)) is not None
+        ]
+        return pa.chunked_array([chunk for values in parts for chunk in values.chunks], type=kind)
+
+
 def _schema_from_text(text: str):
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -139,8 +332,8 @@ def _anomaly_map(anomalies, split: str) -> dict[str, str]:
 
 
 def validate(
-    train: pd.DataFrame,
-    evaluation: pd.DataFrame,
+    train: Split,
+    evaluation: Split,
     label_column: str,
     policy: str = "fail",
     schema_uri: str = "",
@@ -154,36 +347,40 @@ def validate(
     skew_thresholds: dict[str, Any] | None = None,
     keep_features: list[str] | None = None,
     problem_type: str = "",
+    beam_options: list[str] | None = None,
 ) -> tuple[ValidationResult, dict[str, Any]]:
     """Returns the result and the protos to write: train/eval statistics, schema, anomalies.
 
+    ``train`` and ``evaluation``: each split's Parquet file (read in batches and by column, never
+    whole), or a DataFrame already in memory.
     ``baseline_schema``: the path of the baseline's schema.pbtxt (None: no baseline);
     ``baseline_uri``: where that baseline lives, for messages. ``baseline_statistics``: the
     path of the baseline's train_statistics.pb (None: drift is not checked, ``drift_note``
     says why); ``baseline_name`` names it in messages. ``drift_thresholds`` and
     ``skew_thresholds``: feature -> threshold overrides of :data:`DEFAULT_THRESHOLDS`.
     ``keep_features``: identifiers or free text to use as features all the same.
-    ``problem_type``: "classification" or "regression" checks the label for it ("": no check)."""
+    ``problem_type``: "classification" or "regression" checks the label for it ("": no check).
+    ``beam_options``: Beam pipeline options; given, the statistics run as a Beam pipeline."""
     check_choice("validate", "policy", policy, names.VALIDATION_POLICIES)
     keep_features = feature_roles.check_keep_features(keep_features)
+    beam_options = check_beam_options(beam_options)
     if problem_type:
         check_choice("validate", "problem_type", problem_type, names.PROBLEM_TYPES)
-        for split, frame in (("train split", train), ("eval split", evaluation)):
-            if label_column in frame.columns:
-                check_label(frame[label_column], label_column, problem_type, split)
-    if (
-        problem_type == "classification"
-        and label_column in train.columns
-        and label_column in evaluation.columns
-    ):
-        check_eval_classes(train[label_column], evaluation[label_column], label_column)
+        # Only the label column is read (a column of millions of numbers is megabytes).
+        labels = {
+            where: arrow_column(split, label_column)
+            for where, split in (("train split", train), ("eval split", evaluation))
+        }
+        labels = {split: values.to_pandas() for split, values in labels.items() if values is not None}
+        for split, values in labels.items():
+            check_label(values, label_column, problem_type, split)
+        if problem_type == "classification" and len(labels) == 2:
+            check_eval_classes(labels["train split"], labels["eval split"], label_column)
+        del labels
     tfdv = _tfdv()
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    stats = {
-        "train": tfdv.generate_statistics_from_dataframe(train),
-        "eval": tfdv.generate_statistics_from_dataframe(evaluation),
-    }
+    stats = split_statistics({"train": train, "eval": evaluation}, beam_options)
     if schema_uri:
         text = load_schema_text(schema_uri, store)
         if text is None:
@@ -197,8 +394,7 @@ def validate(
 
     # What each column is to the model (identifier, free text, date, number, category), decided
     # on the whole table and written into the schema, so train and reviewers read it there.
-    table = pd.concat([train, evaluation], ignore_index=True)
-    roles = feature_roles.decide_roles(table, schema, label_column, keep_features)
+    roles = feature_roles.decide_roles(_BothSplits(train, evaluation), schema, label_column, keep_features)
     excluded = {name for name, role in roles.items() if role.excluded}
 
     anomalies: dict[str, str] = {}
@@ -592,6 +788,8 @@ def check(params: dict[str, Any]) -> None:
         check_choice("validate", "policy", params["policy"], names.VALIDATION_POLICIES)
     if "keep_features" in params:
         feature_roles.check_keep_features(params["keep_features"])
+    if "beam_options" in params:
+        check_beam_options(params["beam_options"])
     if params.get("problem_type"):
         check_choice("validate", "problem_type", params["problem_type"], names.PROBLEM_TYPES)
     for parameter in ("drift_thresholds", "skew_thresholds"):
@@ -620,8 +818,6 @@ def check_schema_identity(schema_uri: str, expected: str) -> None:
 
 
 def run(task: Task) -> None:
-    from kfkit.splits import read_split
-
     train_split, eval_split = task.inputs["train_split"], task.inputs["eval_split"]
     baseline, p = task.inputs["baseline"], task.params
     check_schema_identity(p["schema_uri"], p.get("schema_identity") or "")
@@ -641,8 +837,8 @@ def run(task: Task) -> None:
     else:
         drift_note = ""
     result, protos = validate(
-        read_split(train_split.path),
-        read_split(eval_split.path),
+        train_split.path,
+        eval_split.path,
         label_column=train_split.metadata["label_column"],
         policy=p["policy"],
         schema_uri=p["schema_uri"],
@@ -655,6 +851,7 @@ def run(task: Task) -> None:
         skew_thresholds=p["skew_thresholds"],
         keep_features=p["keep_features"],
         problem_type=p["problem_type"],
+        beam_options=p["beam_options"],
     )
     out = task.outputs
     write_outputs(protos, result, out["statistics"].path, out["schema"].path, out["anomalies"].path)

@@ -10,14 +10,15 @@ TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kfkit.errors import KfkitError
 from kfkit.values import date_texts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 IDENTIFIER, FREE_TEXT, DATE, NUMERIC, CATEGORICAL = (
     "identifier",
@@ -62,35 +63,69 @@ class FeatureRole:
         )
 
 
-def decide_role(name: str, series: pd.Series) -> FeatureRole:
-    """One column's role from its values (the whole table: train and eval rows)."""
-    rows = len(series)
-    present = series[series.notna()]
-    distinct = int(present.nunique())
-    unique_per_row = rows >= MIN_ROWS_FOR_IDENTIFIER and distinct == rows
-    evidence = f"{distinct} distinct values in {rows} rows"
-    if pd.api.types.is_numeric_dtype(series):
+def decide_role(name: str, values: pa.ChunkedArray) -> FeatureRole:
+    """One column's role from its values (the whole table: train and eval rows), computed in
+    Arrow: a column of ten million values is a few hundred megabytes there, several gigabytes
+    as Python objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = len(values)
+    present = pc.drop_null(values)
+    if _is_number(values.type):
         # Floats are measurements even when all differ; integers unique per row number the rows.
-        if pd.api.types.is_integer_dtype(series) and unique_per_row:
-            return FeatureRole(name, IDENTIFIER, evidence)
+        if pa.types.is_integer(values.type) and rows >= MIN_ROWS_FOR_IDENTIFIER and len(present) == rows:
+            distinct = pc.count_distinct(present).as_py()
+            if distinct == rows:
+                return FeatureRole(name, IDENTIFIER, f"{distinct} distinct values in {rows} rows")
         return FeatureRole(name, NUMERIC, "")
-    distinct_texts = [str(v) for v in pd.unique(present)]
-    if distinct_texts and date_texts(distinct_texts) is not None:
-        return FeatureRole(name, DATE, f"ISO dates from {min(distinct_texts)} to {max(distinct_texts)}")
+    distinct_values = pc.unique(present.cast(pa.string()))
+    distinct = len(distinct_values)
+    evidence = f"{distinct} distinct values in {rows} rows"
+    if distinct and date_texts(_python_values(distinct_values)) is not None:
+        bounds = pc.min_max(distinct_values)
+        return FeatureRole(name, DATE, f"ISO dates from {bounds['min']} to {bounds['max']}")
     if distinct >= MIN_DISTINCT_FOR_TEXT and distinct >= MIN_DISTINCT_SHARE_FOR_TEXT * len(present):
-        texts = present.astype(str)
-        words = float(texts.str.split().str.len().median())
-        chars = float(texts.str.len().median())
+        texts = present.cast(pa.string())
+        # Words as Python's str.split() counts them: runs of whitespace separate, leading and
+        # trailing whitespace does not make empty words, and an empty text has none.
+        trimmed = pc.utf8_trim_whitespace(texts)
+        word_counts = pc.if_else(
+            pc.equal(pc.utf8_length(trimmed), 0), 0, pc.list_value_length(pc.utf8_split_whitespace(trimmed))
+        )
+        words = _median(word_counts)
+        chars = _median(pc.utf8_length(texts))
         if words >= MIN_MEDIAN_WORDS_FOR_TEXT or chars >= MIN_MEDIAN_CHARS_FOR_TEXT:
             return FeatureRole(name, FREE_TEXT, f"{evidence}, median {words:g} words, {chars:g} characters")
-    if unique_per_row:
+    if rows >= MIN_ROWS_FOR_IDENTIFIER and distinct == rows:
         return FeatureRole(name, IDENTIFIER, evidence)
     return FeatureRole(name, CATEGORICAL, "")
 
 
-def kept_role(role: FeatureRole, series: pd.Series) -> FeatureRole:
+def _is_number(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    kinds = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+    return any(is_kind(arrow_type) for is_kind in kinds)
+
+
+def _median(values: Any) -> float:
+    """The median as pandas computes it (the mean of the two middle values of an even count)."""
+    import pyarrow.compute as pc
+
+    return float(pc.quantile(values, q=0.5, interpolation="linear")[0].as_py())
+
+
+def _python_values(values: pa.Array, piece: int = 10_000) -> Iterator[str]:
+    """Values as Python strings a piece at a time: date_texts stops at the first non-date, so a
+    column of millions of identifiers is not turned into millions of Python strings."""
+    for start in range(0, len(values), piece):
+        yield from values.slice(start, piece).to_pylist()
+
+
+def kept_role(role: FeatureRole, arrow_type: pa.DataType) -> FeatureRole:
     """An excluded feature the user named in keep_features: numeric or categorical by its type."""
-    kind = NUMERIC if pd.api.types.is_numeric_dtype(series) else CATEGORICAL
+    kind = NUMERIC if _is_number(arrow_type) else CATEGORICAL
     return FeatureRole(role.name, kind, f"kept by keep_features (would be {role.describe()})")
 
 
@@ -144,29 +179,44 @@ def annotate_schema(schema: Any, roles: dict[str, FeatureRole]) -> None:
             feature.annotation.comment.append(role.evidence)
 
 
+class TableColumns(Protocol):
+    """The whole table's columns, one at a time (validate reads them from both splits' files)."""
+
+    def type_of(self, name: str) -> pa.DataType | None:
+        """The column's Arrow type, None when the table has no such column."""
+
+    def values(self, name: str) -> pa.ChunkedArray:
+        """The column's values in every row."""
+
+
 def decide_roles(
-    table: pd.DataFrame,
+    columns: TableColumns,
     schema: Any,
     label_column: str,
     keep_features: list[str] | None = None,
 ) -> dict[str, FeatureRole]:
     """The role of every schema feature but the label: the schema's own annotation where it has
-    one (a reviewer's word), else decided from ``table``; then keep_features turns an excluded
-    feature back into a numeric or categorical one. Annotates ``schema`` with the result."""
+    one (a reviewer's word), else decided from the column's values in ``columns`` (floats by their
+    type alone, no values read); then keep_features turns an excluded feature back into a numeric
+    or categorical one. Annotates ``schema`` with the result."""
+    import pyarrow as pa
+
     recorded = schema_roles(schema)
     names = [f.name for f in schema.feature if f.name != label_column]
     keep = check_keep_features(keep_features, names)
     roles: dict[str, FeatureRole] = {}
     for name in names:
         role = recorded.get(name)
-        if role is None and name in table.columns:
-            role = decide_role(name, table[name])
+        arrow_type = columns.type_of(name)
+        if role is None and arrow_type is not None:
+            measured = pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type)
+            role = FeatureRole(name, NUMERIC, "") if measured else decide_role(name, columns.values(name))
         if role is None:
             continue
         if role.excluded and name in keep:
-            if name not in table.columns:
+            if arrow_type is None:
                 raise KfkitError(f"keep_features: feature '{name}' is not in the data")
-            role = kept_role(role, table[name])
+            role = kept_role(role, arrow_type)
         roles[name] = role
     annotate_schema(schema, roles)
     return roles

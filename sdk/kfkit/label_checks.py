@@ -43,14 +43,15 @@ def check_eval_classes(train_labels: pd.Series, eval_labels: pd.Series, label_co
     An error, not a warning: the model cannot predict a class it never saw, so its metrics on
     those rows (log loss, per-class scores) are undefined, and the fix lies in the data or the
     split (split_key, eval_fraction, more rows of that class), not in the model."""
-    seen = set(train_labels.dropna().astype(str))
-    unseen = eval_labels.dropna().astype(str)
-    unseen = unseen[~unseen.isin(seen)]
-    if len(unseen):
-        classes = sorted(set(unseen))
+    # Classes, not rows, become text: millions of rows hold a handful of classes.
+    seen = {str(label) for label in train_labels.dropna().unique()}
+    eval_counts = eval_labels.dropna().value_counts()
+    unseen = {str(label): int(count) for label, count in eval_counts.items() if str(label) not in seen}
+    if unseen:
+        classes = sorted(unseen)
         raise KfkitError(
             f"eval split: label '{label_column}' has class(es) {classes[:5]}"
-            f"{' and more' if len(classes) > 5 else ''} ({len(unseen)} rows) that the train split "
+            f"{' and more' if len(classes) > 5 else ''} ({sum(unseen.values())} rows) that the train split "
             "lacks; a model cannot learn them: add rows of those classes or change split_key "
             "or eval_fraction"
         )
