@@ -37,10 +37,31 @@ from typing import Any
 
 from kfkit.catalog import load_compiled, pipeline_spec_file
 from kfkit.errors import KfkitError, first_line
+from kfkit.local_cache import (
+    CACHE_DIR_ENV,
+    VERSIONS_ENV,
+    CacheEntryError,
+    Entry,
+    LocalCache,
+    cache_dir,
+    cacheable,
+    cached_properties,
+    function_of,
+    pipeline_versions,
+    task_key,
+)
 from kfkit.local_store import LocalObjectStore, pid_alive
 from kfkit.metadata import open_store
 from kfkit.metadata.config import URI_ENV
-from kfkit.metadata.store import COMPLETE, CONTAINER_EXECUTION, FAILED, MetadataStore
+from kfkit.metadata.store import (
+    CACHED,
+    COMPLETE,
+    CONTAINER_EXECUTION,
+    FAILED,
+    MetadataStore,
+    OutputArtifact,
+    RunHandle,
+)
 from kfkit.params import check_no_nested_null
 from kfkit.runtime import RUN_ID_ENV, TASK_IMAGES_ENV
 from kfkit.settings import state_dir
@@ -48,7 +69,7 @@ from kfkit.storage import ENDPOINT_ENV
 from kfkit.warm_start import routes_for, warm_interpreters
 
 Progress = Callable[[str], None]
-_STATUS = {COMPLETE: "SUCCEEDED", FAILED: "FAILED"}
+_STATUS = {COMPLETE: "SUCCEEDED", CACHED: "CACHED", FAILED: "FAILED"}
 # How a run ended, for people and schedulers (``kfkit run-local`` exits with OUTCOME_EXIT_CODES):
 PUSHED, UNCHANGED, COMPLETED = "pushed", "unchanged", "completed"
 NOT_BLESSED, FAILED_RUN = "not blessed", "failed"
@@ -64,7 +85,7 @@ class RunSummary:
     run_id: str
     pipeline: str
     status: str  # SUCCEEDED or FAILED
-    tasks: dict[str, str]  # task -> SUCCEEDED / FAILED / NOT_RUN (in pipeline order)
+    tasks: dict[str, str]  # task -> SUCCEEDED / CACHED / FAILED / NOT_RUN (in pipeline order)
     error: str | None = None
     # pushed, unchanged (the latest version is this very model), not blessed (a gate refused),
     # completed (no push in the pipeline) or failed.
@@ -161,11 +182,18 @@ def run_local(
     pipeline: str = "training",
     progress: Progress | None = None,
     metadata_uri: str | None = None,
+    use_cache: bool = True,
 ) -> RunSummary:
     """Run a pipeline locally (kfkit's by name, or a .py / compiled .yaml file) and record its
     lineage in the metadata store (``metadata_uri``, else ``KFKIT_METADATA_URI``, else SQLite
     under the state folder). Uses the local object store when none is configured (see
-    ``object_store_env``). Never raises for a failed task: the summary says."""
+    ``object_store_env``). Never raises for a failed task: the summary says.
+
+    ``use_cache``: reuse the outputs of tasks whose component version, parameters and input
+    contents are those of an earlier successful task (:mod:`kfkit.local_cache`; recorded as
+    CACHED). When every cacheable task is a hit, no task process starts at all: resolve_source
+    and push (never cached) run in this process and the rest is restored (``_run_cached``).
+    Otherwise kfp.local runs the pipeline and each task looks itself up."""
     from kfp import local
 
     progress = progress or (lambda line: None)
@@ -199,26 +227,34 @@ def run_local(
         URI_ENV: store.description,  # the store's URI, never with a password
         TASK_IMAGES_ENV: json.dumps(task_images(spec)),
     }
+    cache = LocalCache(cache_dir(root)) if use_cache else None
+    versions = pipeline_versions(spec) if cache else {}
+    if cache:
+        task_env.update({CACHE_DIR_ENV: str(cache.root), VERSIONS_ENV: json.dumps(versions)})
     failure = None
     started = time.perf_counter()
-    with (
-        # First: the servers' imports overlap the store's start (warm_start.py).
-        warm_interpreters(root, routes_for(spec)) as warm,
-        object_store_env(),
-        _environ(task_env),
-        open(log_path, "w") as log,
-    ):
-        with (
-            contextlib.redirect_stdout(_ProgressTee(log, progress)),
-            warnings.catch_warnings(),
-            warm.as_sys_executable(),
-        ):
-            # kfp warns that kfkit's image name does not contain "python": expected here.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            try:
-                pipeline_component(**parameters)
-            except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
-                failure = first_line(exc)
+    with object_store_env(), _environ(task_env), open(log_path, "w") as log:
+        plan = CachePlan.make(spec, values, versions, cache, run_root) if cache else None
+        with contextlib.redirect_stdout(_ProgressTee(log, progress)):
+            done = plan.run(store, run) if plan and plan.complete else None
+        if done is not None:
+            failure = done or None
+        else:
+            routes = routes_for(spec)
+            if plan and plan.hits.keys() >= {t for t, f in plan.functions.items() if f in routes["validate"]}:
+                routes.pop("validate")  # validate is cached: nobody needs TensorFlow imported
+            with (
+                warm_interpreters(root, routes) as warm,
+                contextlib.redirect_stdout(_ProgressTee(log, progress)),
+                warnings.catch_warnings(),
+                warm.as_sys_executable(),
+            ):
+                # kfp warns that kfkit's image name does not contain "python": expected here.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                try:
+                    pipeline_component(**parameters)
+                except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
+                    failure = first_line(exc)
     seconds = round(time.perf_counter() - started, 2)
     summary = summarise(store, spec, run_id, failure)
     store.finish_run(run, COMPLETE if summary.status == "SUCCEEDED" else FAILED)
@@ -230,6 +266,220 @@ def run_local(
     summary.metadata = {"store": store.description, "recorded": True}
     (runs_dir / f"{run_id}.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
+
+
+@dataclass
+class CachePlan:
+    """Which tasks of a local run the cache answers, found before anything runs: resolve_source's
+    identities predicted (its own logic, no record), then each task's key from its parameters
+    and its producers' stored output identities, in pipeline order. ``complete``: every task is
+    a hit or a never-cached kfkit task whose inputs the hits provide, so :meth:`run` does the
+    whole run without kfp.local."""
+
+    spec: dict[str, Any]
+    values: dict[str, Any]
+    cache: LocalCache
+    run_root: Path
+    functions: dict[str, str]  # task -> component function
+    hits: dict[str, Entry] = field(default_factory=dict)
+    resolved: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> output parameters
+    complete: bool = True
+
+    @classmethod
+    def make(
+        cls,
+        spec: dict[str, Any],
+        values: dict[str, Any],
+        versions: dict[str, str],
+        cache: LocalCache,
+        run_root: Path,
+    ) -> CachePlan:
+        from kfkit.components import __all__ as kfkit_components
+
+        executors = spec.get("deploymentSpec", {}).get("executors", {})
+        functions = {
+            name: function_of(
+                executors.get(spec["components"][t["componentRef"]["name"]].get("executorLabel", ""), {})
+            )
+            for name, t in spec["root"]["dag"]["tasks"].items()
+        }
+        plan = cls(spec, values, cache, run_root, functions)
+        for name in task_order(spec):
+            function = functions[name]
+            params = plan.parameters(name)
+            inputs = plan._input_sources(name)
+            if function not in kfkit_components or params is None or inputs is None:
+                plan.complete = False
+            elif function == "resolve_source":
+                plan.resolved[name] = _predict_source(params)
+                plan.complete = plan.complete and bool(plan.resolved[name])
+            elif cacheable(function):
+                identities = {i: plan.hits[p].outputs[o]["identity"] for i, (p, o) in inputs.items()}
+                key = task_key(function, versions[name], params, identities)
+                try:
+                    plan.hits[name] = cache.lookup(
+                        key, list(plan.component(name).get("outputDefinitions", {}).get("artifacts", {}))
+                    )
+                except (KeyError, CacheEntryError):  # the task itself says why an entry is unusable
+                    plan.complete = False
+        return plan
+
+    def component(self, name: str) -> dict[str, Any]:
+        return self.spec["components"][self.spec["root"]["dag"]["tasks"][name]["componentRef"]["name"]]
+
+    def parameters(self, name: str) -> dict[str, Any] | None:
+        """The parameters task ``name`` will get, as its executor sees them (``task_name`` left
+        out); None when one is only known at run time."""
+        from kfkit.runtime import TASK_NAME
+
+        given = self.spec["root"]["dag"]["tasks"][name].get("inputs", {}).get("parameters", {})
+        params: dict[str, Any] = {}
+        for param, definition in (
+            self.component(name).get("inputDefinitions", {}).get("parameters", {}).items()
+        ):
+            if param == TASK_NAME:
+                continue
+            source = given.get(param)
+            if source is None:
+                value = definition.get("defaultValue")
+            elif "componentInputParameter" in source:
+                value = self.values.get(source["componentInputParameter"])
+            elif "runtimeValue" in source:
+                value = source["runtimeValue"].get("constant")
+                if isinstance(value, str) and value.startswith("{{"):
+                    return None
+            elif "taskOutputParameter" in source:
+                output = source["taskOutputParameter"]
+                value = self.resolved.get(output["producerTask"], {}).get(output["outputParameterKey"])
+                if value is None:
+                    return None
+            else:
+                return None
+            if definition.get("parameterType") == "NUMBER_INTEGER" and isinstance(value, float):
+                value = int(value) if value.is_integer() else value
+            params[param] = value
+        return params
+
+    def _input_sources(self, name: str) -> dict[str, tuple[str, str]] | None:
+        """input artifact -> (producer task, output), when every producer is a hit."""
+        sources = {}
+        for input_name, source in (
+            self.spec["root"]["dag"]["tasks"][name].get("inputs", {}).get("artifacts", {}).items()
+        ):
+            output = source.get("taskOutputArtifact", {})
+            if output.get("producerTask") not in self.hits:
+                return None
+            sources[input_name] = (output["producerTask"], output["outputArtifactKey"])
+        return sources
+
+    def run(self, store: MetadataStore, run: RunHandle) -> str | None:
+        """The whole run from the cache: restore every hit's files (each sha256 checked), run
+        resolve_source and push in this process (through the same ``kfkit.runtime.execute``
+        as in a task), record the hits as CACHED. Returns "" when it ran, the failure when a
+        task failed, None when the pipeline must run after all (nothing was recorded, except
+        in the rare case that the data changed since the plan was made)."""
+        restored: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}  # -> type, uri, metadata
+        for name, entry in self.hits.items():
+            for output, record in entry.outputs.items():
+                target = self.run_root / name / output
+                try:
+                    metadata = self.cache.restore(entry, output, target)
+                except CacheEntryError as exc:
+                    print(
+                        f"kfkit {name}: warning: cache entry {entry.key[:12]} is unusable ({exc}); "
+                        "running the pipeline"
+                    )
+                    self.cache.discard(entry.key)
+                    return None
+                restored[(name, output)] = (record["type"], str(target), metadata)
+        for name in task_order(self.spec):
+            if name in self.hits:
+                self._record_cached(store, run, name, restored)
+                continue
+            failure = self._run_in_process(name, restored)
+            if failure:
+                return failure
+            if name in self.resolved:
+                found = {k: (self.run_root / name / k).read_text() for k in self.resolved[name]}
+                if found != self.resolved[name]:  # changed since the plan: the pipeline decides
+                    return None
+        return ""
+
+    def _inputs(self, name: str, restored: dict) -> dict[str, tuple[str, str, dict[str, Any]]]:
+        return {i: restored[source] for i, source in (self._input_sources(name) or {}).items()}
+
+    def _record_cached(self, store: MetadataStore, run: RunHandle, name: str, restored: dict) -> None:
+        inputs = self._inputs(name, restored)
+        found = store.artifact_ids_by_uri([uri for _, uri, _ in inputs.values()])
+        input_ids = {i: found[uri] for i, (_, uri, _) in inputs.items() if uri in found}
+        image = task_images(self.spec).get(name, "")
+        task_id = store.start_task(run, name, image, self.parameters(name) or {}, input_ids)
+        outputs = [
+            OutputArtifact(name=o, type=type_name, uri=uri, metadata=metadata)
+            for (task, o), (type_name, uri, metadata) in restored.items()
+            if task == name
+        ]
+        store.finish_task(run, task_id, CACHED, outputs, properties=cached_properties(self.hits[name]))
+        print(f"kfkit {name}: cached: the outputs of run {self.hits[name].run_id or '?'}", flush=True)
+
+    def _run_in_process(self, name: str, restored: dict) -> str:
+        """Run a never-cached kfkit task here, as its kfp body would run in a task process."""
+        import kfkit.components
+        from kfkit.runtime import TASK_NAME
+
+        component = getattr(kfkit.components, self.functions[name])
+        definition = self.component(name)
+        folder = self.run_root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        arguments: dict[str, Any] = {**(self.parameters(name) or {}), TASK_NAME: name}
+        for output in definition.get("outputDefinitions", {}).get("parameters", {}):
+            arguments[output] = str(folder / output)
+        outputs = definition.get("outputDefinitions", {}).get("artifacts", {})
+        for output, spec in outputs.items():
+            kind = _artifact_class(spec["artifactType"]["schemaTitle"])
+            arguments[output] = kind(name=output, uri=str(folder / output), metadata={})
+        for input_name, (type_name, uri, metadata) in self._inputs(name, restored).items():
+            arguments[input_name] = _artifact_class(type_name)(
+                name=input_name, uri=uri, metadata=dict(metadata)
+            )
+        try:
+            component.python_func(**arguments)
+        except SystemExit as exc:  # a KfkitError: the task recorded it and said why on stderr
+            if exc.code not in (0, None):
+                return f"{name} failed"
+        except Exception as exc:  # noqa: BLE001 - a bug in the task: recorded by the task, reported here
+            return f"{name}: {type(exc).__name__}: {first_line(exc)}"
+        for output in outputs:
+            artifact = arguments[output]
+            restored[(name, output)] = (artifact.schema_title, artifact.uri, dict(artifact.metadata))
+        return ""
+
+
+def _artifact_class(schema_title: str) -> Any:
+    from kfp import dsl
+
+    kinds = (
+        dsl.Artifact, dsl.Dataset, dsl.Model, dsl.Metrics, dsl.ClassificationMetrics,
+        dsl.SlicedClassificationMetrics, dsl.HTML, dsl.Markdown,
+    )  # fmt: skip
+    return next((kind for kind in kinds if kind.schema_title == schema_title), dsl.Artifact)
+
+
+def _predict_source(params: dict[str, Any]) -> dict[str, str]:
+    """resolve_source's output parameters, computed by its own logic without recording a task
+    ({} when it fails: the task then runs in the pipeline and says why)."""
+    from kfkit.components.resolve_source.executor import resolve
+
+    try:
+        found = resolve(
+            params["source_uri"],
+            params.get("model_name") or "",
+            deploy_strategy=params.get("deploy_strategy"),
+            serving_namespace=params.get("serving_namespace") or "",
+        )
+    except Exception:  # noqa: BLE001 - only a prediction
+        return {}
+    return {"source_identity": found["source_identity"], "baseline_identity": found["baseline_identity"]}
 
 
 _PARAMETER_TYPES = {

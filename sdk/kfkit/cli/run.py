@@ -70,6 +70,11 @@ def _coerce_to_pipeline_types(spec_path: Path, params: dict[str, Any]) -> dict[s
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @click.option("--metadata-uri", default=None, help=METADATA_URI_HELP)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Run every task: no look-up in the local cache (<state>/cache) and nothing stored in it.",
+)
 @user_errors
 def run_local_command(
     config_path: str | None,
@@ -77,6 +82,7 @@ def run_local_command(
     pipeline_option: str | None,
     as_json: bool,
     metadata_uri: str | None,
+    no_cache: bool,
 ) -> None:
     """Run a pipeline on this machine with kfp.local: kfkit's training pipeline, or any
     pipeline built from kfkit's components.
@@ -86,6 +92,10 @@ def run_local_command(
 
     Starts the local object store when none is configured (KFKIT_S3_ENDPOINT unset) and
     stops what it started.
+
+    A task whose component version, parameters and input contents are those of an earlier
+    successful task is not run: its outputs are restored from the local cache and lineage records
+    it as CACHED (resolve_source and push always run). --no-cache runs everything.
     """
     from kfkit.catalog import pipeline_spec_file
     from kfkit.local_run import NOT_BLESSED, OUTCOME_EXIT_CODES, format_summary, load_config, run_local
@@ -95,7 +105,13 @@ def run_local_command(
     parameters.update(parse_params(params))
     spec_path = pipeline_spec_file(pipeline)  # a .py file is compiled once, here
     parameters = _coerce_to_pipeline_types(spec_path, parameters)
-    summary = run_local(parameters, pipeline=str(spec_path), progress=_progress, metadata_uri=metadata_uri)
+    summary = run_local(
+        parameters,
+        pipeline=str(spec_path),
+        progress=_progress,
+        metadata_uri=metadata_uri,
+        use_cache=not no_cache,
+    )
     if as_json:
         _emit_json(summary.to_dict())
     else:
