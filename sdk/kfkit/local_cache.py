@@ -217,11 +217,14 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _imported_modules(path: Path, module: str) -> set[str]:
-    """kfkit modules ``path`` imports anywhere (top level or inside functions)."""
+@cache
+def _imported_modules(path: Path, module: str, source: bytes) -> frozenset[str]:
+    """kfkit modules ``source`` (of ``path``) imports anywhere (top level or inside functions)."""
     found: set[str] = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+    if b"kfkit" not in source:
+        return frozenset()
+    for node in ast.walk(ast.parse(source, str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -231,7 +234,7 @@ def _imported_modules(path: Path, module: str) -> set[str]:
                 base = ".".join([*parent, *([base] if base else [])])
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)  # a module or a name
-    return {name for name in found if name == "kfkit" or name.startswith("kfkit.")}
+    return frozenset(name for name in found if name == "kfkit" or name.startswith("kfkit."))
 
 
 @cache
@@ -247,8 +250,9 @@ def _module_sources(function: str) -> dict[str, str]:
         path = _module_file(module)
         if path is None:
             continue  # a name imported from a module, not a module
-        sources[module] = hashlib.sha256(path.read_bytes()).hexdigest()
-        waiting.extend(_imported_modules(path, module) - set(sources))
+        source = path.read_bytes()
+        sources[module] = hashlib.sha256(source).hexdigest()
+        waiting.extend(_imported_modules(path, module, source) - set(sources))
     return dict(sorted(sources.items()))
 
 

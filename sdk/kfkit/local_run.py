@@ -198,9 +198,8 @@ def run_local(
 
     progress = progress or (lambda line: None)
     spec_path = pipeline_spec_file(pipeline)
-    pipeline_component = load_compiled(spec_path)
-    _check_parameters(pipeline_component, parameters, spec_path)
-    spec = pipeline_spec(spec_path)
+    spec = _compiled_spec(spec_path)
+    _check_parameters(spec, parameters, spec_path)
     preflight(spec, with_defaults(spec, parameters))  # every parameter, before anything is opened
     store = open_store(metadata_uri)  # before anything runs: an unreachable store loses nothing
 
@@ -252,7 +251,7 @@ def run_local(
                 # kfp warns that kfkit's image name does not contain "python": expected here.
                 warnings.simplefilter("ignore", RuntimeWarning)
                 try:
-                    pipeline_component(**parameters)
+                    load_compiled(spec_path)(**parameters)
                 except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
                     failure = first_line(exc)
     seconds = round(time.perf_counter() - started, 2)
@@ -644,17 +643,36 @@ def _add_artifact(summary: RunSummary, task: str, artifact: Any) -> None:
         }
 
 
-def _check_parameters(component: Any, parameters: dict[str, Any], spec_path: Path) -> None:
-    declared = component.component_spec.inputs or {}
+def _check_parameters(spec: dict[str, Any], parameters: dict[str, Any], spec_path: Path) -> None:
+    inputs = spec.get("root", {}).get("inputDefinitions", {})
+    declared = {**inputs.get("artifacts", {}), **inputs.get("parameters", {})}
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         raise KfkitError(
             f"unknown pipeline parameter(s) {unknown} for {spec_path.name}; "
             f"known: {', '.join(sorted(declared))}"
         )
-    missing = sorted(k for k, spec in declared.items() if not spec.optional and k not in parameters)
+    missing = sorted(
+        name
+        for name, definition in declared.items()
+        if not (definition.get("isOptional") or "defaultValue" in definition) and name not in parameters
+    )
     if missing:
         raise KfkitError(f"missing pipeline parameter(s) {missing} for {spec_path.name}")
+
+
+def _compiled_spec(spec_path: Path) -> dict[str, Any]:
+    """The pipeline's spec; for a file that is not a compiled pipeline, kfp's reason why."""
+    try:
+        spec = pipeline_spec(spec_path)
+    except Exception:  # noqa: BLE001 - kfp's loader below says what is wrong, in one line
+        spec = None
+    if not (
+        isinstance(spec, dict) and "pipelineInfo" in spec and "tasks" in spec.get("root", {}).get("dag", {})
+    ):
+        load_compiled(spec_path)  # raises with the reason
+        raise KfkitError(f"{spec_path}: not a compiled kfp pipeline (no pipelineInfo and root DAG)")
+    return spec
 
 
 def pipeline_spec(spec_path: Path) -> dict[str, Any]:
@@ -662,7 +680,9 @@ def pipeline_spec(spec_path: Path) -> dict[str, Any]:
     platform spec from kfp-kubernetes, may follow it)."""
     import yaml
 
-    return next(yaml.safe_load_all(spec_path.read_text()))
+    # libyaml's loader when there is one: the pure-Python one takes ~0.3 s on this file.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return next(yaml.load_all(spec_path.read_text(), Loader=loader))
 
 
 def with_defaults(spec: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:

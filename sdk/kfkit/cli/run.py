@@ -40,13 +40,16 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 def _coerce_to_pipeline_types(spec_path: Path, params: dict[str, Any]) -> dict[str, Any]:
     """--param data_uri=123 is a string for a STRING input, whatever YAML thinks."""
-    from kfkit.catalog import load_compiled
+    from kfkit.local_run import pipeline_spec
 
-    inputs = load_compiled(spec_path).component_spec.inputs or {}
+    try:  # the spec, not kfp's loader: ~1 s less for every run (run_local says if it is no pipeline)
+        inputs = pipeline_spec(spec_path).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    except Exception:  # noqa: BLE001
+        return params
     out = dict(params)
     for name, value in params.items():
         spec = inputs.get(name)
-        if spec is not None and spec.type == "String" and not isinstance(value, str):
+        if spec is not None and spec.get("parameterType") == "STRING" and not isinstance(value, str):
             out[name] = str(value)
     return out
 
