@@ -52,6 +52,8 @@ from kfkit.task_settings import NEVER_CACHED
 # Set by ``kfkit run-local`` for its tasks: the cache folder (unset: no caching) and each task's
 # component version (task name -> version), computed once from the compiled pipeline.
 CACHE_DIR_ENV = "KFKIT_CACHE_DIR"
+# ``KFKIT_CACHE=0`` turns the cache off for every run (as ``kfkit run-local --no-cache`` does).
+ENABLED_ENV = "KFKIT_CACHE"
 VERSIONS_ENV = "KFKIT_CACHE_VERSIONS"
 # Parameters that name the run or the task, never what it computes.
 PER_RUN_PARAMETERS = frozenset({"task_name", "run_id"})
@@ -68,6 +70,10 @@ class CacheEntryError(Exception):
 
 def cache_dir(state: Path) -> Path:
     return state / "cache"
+
+
+def cache_enabled() -> bool:
+    return os.environ.get(ENABLED_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 # -- keys ---------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from kfkit.local_cache import (
     Entry,
     LocalCache,
     cache_dir,
+    cache_enabled,
     cacheable,
     cached_properties,
     function_of,
@@ -191,9 +192,10 @@ def run_local(
 
     ``use_cache``: reuse the outputs of tasks whose component version, parameters and input
     contents are those of an earlier successful task (:mod:`kfkit.local_cache`; recorded as
-    CACHED). When every cacheable task is a hit, no task process starts at all: resolve_source
-    and push (never cached) run in this process and the rest is restored (``_run_cached``).
-    Otherwise kfp.local runs the pipeline and each task looks itself up."""
+    CACHED; ``KFKIT_CACHE=0`` turns it off too). When every cacheable task is a hit, no task
+    process starts at all: resolve_source and push (never cached) run in this process and the
+    rest is restored (:class:`CachePlan`). Otherwise kfp.local runs the pipeline and each task
+    looks itself up."""
     from kfp import local
 
     progress = progress or (lambda line: None)
@@ -226,7 +228,7 @@ def run_local(
         URI_ENV: store.description,  # the store's URI, never with a password
         TASK_IMAGES_ENV: json.dumps(task_images(spec)),
     }
-    cache = LocalCache(cache_dir(root)) if use_cache else None
+    cache = LocalCache(cache_dir(root)) if use_cache and cache_enabled() else None
     versions = pipeline_versions(spec) if cache else {}
     if cache:
         task_env.update({CACHE_DIR_ENV: str(cache.root), VERSIONS_ENV: json.dumps(versions)})
