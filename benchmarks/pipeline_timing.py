@@ -9,7 +9,7 @@ ratios, beside fixed costs measured in the same run. Writes benchmarks/results/p
 
 It then times the local run cache (kfkit.local_cache) in the same run: per pair, in a fresh
 state folder (an empty cache), a fresh run, the rerun after it (its push changed the registry,
-so resolve-baseline and what reads the baseline rerun), and an unchanged rerun (every cacheable
+so resolve-baseline and all after validate rerun), and an unchanged rerun (every cacheable
 task restored, no task process started), each as the wall time of the whole ``run_local``
 call in this process, plus the same unchanged rerun as a new ``kfkit run-local`` process
 (interpreter start, imports, CLI). ``--cache-only`` measures only that and rewrites only its
@@ -252,8 +252,9 @@ def cache_report(pairs: int) -> str:
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores (shared with other work), "
         f"{pairs} sequences, each in a fresh state folder (empty cache) against one running store: a "
-        "fresh run, the rerun after it (its push made version 1 the baseline: resolve-baseline, validate "
-        "and evaluate rerun), then an unchanged rerun (every cacheable task restored from the cache, "
+        "fresh run, the rerun after it (its push made version 1 the baseline: only ingest is reused, "
+        "validate's drift check against version 1 changes its outputs and so train's and evaluate's "
+        "inputs), then an unchanged rerun (every cacheable task restored from the cache, "
         "resolve-source and push in the `kfkit` process, no task process and no warm server started). "
         "Wall time of the whole `run_local` call (pre-flight, metadata, run, summary), median; the CLI "
         "row is a new `kfkit run-local` process for the same unchanged rerun (interpreter start, "

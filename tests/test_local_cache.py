@@ -60,7 +60,7 @@ def runs(store_env, tmp_path_factory) -> dict:
     base = (f"data_uri={data}", "model_name=cache-penguins")
     done = {"env": env, "home": home}
     done["fresh"] = _run(env, *base)
-    done["after_push"] = _run(env, *base)  # the registry changed: version 1 is the baseline now
+    done["after_push"] = _run(env, *base)  # the registry changed: version 1 is the baseline
     done["unchanged"] = _run(env, *base)
     proc = run_kfkit(["run-local", "--config", "configs/penguins.yaml", "--json", "--no-cache",
                       "--param", base[0], "--param", base[1]], env)  # fmt: skip
@@ -114,10 +114,12 @@ def test_unchanged_rerun_restores_every_cacheable_task_and_records_it_cached(run
     assert "  train              CACHED" in table
 
 
-def test_a_push_changes_the_baseline_so_only_what_reads_it_reruns(runs):
+def test_a_push_changes_the_baseline_so_what_reads_it_reruns(runs):
     tasks = runs["after_push"]["tasks"]
-    assert tasks["ingest"] == tasks["train"] == "CACHED"
-    assert tasks["resolve-baseline"] == tasks["validate"] == tasks["evaluate"] == "SUCCEEDED"
+    assert tasks["ingest"] == "CACHED"  # the data did not change
+    # Version 1 is the baseline now: validate checks drift against it, and its outputs (which
+    # say so) are train's inputs.
+    assert [tasks[t] for t in ("resolve-baseline", "validate", "train", "evaluate")] == ["SUCCEEDED"] * 4
 
 
 def test_run_ids_do_not_enter_the_keys(runs):
@@ -136,8 +138,9 @@ def test_run_ids_do_not_enter_the_keys(runs):
     assert set(cached) == set(CACHEABLE)
     for task, key in cached.items():
         assert stored[task][key] != runs["unchanged"]["run_id"]  # stored by another run, same key
-    # Train and evaluate were stored by the first run and reused by the next two.
-    assert stored["train"][cached["train"]] == runs["fresh"]["run_id"]
+    # Ingest was stored by the first run and reused by the next two.
+    assert stored["ingest"][cached["ingest"]] == runs["fresh"]["run_id"]
+    assert stored["train"][cached["train"]] == runs["after_push"]["run_id"]
 
 
 def test_no_cache_runs_every_task(runs):
