@@ -29,10 +29,8 @@ warning, and is replaced. The whole ``cache`` folder is safe to delete (``kfkit 
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
-import importlib.metadata
 import json
 import math
 import numbers
@@ -196,6 +194,8 @@ def _kfkit_components() -> tuple[str, ...]:
 
 @cache
 def _library_versions() -> dict[str, str]:
+    import importlib.metadata  # ~0.1 s: only in the run-local process, never in a task
+
     versions = {}
     for name in _LIBRARIES:
         try:
@@ -226,6 +226,8 @@ def _module_file(module: str) -> Path | None:
 @cache
 def _imported_modules(path: Path, module: str, source: bytes) -> frozenset[str]:
     """kfkit modules ``source`` (of ``path``) imports anywhere (top level or inside functions)."""
+    import ast
+
     found: set[str] = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     if b"kfkit" not in source:

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from kfkit.errors import KfkitError, first_line
-from kfkit.local_cache import TaskCache, cached_properties
 
 # The context parameter every kfkit component declares, with dsl.PIPELINE_TASK_NAME_PLACEHOLDER
 # as its default: kfp.local resolves it to the task's name (``train-2``), and a pipeline
@@ -142,6 +141,8 @@ def execute(
         if lineage:
             lineage.start()
         # Local runs only (kfkit.local_cache): a hit restores the outputs and skips the logic.
+        from kfkit.local_cache import TaskCache, cached_properties
+
         cache = TaskCache.for_task(task) if lineage else None
         hit = cache.restore(task) if cache else None
         if hit is not None and lineage:
