@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -234,18 +235,26 @@ def run_local(
         task_env.update({CACHE_DIR_ENV: str(cache.root), VERSIONS_ENV: json.dumps(versions)})
     failure = None
     started = time.perf_counter()
-    with object_store_env(), _environ(task_env), open(log_path, "w") as log:
+    with contextlib.ExitStack() as stack:
+        routes = routes_for(spec)
+        # Without the cache, first: the servers' imports overlap the store's start (warm_start.py).
+        warm = stack.enter_context(warm_interpreters(root, routes)) if cache is None else None
+        stack.enter_context(object_store_env())
+        stack.enter_context(_environ(task_env))
+        log = stack.enter_context(open(log_path, "w"))
         plan = CachePlan.make(spec, values, versions, cache, run_root) if cache else None
         with contextlib.redirect_stdout(_ProgressTee(log, progress)):
             done = plan.run(store, run) if plan and plan.complete else None
         if done is not None:
             failure = done or None
         else:
-            routes = routes_for(spec)
-            if plan and plan.hits.keys() >= {t for t, f in plan.functions.items() if f in routes["validate"]}:
-                routes.pop("validate")  # validate is cached: nobody needs TensorFlow imported
+            if warm is None:
+                functions = plan.functions if plan else {}
+                validating = {t for t, f in functions.items() if f in routes["validate"]}
+                if plan is not None and plan.hits.keys() >= validating:
+                    routes.pop("validate")  # validate is cached: nobody needs TensorFlow imported
+                warm = stack.enter_context(warm_interpreters(root, routes))
             with (
-                warm_interpreters(root, routes) as warm,
                 contextlib.redirect_stdout(_ProgressTee(log, progress)),
                 warnings.catch_warnings(),
                 warm.as_sys_executable(),
@@ -391,6 +400,8 @@ class CachePlan:
                         "running the pipeline"
                     )
                     self.cache.discard(entry.key)
+                    for task in self.hits:  # kfp.local writes its own folders: none of these stay
+                        shutil.rmtree(self.run_root / task, ignore_errors=True)
                     return None
                 restored[(name, output)] = (record["type"], str(target), metadata)
         for name in task_order(self.spec):
