@@ -321,7 +321,8 @@ class CachePlan:
             if function not in kfkit_components or params is None or inputs is None:
                 plan.complete = False
             elif function == "resolve_source":
-                plan.resolved[name] = _predict_source(params)
+                outputs = list(plan.component(name).get("outputDefinitions", {}).get("parameters", {}))
+                plan.resolved[name] = _predict_source(params, outputs)
                 plan.complete = plan.complete and bool(plan.resolved[name])
             elif cacheable(function):
                 identities = {i: plan.hits[p].outputs[o]["identity"] for i, (p, o) in inputs.items()}
@@ -477,21 +478,22 @@ def _artifact_class(schema_title: str) -> Any:
     return next((kind for kind in kinds if kind.schema_title == schema_title), dsl.Artifact)
 
 
-def _predict_source(params: dict[str, Any]) -> dict[str, str]:
-    """resolve_source's output parameters, computed by its own logic without recording a task
-    ({} when it fails: the task then runs in the pipeline and says why)."""
+def _predict_source(params: dict[str, Any], outputs: list[str]) -> dict[str, str]:
+    """resolve_source's output parameters, computed by its own ``resolve`` (the function its
+    task runs) without recording a task; {} when it fails or does not give every output (the
+    task then runs in the pipeline and says why)."""
+    import inspect
+
     from kfkit.components.resolve_source.executor import resolve
 
+    accepted = set(inspect.signature(resolve).parameters) - {"store"}
     try:
-        found = resolve(
-            params["source_uri"],
-            params.get("model_name") or "",
-            deploy_strategy=params.get("deploy_strategy"),
-            serving_namespace=params.get("serving_namespace") or "",
-        )
+        found = resolve(**{k: v for k, v in params.items() if k in accepted and v is not None})
     except Exception:  # noqa: BLE001 - only a prediction
         return {}
-    return {"source_identity": found["source_identity"], "baseline_identity": found["baseline_identity"]}
+    if not all(name in found for name in outputs):
+        return {}
+    return {name: str(found[name]) for name in outputs}
 
 
 _PARAMETER_TYPES = {
