@@ -140,15 +140,16 @@ def execute(
     with _task_errors(task, lineage):
         if lineage:
             lineage.start()
-        # Local runs only (kfkit.local_cache): a hit restores the outputs and skips the logic.
-        from kfkit.local_cache import TaskCache, cached_properties
+        cache = None
+        if lineage:  # local runs only (kfkit.local_cache): a hit restores the outputs, skips the logic
+            from kfkit.local_cache import TaskCache, cached_properties
 
-        cache = TaskCache.for_task(task) if lineage else None
-        hit = cache.restore(task) if cache else None
-        if hit is not None and lineage:
-            lineage.finish(succeeded=True, cached=cached_properties(hit))
-            task.say(f"cached: the outputs of run {hit.run_id or '?'} (key {hit.key[:12]})")
-            return
+            cache = TaskCache.for_task(task)
+            hit = cache.restore(task) if cache else None
+            if hit is not None:
+                lineage.finish(succeeded=True, cached=cached_properties(hit))
+                task.say(f"cached: the outputs of run {hit.run_id or '?'} (key {hit.key[:12]})")
+                return
         reason, gate = skip_reason(task.inputs, gates)
         if reason:
             for artifact in task.outputs.values():
