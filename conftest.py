@@ -19,6 +19,9 @@ from kfkit.local_store import LocalObjectStore  # noqa: E402
 from kfkit.storage import ObjectStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parent
+# The suites test what tasks do, so they run them: no local run cache unless a test turns it on
+# (tests/test_local_cache.py).
+os.environ.setdefault("KFKIT_CACHE", "0")
 KFKIT = str(Path(sys.executable).parent / "kfkit")
 PENGUINS = REPO / "sdk" / "kfkit" / "data" / "penguins.csv"
 
@@ -45,6 +48,7 @@ def store_env(local_store, kfkit_home) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KFKIT_", "AWS_"))}
     env.update(local_store.config.to_env())
     env["KFKIT_HOME"] = str(kfkit_home)
+    env["KFKIT_CACHE"] = os.environ["KFKIT_CACHE"]
     return env
 
 

@@ -87,15 +87,16 @@ def _traceback_line(exc: BaseException, path: Path) -> int | None:
 def pipeline_spec_file(pipeline: str) -> Path:
     """The compiled YAML to run for ``pipeline``: one of kfkit's pipelines by name, a compiled
     YAML file, or a Python file defining exactly one ``@dsl.pipeline`` (compiled here)."""
-    from kfp import compiler
-    from kfp.dsl.graph_component import GraphComponent
-
     path = Path(pipeline)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise KfkitError(f"{pipeline}: no such file")
         return path.resolve()
     if path.suffix == ".py":
+        # Only here: kfp's compiler is a second's import, and a cached rerun needs none of it.
+        from kfp import compiler
+        from kfp.dsl.graph_component import GraphComponent
+
         if not path.is_file():
             raise KfkitError(f"{pipeline}: no such file")
         module = _import_file(path)

@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -37,10 +38,32 @@ from typing import Any
 
 from kfkit.catalog import load_compiled, pipeline_spec_file
 from kfkit.errors import KfkitError, first_line
+from kfkit.local_cache import (
+    CACHE_DIR_ENV,
+    VERSIONS_ENV,
+    CacheEntryError,
+    Entry,
+    LocalCache,
+    cache_dir,
+    cache_enabled,
+    cacheable,
+    cached_properties,
+    function_of,
+    pipeline_versions,
+    task_key,
+)
 from kfkit.local_store import LocalObjectStore, pid_alive
 from kfkit.metadata import open_store
 from kfkit.metadata.config import URI_ENV
-from kfkit.metadata.store import COMPLETE, CONTAINER_EXECUTION, FAILED, MetadataStore
+from kfkit.metadata.store import (
+    CACHED,
+    COMPLETE,
+    CONTAINER_EXECUTION,
+    FAILED,
+    MetadataStore,
+    OutputArtifact,
+    RunHandle,
+)
 from kfkit.params import check_no_nested_null
 from kfkit.runtime import RUN_ID_ENV, TASK_IMAGES_ENV
 from kfkit.settings import state_dir
@@ -48,7 +71,7 @@ from kfkit.storage import ENDPOINT_ENV
 from kfkit.warm_start import routes_for, warm_interpreters
 
 Progress = Callable[[str], None]
-_STATUS = {COMPLETE: "SUCCEEDED", FAILED: "FAILED"}
+_STATUS = {COMPLETE: "SUCCEEDED", CACHED: "CACHED", FAILED: "FAILED"}
 # How a run ended, for people and schedulers (``kfkit run-local`` exits with OUTCOME_EXIT_CODES):
 PUSHED, UNCHANGED, COMPLETED = "pushed", "unchanged", "completed"
 NOT_BLESSED, FAILED_RUN = "not blessed", "failed"
@@ -64,7 +87,7 @@ class RunSummary:
     run_id: str
     pipeline: str
     status: str  # SUCCEEDED or FAILED
-    tasks: dict[str, str]  # task -> SUCCEEDED / FAILED / NOT_RUN (in pipeline order)
+    tasks: dict[str, str]  # task -> SUCCEEDED / CACHED / FAILED / NOT_RUN (in pipeline order)
     error: str | None = None
     # pushed, unchanged (the latest version is this very model), not blessed (a gate refused),
     # completed (no push in the pipeline) or failed.
@@ -168,14 +191,18 @@ def run_local(
     under the state folder). Uses the local object store when none is configured (see
     ``object_store_env``). Never raises for a failed task: the summary says.
 
-    ``use_cache``: reuse cached task outputs."""
+    ``use_cache``: reuse the outputs of tasks whose component version, parameters and input
+    contents are those of an earlier successful task (:mod:`kfkit.local_cache`; recorded as
+    CACHED; ``KFKIT_CACHE=0`` turns it off too). When every cacheable task is a hit, no task
+    process starts at all: resolve_source and push (never cached) run in this process and the
+    rest is restored (:class:`CachePlan`). Otherwise kfp.local runs the pipeline and each task
+    looks itself up."""
     from kfp import local
 
     progress = progress or (lambda line: None)
     spec_path = pipeline_spec_file(pipeline)
-    pipeline_component = load_compiled(spec_path)
-    _check_parameters(pipeline_component, parameters, spec_path)
-    spec = pipeline_spec(spec_path)
+    spec = _compiled_spec(spec_path)
+    _check_parameters(spec, parameters, spec_path)
     preflight(spec, with_defaults(spec, parameters))  # every parameter, before anything is opened
     store = open_store(metadata_uri)  # before anything runs: an unreachable store loses nothing
 
@@ -202,26 +229,42 @@ def run_local(
         URI_ENV: store.description,  # the store's URI, never with a password
         TASK_IMAGES_ENV: json.dumps(task_images(spec)),
     }
+    cache = LocalCache(cache_dir(root)) if use_cache and cache_enabled() else None
+    versions = pipeline_versions(spec) if cache else {}
+    if cache:
+        task_env.update({CACHE_DIR_ENV: str(cache.root), VERSIONS_ENV: json.dumps(versions)})
     failure = None
     started = time.perf_counter()
-    with (
-        # First: the servers' imports overlap the store's start (warm_start.py).
-        warm_interpreters(root, routes_for(spec)) as warm,
-        object_store_env(),
-        _environ(task_env),
-        open(log_path, "w") as log,
-    ):
-        with (
-            contextlib.redirect_stdout(_ProgressTee(log, progress)),
-            warnings.catch_warnings(),
-            warm.as_sys_executable(),
-        ):
-            # kfp warns that kfkit's image name does not contain "python": expected here.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            try:
-                pipeline_component(**parameters)
-            except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
-                failure = first_line(exc)
+    with contextlib.ExitStack() as stack:
+        routes = routes_for(spec)
+        # Without the cache, first: the servers' imports overlap the store's start (warm_start.py).
+        warm = stack.enter_context(warm_interpreters(root, routes)) if cache is None else None
+        stack.enter_context(object_store_env())
+        stack.enter_context(_environ(task_env))
+        log = stack.enter_context(open(log_path, "w"))
+        plan = CachePlan.make(spec, values, versions, cache, run_root) if cache else None
+        with contextlib.redirect_stdout(_ProgressTee(log, progress)):
+            done = plan.run(store, run) if plan and plan.complete else None
+        if done is not None:
+            failure = done or None
+        else:
+            if warm is None:
+                functions = plan.functions if plan else {}
+                validating = {t for t, f in functions.items() if f in routes["validate"]}
+                if plan is not None and plan.hits.keys() >= validating:
+                    routes.pop("validate")  # validate is cached: nobody needs TensorFlow imported
+                warm = stack.enter_context(warm_interpreters(root, routes))
+            with (
+                contextlib.redirect_stdout(_ProgressTee(log, progress)),
+                warnings.catch_warnings(),
+                warm.as_sys_executable(),
+            ):
+                # kfp warns that kfkit's image name does not contain "python": expected here.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                try:
+                    load_compiled(spec_path)(**parameters)
+                except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE"
+                    failure = first_line(exc)
     seconds = round(time.perf_counter() - started, 2)
     summary = summarise(store, spec, run_id, failure)
     store.finish_run(run, COMPLETE if summary.status == "SUCCEEDED" else FAILED)
@@ -233,6 +276,224 @@ def run_local(
     summary.metadata = {"store": store.description, "recorded": True}
     (runs_dir / f"{run_id}.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
+
+
+@dataclass
+class CachePlan:
+    """Which tasks of a local run the cache answers, found before anything runs: resolve_source's
+    identities predicted (its own logic, no record), then each task's key from its parameters
+    and its producers' stored output identities, in pipeline order. ``complete``: every task is
+    a hit or a never-cached kfkit task whose inputs the hits provide, so :meth:`run` does the
+    whole run without kfp.local."""
+
+    spec: dict[str, Any]
+    values: dict[str, Any]
+    cache: LocalCache
+    run_root: Path
+    functions: dict[str, str]  # task -> component function
+    hits: dict[str, Entry] = field(default_factory=dict)
+    resolved: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> output parameters
+    complete: bool = True
+
+    @classmethod
+    def make(
+        cls,
+        spec: dict[str, Any],
+        values: dict[str, Any],
+        versions: dict[str, str],
+        cache: LocalCache,
+        run_root: Path,
+    ) -> CachePlan:
+        from kfkit.components import __all__ as kfkit_components
+
+        executors = spec.get("deploymentSpec", {}).get("executors", {})
+        functions = {
+            name: function_of(
+                executors.get(spec["components"][t["componentRef"]["name"]].get("executorLabel", ""), {})
+            )
+            for name, t in spec["root"]["dag"]["tasks"].items()
+        }
+        plan = cls(spec, values, cache, run_root, functions)
+        for name in task_order(spec):
+            function = functions[name]
+            params = plan.parameters(name)
+            inputs = plan._input_sources(name)
+            if function not in kfkit_components or params is None or inputs is None:
+                plan.complete = False
+            elif function == "resolve_source":
+                outputs = list(plan.component(name).get("outputDefinitions", {}).get("parameters", {}))
+                plan.resolved[name] = _predict_source(params, outputs)
+                plan.complete = plan.complete and bool(plan.resolved[name])
+            elif cacheable(function):
+                identities = {i: plan.hits[p].outputs[o]["identity"] for i, (p, o) in inputs.items()}
+                key = task_key(function, versions[name], params, identities)
+                try:
+                    plan.hits[name] = cache.lookup(
+                        key, list(plan.component(name).get("outputDefinitions", {}).get("artifacts", {}))
+                    )
+                except (KeyError, CacheEntryError):  # the task itself says why an entry is unusable
+                    plan.complete = False
+        return plan
+
+    def component(self, name: str) -> dict[str, Any]:
+        return self.spec["components"][self.spec["root"]["dag"]["tasks"][name]["componentRef"]["name"]]
+
+    def parameters(self, name: str) -> dict[str, Any] | None:
+        """The parameters task ``name`` will get, as its executor sees them (``task_name`` left
+        out); None when one is only known at run time."""
+        from kfkit.runtime import TASK_NAME
+
+        given = self.spec["root"]["dag"]["tasks"][name].get("inputs", {}).get("parameters", {})
+        params: dict[str, Any] = {}
+        for param, definition in (
+            self.component(name).get("inputDefinitions", {}).get("parameters", {}).items()
+        ):
+            if param == TASK_NAME:
+                continue
+            source = given.get(param)
+            if source is None:
+                value = definition.get("defaultValue")
+            elif "componentInputParameter" in source:
+                value = self.values.get(source["componentInputParameter"])
+            elif "runtimeValue" in source:
+                value = source["runtimeValue"].get("constant")
+                if isinstance(value, str) and value.startswith("{{"):
+                    return None
+            elif "taskOutputParameter" in source:
+                output = source["taskOutputParameter"]
+                value = self.resolved.get(output["producerTask"], {}).get(output["outputParameterKey"])
+                if value is None:
+                    return None
+            else:
+                return None
+            if definition.get("parameterType") == "NUMBER_INTEGER" and isinstance(value, float):
+                value = int(value) if value.is_integer() else value
+            params[param] = value
+        return params
+
+    def _input_sources(self, name: str) -> dict[str, tuple[str, str]] | None:
+        """input artifact -> (producer task, output), when every producer is a hit."""
+        sources = {}
+        for input_name, source in (
+            self.spec["root"]["dag"]["tasks"][name].get("inputs", {}).get("artifacts", {}).items()
+        ):
+            output = source.get("taskOutputArtifact", {})
+            if output.get("producerTask") not in self.hits:
+                return None
+            sources[input_name] = (output["producerTask"], output["outputArtifactKey"])
+        return sources
+
+    def run(self, store: MetadataStore, run: RunHandle) -> str | None:
+        """The whole run from the cache: restore every hit's files (each sha256 checked), run
+        resolve_source and push in this process (through the same ``kfkit.runtime.execute``
+        as in a task), record the hits as CACHED. Returns "" when it ran, the failure when a
+        task failed, None when the pipeline must run after all (nothing was recorded, except
+        in the rare case that the data changed since the plan was made)."""
+        restored: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}  # -> type, uri, metadata
+        for name, entry in self.hits.items():
+            for output, record in entry.outputs.items():
+                target = self.run_root / name / output
+                try:
+                    metadata = self.cache.restore(entry, output, target)
+                except CacheEntryError as exc:
+                    print(
+                        f"kfkit {name}: warning: cache entry {entry.key[:12]} is unusable ({exc}); "
+                        "running the pipeline"
+                    )
+                    self.cache.discard(entry.key)
+                    for task in self.hits:  # kfp.local writes its own folders: none of these stay
+                        shutil.rmtree(self.run_root / task, ignore_errors=True)
+                    return None
+                restored[(name, output)] = (record["type"], str(target), metadata)
+        for name in task_order(self.spec):
+            if name in self.hits:
+                self._record_cached(store, run, name, restored)
+                continue
+            failure = self._run_in_process(name, restored)
+            if failure:
+                return failure
+            if name in self.resolved:
+                found = {k: (self.run_root / name / k).read_text() for k in self.resolved[name]}
+                if found != self.resolved[name]:  # changed since the plan: the pipeline decides
+                    return None
+        return ""
+
+    def _inputs(self, name: str, restored: dict) -> dict[str, tuple[str, str, dict[str, Any]]]:
+        return {i: restored[source] for i, source in (self._input_sources(name) or {}).items()}
+
+    def _record_cached(self, store: MetadataStore, run: RunHandle, name: str, restored: dict) -> None:
+        inputs = self._inputs(name, restored)
+        found = store.artifact_ids_by_uri([uri for _, uri, _ in inputs.values()])
+        input_ids = {i: found[uri] for i, (_, uri, _) in inputs.items() if uri in found}
+        image = task_images(self.spec).get(name, "")
+        task_id = store.start_task(run, name, image, self.parameters(name) or {}, input_ids)
+        outputs = [
+            OutputArtifact(name=o, type=type_name, uri=uri, metadata=metadata)
+            for (task, o), (type_name, uri, metadata) in restored.items()
+            if task == name
+        ]
+        store.finish_task(run, task_id, CACHED, outputs, properties=cached_properties(self.hits[name]))
+        print(f"kfkit {name}: cached: the outputs of run {self.hits[name].run_id or '?'}", flush=True)
+
+    def _run_in_process(self, name: str, restored: dict) -> str:
+        """Run a never-cached kfkit task here, as its kfp body would run in a task process."""
+        import kfkit.components
+        from kfkit.runtime import TASK_NAME
+
+        component = getattr(kfkit.components, self.functions[name])
+        definition = self.component(name)
+        folder = self.run_root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        arguments: dict[str, Any] = {**(self.parameters(name) or {}), TASK_NAME: name}
+        for output in definition.get("outputDefinitions", {}).get("parameters", {}):
+            arguments[output] = str(folder / output)
+        outputs = definition.get("outputDefinitions", {}).get("artifacts", {})
+        for output, spec in outputs.items():
+            kind = _artifact_class(spec["artifactType"]["schemaTitle"])
+            arguments[output] = kind(name=output, uri=str(folder / output), metadata={})
+        for input_name, (type_name, uri, metadata) in self._inputs(name, restored).items():
+            arguments[input_name] = _artifact_class(type_name)(
+                name=input_name, uri=uri, metadata=dict(metadata)
+            )
+        try:
+            component.python_func(**arguments)
+        except SystemExit as exc:  # a KfkitError: the task recorded it and said why on stderr
+            if exc.code not in (0, None):
+                return f"{name} failed"
+        except Exception as exc:  # noqa: BLE001 - a bug in the task: recorded by the task, reported here
+            return f"{name}: {type(exc).__name__}: {first_line(exc)}"
+        for output in outputs:
+            artifact = arguments[output]
+            restored[(name, output)] = (artifact.schema_title, artifact.uri, dict(artifact.metadata))
+        return ""
+
+
+def _artifact_class(schema_title: str) -> Any:
+    from kfp import dsl
+
+    kinds = (
+        dsl.Artifact, dsl.Dataset, dsl.Model, dsl.Metrics, dsl.ClassificationMetrics,
+        dsl.SlicedClassificationMetrics, dsl.HTML, dsl.Markdown,
+    )  # fmt: skip
+    return next((kind for kind in kinds if kind.schema_title == schema_title), dsl.Artifact)
+
+
+def _predict_source(params: dict[str, Any], outputs: list[str]) -> dict[str, str]:
+    """resolve_source's output parameters, computed by its own ``resolve`` (the function its
+    task runs) without recording a task; {} when it fails or does not give every output (the
+    task then runs in the pipeline and says why)."""
+    import inspect
+
+    from kfkit.components.resolve_source.executor import resolve
+
+    accepted = set(inspect.signature(resolve).parameters) - {"store"}
+    try:
+        found = resolve(**{k: v for k, v in params.items() if k in accepted and v is not None})
+    except Exception:  # noqa: BLE001 - only a prediction
+        return {}
+    if not all(name in found for name in outputs):
+        return {}
+    return {name: str(found[name]) for name in outputs}
 
 
 _PARAMETER_TYPES = {
@@ -397,17 +658,36 @@ def _add_artifact(summary: RunSummary, task: str, artifact: Any) -> None:
         }
 
 
-def _check_parameters(component: Any, parameters: dict[str, Any], spec_path: Path) -> None:
-    declared = component.component_spec.inputs or {}
+def _check_parameters(spec: dict[str, Any], parameters: dict[str, Any], spec_path: Path) -> None:
+    inputs = spec.get("root", {}).get("inputDefinitions", {})
+    declared = {**inputs.get("artifacts", {}), **inputs.get("parameters", {})}
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         raise KfkitError(
             f"unknown pipeline parameter(s) {unknown} for {spec_path.name}; "
             f"known: {', '.join(sorted(declared))}"
         )
-    missing = sorted(k for k, spec in declared.items() if not spec.optional and k not in parameters)
+    missing = sorted(
+        name
+        for name, definition in declared.items()
+        if not (definition.get("isOptional") or "defaultValue" in definition) and name not in parameters
+    )
     if missing:
         raise KfkitError(f"missing pipeline parameter(s) {missing} for {spec_path.name}")
+
+
+def _compiled_spec(spec_path: Path) -> dict[str, Any]:
+    """The pipeline's spec; for a file that is not a compiled pipeline, kfp's reason why."""
+    try:
+        spec = pipeline_spec(spec_path)
+    except Exception:  # noqa: BLE001 - kfp's loader below says what is wrong, in one line
+        spec = None
+    if not (
+        isinstance(spec, dict) and "pipelineInfo" in spec and "tasks" in spec.get("root", {}).get("dag", {})
+    ):
+        load_compiled(spec_path)  # raises with the reason
+        raise KfkitError(f"{spec_path}: not a compiled kfp pipeline (no pipelineInfo and root DAG)")
+    return spec
 
 
 def pipeline_spec(spec_path: Path) -> dict[str, Any]:
@@ -415,7 +695,9 @@ def pipeline_spec(spec_path: Path) -> dict[str, Any]:
     platform spec from kfp-kubernetes, may follow it)."""
     import yaml
 
-    return next(yaml.safe_load_all(spec_path.read_text()))
+    # libyaml's loader when there is one: the pure-Python one takes ~0.3 s on this file.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return next(yaml.load_all(spec_path.read_text(), Loader=loader))
 
 
 def with_defaults(spec: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:

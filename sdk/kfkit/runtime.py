@@ -140,6 +140,16 @@ def execute(
     with _task_errors(task, lineage):
         if lineage:
             lineage.start()
+        cache = None
+        if lineage:  # local runs only (kfkit.local_cache): a hit restores the outputs, skips the logic
+            from kfkit.local_cache import TaskCache, cached_properties
+
+            cache = TaskCache.for_task(task)
+            hit = cache.restore(task) if cache else None
+            if hit is not None:
+                lineage.finish(succeeded=True, cached=cached_properties(hit))
+                task.say(f"cached: the outputs of run {hit.run_id or '?'} (key {hit.key[:12]})")
+                return
         reason, gate = skip_reason(task.inputs, gates)
         if reason:
             for artifact in task.outputs.values():
@@ -149,6 +159,8 @@ def execute(
             logic(task)
         if lineage:
             lineage.finish(succeeded=True)
+        if cache:  # only a task that succeeded (and was recorded so) is stored
+            cache.store(task)
     task.say(f"done in {time.perf_counter() - started:.1f}s")
 
 
@@ -260,17 +272,18 @@ class TaskLineage:
         )
         self.recorded.update(recorded)
 
-    def finish(self, succeeded: bool, error: str | None = None) -> None:
-        from kfkit.metadata.store import COMPLETE, FAILED
+    def finish(self, succeeded: bool, error: str | None = None, cached: dict[str, Any] | None = None) -> None:
+        """The task's final state and outputs; ``cached``: its outputs were restored from the
+        local cache (state CACHED, as KFP records a cache hit; the values say from where)."""
+        from kfkit.metadata.store import CACHED, COMPLETE, FAILED
 
         # A failed task keeps the outputs it recorded early (a pushed version stays in lineage).
         outputs = self._outputs(list(self.task.outputs)) if succeeded else []
         task_id, self.task_id = self.task_id, None  # never finished twice
+        state = (CACHED if cached else COMPLETE) if succeeded else FAILED
         self._guard(
             "finish the task",
-            lambda: self.store.finish_task(
-                self.run, task_id, COMPLETE if succeeded else FAILED, outputs, error
-            ),
+            lambda: self.store.finish_task(self.run, task_id, state, outputs, error, properties=cached),
         )
 
     def _guard(self, what: str, action: Callable[[], Any]) -> Any:

@@ -114,19 +114,28 @@ def store_upload(source: str, uri: str, as_json: bool) -> None:
     help="How old the claim of an incomplete version pushed from another machine must be before "
     "it counts as abandoned (a push from this machine counts once its process is gone).",
 )
+@click.option(
+    "--cache",
+    "whole_cache",
+    is_flag=True,
+    help="Also the whole local run cache (.kfkit/cache): safe to delete, later runs recompute.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def store_gc(yes: bool, grace: float, as_json: bool) -> None:
+def store_gc(yes: bool, grace: float, whole_cache: bool, as_json: bool) -> None:
     """Leftovers of killed runs: model versions claimed but never completed (no kfkit-model.json,
-    so never served) and warm-start folders (.kfkit/warm/run-*) of runs that are gone.
+    so never served), warm-start folders (.kfkit/warm/run-*) of runs that are gone and cache
+    entries a run was still writing (.kfkit/cache/tmp/*, older than --grace).
 
     Lists them (dry run) unless --yes. An incomplete version is replaced by a small
     kfkit-removed.json, so its number is never reused; one whose push may still run is listed
-    but kept.
+    but kept. With --cache, the local run cache as a whole too (`kfkit run-local` reuses its
+    entries; deleting it only costs the next run the time to recompute).
     """
     import shutil
 
     from kfkit import model_registry
+    from kfkit.local_cache import LocalCache, cache_dir
     from kfkit.local_run import object_store_env
     from kfkit.settings import state_dir
     from kfkit.storage import ObjectStore
@@ -136,24 +145,28 @@ def store_gc(yes: bool, grace: float, as_json: bool) -> None:
     with object_store_env():
         objects = ObjectStore.from_env()
         versions = model_registry.incomplete_versions(objects, grace_seconds=grace)
-        folders = stale_run_folders(state_dir())
+        folders = [(folder, why, "warm-folder") for folder, why in stale_run_folders(state_dir())]
+        cache = LocalCache(cache_dir(state_dir()))
+        folders += [(folder, why, "cache-tmp") for folder, why in cache.leftovers(grace_seconds=grace)]
+        if whole_cache and cache.root.is_dir():
+            folders.append((cache.root, "the local run cache (--cache): later runs recompute", "run-cache"))
         rows = [
             {"kind": "version", "where": leftover.uri, "objects": len(leftover.objects),
              "bytes": sum(info.size for info in leftover.objects), "why": leftover.why,
              "removable": leftover.stale, "removed": False}
             for leftover in versions
         ] + [
-            {"kind": "warm-folder", "where": str(folder), "objects": sum(1 for _ in folder.rglob("*")),
+            {"kind": kind, "where": str(folder), "objects": sum(1 for _ in folder.rglob("*")),
              "bytes": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()), "why": why,
              "removable": True, "removed": False}
-            for folder, why in folders
+            for folder, why, kind in folders
         ]  # fmt: skip
         if yes:
             for row, leftover in zip(rows, versions, strict=False):
                 if leftover.stale:
                     model_registry.remove_incomplete(objects, leftover)
                     row["removed"] = True
-            for row, (folder, _) in zip(rows[len(versions) :], folders, strict=True):
+            for row, (folder, _, _) in zip(rows[len(versions) :], folders, strict=True):
                 shutil.rmtree(folder, ignore_errors=True)
                 row["removed"] = not folder.exists()
     if as_json:

@@ -302,12 +302,17 @@ class MlmdStore(MetadataStore):
         state: str,
         outputs: list[OutputArtifact],
         error: str | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> dict[str, int]:
         pb = _pb()
         [execution] = self._call(lambda: self._store.get_executions_by_id([task_id]))
         execution.last_known_state = pb.Execution.State.Value(state)
         if error:
             execution.custom_properties["error"].string_value = error
+        for key, value in (properties or {}).items():
+            converted = to_value(value)
+            if converted is not None:
+                execution.custom_properties[key].CopyFrom(converted)
         pairs = []
         for output in outputs:
             artifact = pb.Artifact(

@@ -121,10 +121,12 @@ class MetadataStore(ABC):
         state: str,
         outputs: list[OutputArtifact],
         error: str | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> dict[str, int]:
         """Set the task's state; record its output artifacts with OUTPUT events (an output
         with an ``id`` updates that artifact, which already has its event). ``state`` RUNNING
-        records outputs before the task ends. Returns output name -> artifact id."""
+        records outputs before the task ends; CACHED, a task whose outputs were reused
+        (``properties`` say from where). Returns output name -> artifact id."""
 
     @abstractmethod
     def run_handle(self, run_id: str) -> RunHandle | None:
