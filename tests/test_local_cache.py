@@ -69,7 +69,9 @@ def runs(store_env, tmp_path_factory) -> dict:
     done["new_seed"] = _run(env, *base, "random_seed=7")
     lines = data.read_text().splitlines(keepends=True)
     data.write_text("".join(lines[:-5]))  # same path, new content
-    done["new_data"] = _run(env, *base, "random_seed=7")
+    # Five rows fewer may score a little worse than the version just pushed: this sequence is
+    # about what reruns, not the gate, so log_loss is not compared (an unquoted YAML `off`).
+    done["new_data"] = _run(env, *base, "random_seed=7", "tolerances={log_loss: off}")
     return done
 
 

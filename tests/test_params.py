@@ -17,7 +17,7 @@ def test_null_and_off_both_switch_a_threshold_off():
     assert is_off(None) and is_off("off") and not is_off(0) and not is_off("0.2")
 
 
-@pytest.mark.parametrize("value", ["of", "OFF ", True, 0, -0.1])
+@pytest.mark.parametrize("value", ["of", "OFF ", True, 0, -0.1])  # unquoted YAML `on` is True
 def test_anything_else_is_refused_naming_the_spelling(value):
     with pytest.raises(KfkitError, match=r"\(1 or more, or \"off\", turns it off\)"):
         check_thresholds("validate", "skew_thresholds", {"a": value}, ["a"])

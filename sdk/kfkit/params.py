@@ -14,8 +14,9 @@ OFF = "off"
 
 
 def is_off(value: Any) -> bool:
-    """A map value that switches its check off: null or "off"."""
-    return value is None or value == OFF
+    """A map value that switches its check off: null or "off" (also false: YAML 1.1, which
+    `--param` values and config files are read as, reads an unquoted `off` as false)."""
+    return value is None or value is False or value == OFF
 
 
 def check_no_nested_null(parameter: str, value: Any, where: str = "") -> None:
