@@ -38,7 +38,8 @@ def evaluate(
         metrics: accuracy, macro_f1, roc_auc_ovr, log_loss (or rmse, mae, r2); when sliced
             also `slices` (each {feature, value, rows, metrics}) and `worst_slice`.
         classification_metrics: Confusion matrix shown by the KFP UI; for binary
-            classification also the ROC curve (thresholds finite: +inf logged as 1.0).
+            classification also the ROC curve (at most 1,000 of its points; thresholds
+            finite: +inf logged as 1.0).
         blessing: metadata `blessed`, the reason and every check; the gate push reads.
         report: Markdown report: candidate vs trivial model vs baseline version, checks,
             verdict, slices, confusion matrix.

@@ -129,6 +129,7 @@ class Evaluation:
     # Binary classification: the positive class (the second in the model's order, as for
     # roc_auc) and scikit-learn's ROC and PR curves on the eval rows.
     positive_class: str = ""
+    # At most CURVE_POINTS points each (see thinned).
     roc: dict[str, list[float]] = field(default_factory=dict)  # fpr, tpr, thresholds (finite)
     pr: dict[str, list[float]] = field(default_factory=dict)  # precision, recall
     # Slices of the eval rows (``slice_features``); the worst by PRIMARY_METRIC among those
@@ -137,6 +138,23 @@ class Evaluation:
     worst_slice: Slice | None = None
     primary_metric: str = ""
     slice_floors: dict[str, float] = field(default_factory=dict)
+
+
+# Points kept of a drawn ROC or PR curve. scikit-learn returns a point per distinct score (the PR
+# curve) or per corner (ROC): hundreds of thousands on a 2M-row eval split, all of it stored in
+# the run's metadata and the HTML report. A curve of this many points draws the same; the AUC
+# itself is computed from every row.
+CURVE_POINTS = 1000
+
+
+def thinned(*curves: np.ndarray, limit: int = CURVE_POINTS) -> list[np.ndarray]:
+    """The same points of each array (one curve's coordinates), at most ``limit``, evenly spaced
+    along the curve and always keeping its first and last point."""
+    length = len(curves[0])
+    if length <= limit:
+        return list(curves)
+    keep = np.unique(np.linspace(0, length - 1, limit).round().astype(int))
+    return [curve[keep] for curve in curves]
 
 
 def finite_thresholds(thresholds: Any) -> list[float]:
@@ -189,8 +207,8 @@ def _score(manifest: ModelManifest, y_true: pd.Series, output: np.ndarray) -> Ev
     )
     if len(classes) == 2 and "roc_auc_ovr" in values:
         positive, score = y == 1, output[:, 1]
-        fpr, tpr, thresholds = skm.roc_curve(positive, score)
-        precision, recall, _ = skm.precision_recall_curve(positive, score)
+        fpr, tpr, thresholds = thinned(*skm.roc_curve(positive, score))
+        precision, recall = thinned(*skm.precision_recall_curve(positive, score)[:2])
         evaluation.positive_class = classes[1]
         evaluation.roc = {
             "fpr": fpr.tolist(),
