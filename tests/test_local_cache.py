@@ -263,6 +263,20 @@ def test_a_damaged_entry_is_a_miss_with_a_warning_and_is_replaced(one_task, caps
     assert CALLS == ["scale", "scale"]
 
 
+def test_an_entry_links_the_outputs_instead_of_copying_them(one_task):
+    """A 10M-row split is a gigabyte: the entry hard-links the task's output files (the same
+    inode, no bytes written), and a restore into a new run is a checked copy of its own."""
+    run, cache, _ = one_task
+    first = run(2)
+    [entry] = list(cache.entries.iterdir())
+    stored = entry / "outputs" / "scaled" / "values.txt"
+    output = Path(first.path) / "values.txt"
+    assert stored.stat().st_ino == output.stat().st_ino and stored.stat().st_nlink == 2
+    again = run(2, folder="again")
+    restored = Path(again.path) / "values.txt"
+    assert restored.read_text() == "42" and restored.stat().st_ino != stored.stat().st_ino
+
+
 def test_a_half_written_entry_is_never_read(one_task):
     run, cache, _ = one_task
     run(2)
