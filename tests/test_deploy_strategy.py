@@ -8,9 +8,8 @@ stand-in there."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
+import test_deploy
 import yaml
 from conftest import REPO
 from test_deploy import NAMESPACE, KmockApi, OperatorStandIn
@@ -23,13 +22,8 @@ from kfkit.errors import KfkitError
 MODEL = "penguins"  # the model OperatorStandIn plays the operator for
 
 
-@pytest.fixture
-def kube() -> Iterator[KmockApi]:
-    api = KmockApi()
-    try:
-        yield api
-    finally:
-        api.close()
+# test_deploy's fixture: the kmock API server, started and stopped around each test.
+kube = test_deploy.kube
 
 
 @pytest.fixture
