@@ -28,8 +28,11 @@ def ingest(
 
     Args:
         source_uri: s3:// or minio:// object or prefix, or a local file or folder path.
-        label_column: Column to predict; rows where it is missing are dropped.
-        eval_fraction: Share of rows in the eval split, in (0, 1).
+        label_column: Column to predict; rows where it is missing are dropped. Empty: the data
+            has no label (a batch to score): no row is dropped.
+        eval_fraction: Share of rows in the eval split, in (0, 1); 0: no split (a batch to
+            score): every row in train_split in the order read (files in name order), so a
+            row's position there is its row number, and eval_split empty.
         split_key: Column whose value decides the split (e.g. an id); default the whole row.
         source_identity: The source's content identity from resolve_source (its objects' etags,
             or sha256 of local files). It makes KFP's cache key of this task, and so of every

@@ -56,6 +56,9 @@ DEFAULT_BATCH_ROWS = 200_000
 # CSV is parsed whole by Arrow's multi-threaded reader (its streaming reader converts a block at a
 # time: measured 1.7 times slower at 140 MB). A larger source is read twice, a batch at a time.
 READ_ONCE_BYTES = 256 << 20
+# eval_fraction meaning "no split" (a batch to score): every row in train_split, in the order
+# read (files in name order), eval_split empty.
+NO_SPLIT = 0.0
 _SPLIT_BUCKETS = 10_000
 _TRUE_TEXTS = pa.array(["True", "TRUE", "true"])
 _BOOL_TEXTS = pa.array(["True", "TRUE", "true", "False", "FALSE", "false"])
@@ -691,7 +694,7 @@ def ingest_to(
     """Read the source, write the train and eval splits (Parquet) to the two paths, and return
     the artifacts' metadata. Memory is bounded by ``batch_rows`` (default
     :func:`batch_rows_setting`)."""
-    check_range("ingest", "eval_fraction", eval_fraction, 0.0, 1.0)
+    check_eval_fraction(eval_fraction)
     batch_rows = batch_rows or batch_rows_setting()
     listed = list_source(source_uri, store)
     identity = source_identity(listed)
@@ -739,11 +742,11 @@ def _ingest_files(
             raise KfkitError(f"{source.name}: columns {other} differ from {files[0].name}'s {names}")
     first = _first_pass(files, names, label_column, batch_rows)
     where = source_uri if len(files) > 1 else files[0].name
-    if label_column not in names:
+    if label_column and label_column not in names:
         raise KfkitError(f"{where}: label column '{label_column}' not found (columns: {', '.join(names)})")
     if split_key and split_key not in names:
         raise KfkitError(f"{where}: split key column '{split_key}' not found")
-    if first.missing_label == first.rows:
+    if label_column and first.missing_label == first.rows:
         raise KfkitError(f"{where}: label column '{label_column}' is empty in every row")
 
     schema = pa.schema([(name, first.types[name].arrow_type) for name in names])
@@ -762,17 +765,23 @@ def _ingest_files(
                     [first.types[n].convert(c) for n, c in zip(names, batch.columns, strict=True)],
                     schema=schema,
                 )
-                # A row without a label can be neither trained on nor scored.
-                if table.column(label_column).null_count:
+                # A row without a label can be neither trained on nor evaluated. Without a label
+                # column (data to score) no row is dropped, so row i of the split is row i read.
+                if label_column and table.column(label_column).null_count:
                     table = table.filter(pc.is_valid(table.column(label_column)))
-                in_eval = pa.array(eval_rows(table, eval_fraction, split_key))
+                if eval_fraction == NO_SPLIT:
+                    in_eval = pa.array(np.zeros(table.num_rows, dtype=bool))
+                else:
+                    in_eval = pa.array(eval_rows(table, eval_fraction, split_key))
                 if written is not None:
                     written.result()
                 written = writing.submit(_write_split_rows, table, in_eval, train, evaluation)
         if written is not None:
             written.result()
     rows = train.rows + evaluation.rows
-    if not train.rows or not evaluation.rows:
+    if eval_fraction == NO_SPLIT:
+        pass  # every row is in train_split, in the order read; eval_split is empty by request
+    elif not train.rows or not evaluation.rows:
         raise KfkitError(
             f"{where}: {rows} rows give an empty {'train' if not train.rows else 'eval'} split "
             f"at eval_fraction={eval_fraction}; more rows are needed"
@@ -832,6 +841,13 @@ def parse_file(source: SourceFile) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def check_eval_fraction(value: Any) -> None:
+    """``eval_fraction`` in (0, 1), or exactly :data:`NO_SPLIT`."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == NO_SPLIT:
+        return
+    check_range("ingest", "eval_fraction", value, 0.0, 1.0)
+
+
 def check(params: dict[str, Any]) -> None:
     """The parameters alone, before any task runs (kfkit run-local calls it for every task)."""
     source = params.get("source_uri")
@@ -840,7 +856,7 @@ def check(params: dict[str, Any]) -> None:
             "The 'source_uri' parameter of ingest must name a file, folder or object. Got '' instead."
         )
     if "eval_fraction" in params:
-        check_range("ingest", "eval_fraction", params["eval_fraction"], 0.0, 1.0)
+        check_eval_fraction(params["eval_fraction"])
 
 
 def run(task: Task) -> None:

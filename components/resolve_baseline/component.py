@@ -13,6 +13,7 @@ def resolve_baseline(
     deploy_strategy: str = "local",
     serving_namespace: str = "kfkit-serving",
     baseline_identity: str = "",
+    model_version: str = "",
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
     """Finds what a new run is compared with: the version of the model serving now (asked of
@@ -39,6 +40,9 @@ def resolve_baseline(
             content and the version serving now): only so that KFP's cache key of this task (and
             of the tasks comparing with its baseline) changes exactly when a version is pushed,
             deployed or rolled back, or the schema reset; not read.
+        model_version: A pushed version number ("3") to use instead: that version or a one-line
+            error when it was never pushed or is incomplete (the deploy target is not asked).
+            Empty: the version serving now, else the latest pushed one.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.
     """
     from kfkit.components.resolve_baseline.executor import run

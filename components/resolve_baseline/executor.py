@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfkit import names
+from kfkit.errors import KfkitError
 from kfkit.model_folder import MANIFEST_FILE
 from kfkit.model_registry import download, download_companions, latest_version, version_folder
 from kfkit.schemas import read_reset
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from kfkit.runtime import Task
 
 
-SERVED, LATEST_PUSHED = "served", "latest-pushed"
+SERVED, LATEST_PUSHED, REQUESTED = "served", "latest-pushed", "requested"
 
 
 def choose_version(
@@ -59,14 +60,20 @@ def find_baseline(
     store: ObjectStore | None = None,
     deploy_strategy: str | None = None,
     serving_namespace: str = "",
+    model_version: str = "",
 ) -> dict[str, Any]:
     """Download the serving version's (see ``choose_version``) manifest, companions and model
     file into ``folder`` (each verified by the sha256 its manifest records: evaluate scores that
     model on the new eval rows); the baseline's metadata (``found`` false when the model was
-    never pushed; ``baseline_source`` and ``baseline_source_reason`` say how it was chosen)."""
+    never pushed; ``baseline_source`` and ``baseline_source_reason`` say how it was chosen).
+    ``model_version``: that pushed version instead (a one-line error if it is not a complete one)."""
     store = store or ObjectStore.from_env()
     Path(folder).mkdir(parents=True, exist_ok=True)
-    version, source, how = choose_version(store, model_name, deploy_strategy, serving_namespace)
+    if model_version:
+        check_model_version(model_version)
+        version, source, how = model_version, REQUESTED, f"version {model_version} was asked for"
+    else:
+        version, source, how = choose_version(store, model_name, deploy_strategy, serving_namespace)
     if version is None:
         return {"found": False, "model_name": model_name, "reason": how}
     manifest = download_companions(store, model_name, version, Path(folder))
@@ -96,12 +103,24 @@ def find_baseline(
     }
 
 
+def check_model_version(value: Any) -> None:
+    """A pushed version number as text ("3"), or empty (not asked for)."""
+    if value in ("", None):
+        return
+    if not isinstance(value, str) or not value.isdigit() or not value.isascii() or int(value) < 1:
+        raise KfkitError(
+            f"The 'model_version' parameter of resolve_baseline must be a pushed version number such as "
+            f"'2', or empty for the version serving now. Got {value!r} instead."
+        )
+
+
 def check(params: dict[str, Any]) -> None:
     """The parameters alone, before any task runs."""
     from kfkit.deploy import check_deploy_strategy
 
     if "model_name" in params:
         names.check_model_name(params["model_name"])
+    check_model_version(params.get("model_version"))
     if params.get("deploy_strategy") is not None:
         check_deploy_strategy(params["deploy_strategy"], "resolve_baseline")
 
@@ -114,10 +133,12 @@ def run(task: Task) -> None:
             out.path,
             deploy_strategy=p.get("deploy_strategy"),
             serving_namespace=p.get("serving_namespace") or "",
+            model_version=p.get("model_version") or "",
         )
     )
     if out.metadata["found"]:
-        source = "serving now" if out.metadata["baseline_source"] == SERVED else "latest pushed"
+        sources = {SERVED: "serving now", REQUESTED: "as asked"}
+        source = sources.get(out.metadata["baseline_source"], "latest pushed")
         task.say(
             f"compares with {p['model_name']} version {out.metadata['version']} ({source}: "
             f"{out.metadata['baseline_source_reason']})"

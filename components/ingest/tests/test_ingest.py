@@ -76,6 +76,38 @@ def test_missing_local_path_and_bad_fraction():
         ingest(str(PENGUINS), "species", eval_fraction=1.5)
 
 
+def test_no_split_and_no_label_keep_every_row_in_the_order_read(tmp_path):
+    """A batch to score: eval_fraction=0 and label_column="": rows with a missing species stay,
+    every row is in the train split at its position in the file, the eval split is empty."""
+    frame = pd.read_csv(PENGUINS, na_values=["NA"])
+    frame.loc[[3, 10], "species"] = None
+    path = tmp_path / "batch.csv"
+    frame.to_csv(path, index=False)
+
+    result = ingest(str(path), "", eval_fraction=0.0)
+
+    assert result.metadata["rows"] == result.metadata["train_rows"] == 344
+    assert result.metadata["eval_rows"] == 0 and len(result.eval) == 0
+    assert result.metadata["rows_dropped_missing_label"] == 0
+    assert list(result.eval.columns) == list(frame.columns)
+    pd.testing.assert_series_equal(result.train["bill_length_mm"], frame["bill_length_mm"])
+    assert result.train["species"].isna().sum() == 2
+    # The fingerprint is the bytes', whatever the split.
+    split = ingest(str(path), "species")
+    assert result.metadata["dataset_fingerprint"] == split.metadata["dataset_fingerprint"]
+
+
+def test_no_split_is_exactly_zero():
+    from kfkit.components.ingest.executor import check
+
+    check({"eval_fraction": 0.0})
+    check({"eval_fraction": 0})
+    with pytest.raises(KfkitError, match="must be a float in the range"):
+        check({"eval_fraction": -0.1})
+    with pytest.raises(KfkitError, match="must be a float in the range"):
+        check({"eval_fraction": 1.0})
+
+
 def test_component_writes_both_splits_with_their_metadata(tmp_path):
     from conftest import make_artifact
     from kfp.dsl import Dataset

@@ -181,3 +181,27 @@ def test_the_deploy_strategy_is_checked_before_any_task():
     with pytest.raises(KfkitError, match="deploy_strategy"):
         check({"model_name": "penguins", "deploy_strategy": "blue-green"})
     check({"model_name": "penguins", "deploy_strategy": "canary", "serving_namespace": "x"})
+
+
+def test_an_asked_version_is_that_version_or_one_line(objects, tmp_path, local_deployments):
+    model = "baseline-asked"
+    first = _pushed(tmp_path / "one", model, objects)
+    second = _pushed(tmp_path / "two", model, objects)
+    _deploy(local_deployments, model, second)
+
+    found = find_baseline(
+        model, str(tmp_path / "b"), store=objects, deploy_strategy="local", model_version=first
+    )
+
+    assert found["version"] == first and found["baseline_source"] == "requested"
+    _, manifest = load_verified_model(tmp_path / "b")
+    assert manifest.sha256 == ModelManifest.read(tmp_path / "one/model").sha256
+    with pytest.raises(KfkitError, match=f"^model {model} has no pushed version 99$"):
+        find_baseline(model, str(tmp_path / "c"), store=objects, model_version="99")
+    objects.put_bytes(version_folder(model, 7).child("model.joblib"), b"half a push")
+    with pytest.raises(KfkitError, match=f"^model {model} version 7 is incomplete"):
+        find_baseline(model, str(tmp_path / "d"), store=objects, model_version="7")
+    for bad in ("v2", "0", "-1", "latest"):
+        with pytest.raises(KfkitError, match="'model_version' parameter of resolve_baseline"):
+            check({"model_name": model, "model_version": bad})
+    check({"model_name": model, "model_version": ""})
