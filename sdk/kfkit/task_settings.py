@@ -64,6 +64,10 @@ DEFAULTS: dict[str, TaskSettings] = {
     # reports `unchanged`, a success with nothing deployed. The object store client retries
     # transient HTTP errors inside the task. The timeout covers push's deploy_timeout (600 s).
     "push": TaskSettings("250m", "", "512Mi", "1Gi", timeout_seconds=1800, caching=False),
+    # Scoring publishes write-once to s3://predictions/: never cached, so that every run checks
+    # the registry and says whether it wrote or found the batch already scored. Memory is
+    # bounded by its batch of rows.
+    "score": TaskSettings("1", "", "1Gi", "4Gi", timeout_seconds=14400, caching=False),
 }
 NEVER_CACHED = frozenset(name for name, settings in DEFAULTS.items() if not settings.caching)
 

@@ -1,0 +1,1 @@
+"""The score component (kfkit.components.score): see README.md beside this file."""

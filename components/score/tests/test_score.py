@@ -1,0 +1,181 @@
+"""score on a real pushed penguins model and the real object store: predictions equal the
+server's answers, refused rows rejected with their reason, write-once publication."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_artifact, make_outputs
+from kfp.dsl import Artifact, Dataset
+from scoring_helpers import FEATURES, ingested, penguins_batch, push_penguins
+
+from kfkit.components import score as component
+from kfkit.components.resolve_baseline.executor import find_baseline
+from kfkit.components.score.executor import score_table
+from kfkit.errors import KfkitError
+from kfkit.prediction_registry import RECORD_FILE, batch_folder, list_scored_batches
+from kfkit.serving.model import KfkitModel
+
+MODEL = "score-penguins"
+BAD = {
+    (5, "bill_length_mm"): "abc",  # text in a numeric feature
+    (9, "flipper_length_mm"): "inf",  # infinity: the server refuses it too
+    (12, "island"): "Atlantis",  # an unknown category: scored, as the server scores it
+    (20, "body_mass_g"): "1e308",  # finite, but the scaler turns it into infinity
+}
+
+
+@pytest.fixture(scope="module")
+def model(objects, tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("score-model")
+    version = push_penguins(objects, folder / "train", MODEL)
+    baseline = find_baseline(MODEL, str(folder / "baseline"), store=objects, model_version=version)
+    return {"version": version, "folder": folder / "baseline", "metadata": baseline}
+
+
+@pytest.fixture()
+def store_environment(store_env, monkeypatch):
+    for key, value in store_env.items():
+        if key.startswith(("KFKIT_S3", "AWS_")):
+            monkeypatch.setenv(key, value)
+
+
+def _served(model_folder: Path, rows: pd.DataFrame) -> np.ndarray:
+    server = KfkitModel(model_folder)
+    server.load()
+    return server.predict(rows[FEATURES].astype(object).to_numpy(), FEATURES)
+
+
+def test_predictions_equal_the_servers_and_refused_rows_are_rejected(model, tmp_path):
+    batch, metadata = ingested(penguins_batch(tmp_path / "data", BAD), tmp_path / "ingested")
+
+    summary = score_table(
+        model["folder"],
+        batch,
+        tmp_path / "out",
+        key_column="penguin_id",
+        model_version="1",
+        dataset_fingerprint=metadata["dataset_fingerprint"],
+    )
+
+    assert (summary.rows, summary.rows_scored, summary.rows_rejected) == (344, 341, 3)
+    assert summary.rejected_by_reason == {"not a number": 2, "out of range": 1}
+    assert summary.rejected_by_column == {"bill_length_mm": 1, "body_mass_g": 1, "flipper_length_mm": 1}
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pandas()
+    assert list(rejects["row_number"]) == [5, 9, 20]
+    assert list(rejects["penguin_id"]) == ["p005", "p009", "p020"]
+    assert list(rejects["reason"]) == ["not a number", "not a number", "out of range"]
+    assert list(rejects["value"]) == ["abc", "inf", "1e+308"]
+    assert "row 5 holds 'abc'" in rejects["message"][0]
+
+    predictions = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pandas()
+    rows = pd.read_parquet(batch)
+    scored = rows.drop(index=[5, 9, 20])
+    assert list(predictions["row_number"]) == list(scored.index)
+    assert list(predictions["penguin_id"]) == list(scored["penguin_id"])
+    served = _served(model["folder"], scored)
+    classes = ["Adelie", "Chinstrap", "Gentoo"]
+    probabilities = predictions[[f"probability_{c}" for c in classes]].to_numpy()
+    assert np.array_equal(probabilities, served)  # bit for bit
+    assert list(predictions["prediction"]) == [classes[i] for i in served.argmax(axis=1)]
+    assert predictions.loc[predictions["row_number"] == 12, "prediction"].size == 1  # Atlantis scored
+    assert set(predictions["model_version"]) == {"1"} and set(predictions["model_name"]) == {MODEL}
+    assert sum(summary.class_distribution.values()) == 341
+    assert summary.class_distribution == predictions["prediction"].value_counts().sort_index().to_dict()
+    assert summary.dataset_fingerprint == metadata["dataset_fingerprint"]
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    assert "| rejected | 3 |" in markdown and "| not a number | 2 |" in markdown
+
+
+def test_the_same_without_the_fast_path_and_in_small_batches(model, tmp_path, monkeypatch):
+    batch, _ = ingested(penguins_batch(tmp_path / "data", BAD), tmp_path / "ingested")
+    score_table(model["folder"], batch, tmp_path / "fast", model_version="1")
+    monkeypatch.setenv("KFKIT_SERVING_FAST_PATH", "0")
+
+    slow = score_table(model["folder"], batch, tmp_path / "slow", model_version="1", batch_rows=7)
+
+    assert slow.fast_path is False and slow.rows_rejected == 3
+    for name in ("predictions.parquet", "rejects.parquet"):
+        fast_table = pq.read_table(tmp_path / "fast" / name).to_pandas()
+        slow_table = pq.read_table(tmp_path / "slow" / name).to_pandas()
+        pd.testing.assert_frame_equal(fast_table, slow_table, check_exact=False, rtol=1e-12)
+
+
+def test_a_batch_without_a_feature_column_is_one_line(model, tmp_path):
+    path = tmp_path / "batch.parquet"
+    complete, _ = ingested(penguins_batch(tmp_path / "d"), tmp_path / "i")
+    pd.read_parquet(complete).drop(columns=["sex"]).to_parquet(path)
+    with pytest.raises(KfkitError, match=r"lacks feature column\(s\) sex of model 'score-penguins'"):
+        score_table(model["folder"], path, tmp_path / "out")
+    with pytest.raises(KfkitError, match="key column 'nope' not found"):
+        score_table(model["folder"], complete, tmp_path / "out", key_column="nope")
+
+
+def _run_component(model: dict, batch: Path, metadata: dict, folder: Path) -> dict:
+    inputs = {
+        "batch": make_artifact(Dataset, batch.parent, batch.name, metadata),
+        "baseline": make_artifact(Artifact, model["folder"].parent, model["folder"].name, model["metadata"]),
+    }
+    outputs = make_outputs(component, folder)
+    component.python_func(**inputs, **outputs, key_column="penguin_id", task_name="score")
+    return outputs
+
+
+def test_the_component_publishes_once_and_never_overwrites(
+    model, tmp_path, objects, store_environment, capsys
+):
+    batch, metadata = ingested(penguins_batch(tmp_path / "data", BAD), tmp_path / "ingested")
+    where = batch_folder(MODEL, model["version"], metadata["dataset_fingerprint"])
+
+    first = _run_component(model, batch, metadata, tmp_path / "first")
+
+    meta = first["predictions"].metadata
+    assert meta["written"] is True and meta["predictions_uri"] == str(where)
+    assert (meta["model_name"], meta["model_version"]) == (MODEL, model["version"])
+    assert meta["model_sha256"] == model["metadata"]["sha256"]
+    assert meta["dataset_fingerprint"] == metadata["dataset_fingerprint"]
+    assert (meta["rows"], meta["rows_scored"], meta["rows_rejected"]) == (344, 341, 3)
+    stored = {info.uri: info.etag for info in objects.list(where)}
+    assert sorted(u.rsplit("/", 1)[1] for u in stored) == sorted(
+        [RECORD_FILE, "predictions.parquet", "rejects.parquet", "summary.md"]
+    )
+    assert (
+        objects.get_bytes(where.child("predictions.parquet")) == Path(first["predictions"].path).read_bytes()
+    )
+    assert f"predictions written to {where}" in capsys.readouterr().out
+
+    second = _run_component(model, batch, metadata, tmp_path / "second")
+
+    assert second["predictions"].metadata["written"] is False
+    assert "already scored" in capsys.readouterr().out
+    assert {info.uri: info.etag for info in objects.list(where)} == stored
+    fingerprint = metadata["dataset_fingerprint"]
+    [listed] = [b for b in list_scored_batches(objects, MODEL) if b.dataset_fingerprint == fingerprint]
+    assert listed.model_version == model["version"] and listed.record["rows_scored"] == 341
+
+
+def test_other_content_at_the_path_is_never_overwritten(model, tmp_path, objects, store_environment):
+    other = {(0, "bill_length_mm"): "41.5"}  # another batch: its own fingerprint, its own folder
+    batch, metadata = ingested(penguins_batch(tmp_path / "data", other), tmp_path / "ingested")
+    where = batch_folder(MODEL, model["version"], metadata["dataset_fingerprint"])
+    # An interrupted scoring left other bytes under the name the predictions take.
+    objects.put_bytes(where.child("predictions.parquet"), b"left by an interrupted scoring")
+
+    with pytest.raises(SystemExit):
+        _run_component(model, batch, metadata, tmp_path / "out")
+
+    assert objects.get_bytes(where.child("predictions.parquet")) == b"left by an interrupted scoring"
+    assert not objects.exists(where.child(RECORD_FILE))
+    # A record of another model at the path: refused, untouched.
+    objects.delete(where.child("predictions.parquet"))
+    record = json.dumps({"model_sha256": "0" * 64, "run_id": "elsewhere"}).encode()
+    objects.put_bytes(where.child(RECORD_FILE), record)
+    with pytest.raises(SystemExit):
+        _run_component(model, batch, metadata, tmp_path / "again")
+    assert objects.get_bytes(where.child(RECORD_FILE)) == record
+    assert not objects.exists(where.child("predictions.parquet"))
