@@ -19,7 +19,7 @@ from typing import Any
 
 from kfkit.errors import KfkitError, first_line
 
-PIPELINES = ("training",)
+PIPELINES = ("training", "scoring")
 REPO_ENV = "KFKIT_REPO"
 
 

@@ -100,6 +100,8 @@ class RunSummary:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metrics
     blessed: dict[str, bool] = field(default_factory=dict)  # task -> model blessing
     pushed: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> version, uri, sha256
+    # task -> what a scoring did: model version, rows scored and rejected (by reason), classes, where
+    scored: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # "task.output" -> metadata
     artifact_uris: dict[str, str] = field(default_factory=dict)  # "task.output" -> uri
     seconds: float = 0.0
@@ -650,6 +652,15 @@ def _add_artifact(summary: RunSummary, task: str, artifact: Any) -> None:
         summary.metrics[task] = {k: v for k, v in meta.items() if isinstance(v, int | float)}
     if "checks" in meta:
         summary.blessed[task] = bool(meta.get("blessed"))  # MLMD keeps booleans as 1/0
+    if "rows_scored" in meta and "class_distribution" in meta:  # score's predictions
+        summary.scored[task] = {
+            k: meta.get(k)
+            for k in (
+                "model_name", "model_version", "rows", "rows_scored", "rows_rejected", "rejected_by_reason",
+                "class_distribution", "predictions_uri", "written",
+            )
+        }  # fmt: skip
+        summary.scored[task]["written"] = bool(meta.get("written"))  # MLMD keeps booleans as 1/0
     if meta.get("pushed"):
         summary.pushed[task] = {
             "version": str(meta["version"]),
@@ -793,6 +804,14 @@ def _outcome(summary: RunSummary, task: str) -> str:
     if task in summary.pushed:
         pushed = summary.pushed[task]
         parts.append(f"pushed version {pushed['version']} -> {pushed['uri']}")
+    if task in summary.scored:
+        scored = summary.scored[task]
+        reasons = ", ".join(f"{n} {r}" for r, n in (scored.get("rejected_by_reason") or {}).items())
+        parts.append(
+            f"{scored['rows_scored']} of {scored['rows']} rows scored by version {scored['model_version']}, "
+            f"{scored['rows_rejected']} rejected{f' ({reasons})' if reasons else ''} -> "
+            f"{scored['predictions_uri']}{'' if scored['written'] else ' (already scored: nothing written)'}"
+        )
     unchanged = [m for k, m in summary.artifacts.items() if k.startswith(f"{task}.") and m.get("unchanged")]
     if unchanged:
         version = unchanged[0].get("version")
