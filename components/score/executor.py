@@ -371,9 +371,8 @@ def run(task: Task) -> None:
 
     batch, baseline = task.inputs["batch"], task.inputs["baseline"]
     if not baseline.metadata.get("found"):
-        raise KfkitError(
-            f"nothing to score with: {baseline.metadata.get('reason') or 'the baseline has no model version'}"
-        )
+        name = baseline.metadata.get("model_name") or "?"
+        raise KfkitError(f"model {name} has no pushed version in s3://models/{name}/: nothing to score with")
     version = str(baseline.metadata.get("version") or "")
     fingerprint = str(batch.metadata.get("dataset_fingerprint") or "")
     with tempfile.TemporaryDirectory(prefix="kfkit-score-") as folder:

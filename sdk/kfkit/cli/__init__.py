@@ -13,6 +13,7 @@ from kfkit.cli import (  # noqa: F401  (registers commands)
     reproduce,
     run,
     schema,
+    score,
     serve,
     store,
 )
