@@ -1,14 +1,17 @@
 """The kfkit scoring pipeline: a batch of new rows scored by a pushed model version.
 
 resolve_source -> ingest (no split, no label: every row in the order read) -> resolve_baseline
-(the version asked for, else the version serving now, else the latest pushed) -> score. Score
+(the version asked for, else the version serving now, else the latest pushed) -> validate ->
+score. Score
 loads that version as its server does (signature, sha256, scikit-learn version), rejects the rows
 the server would refuse (with the reason, counted), and writes the predictions write-once to
 ``s3://predictions/<model>/<version>/<data fingerprint>/``. Nothing is pushed or deployed.
 
-The batch is not validated against the version's schema and training statistics here yet:
-score rejects what the server refuses, row by row; drift reporting belongs in a validate step in
-this pipeline (validate with the label absent, reporting rather than blocking).
+validate checks the batch against that version's schema and training statistics in TFDV's
+``SERVING`` environment (the label absent) and measures drift; with ``validation_policy`` "warn"
+(the default here) it reports and does not block: its anomalies go into score's summary and the
+predictions' metadata, and the rows the server would refuse are rejected by score one by one.
+"fail" stops the run on any anomaly instead.
 
 The same definition runs under ``kfp.local`` (``kfkit run-local --pipeline scoring`` or ``kfkit
 score``) and in Kubeflow Pipelines. In a cluster the tasks read the object-store credentials
@@ -20,7 +23,7 @@ cached (it publishes, and says whether the batch was already scored).
 
 from kfp import dsl
 
-from kfkit.components import ingest, resolve_baseline, resolve_source, score
+from kfkit.components import ingest, resolve_baseline, resolve_source, score, validate
 from kfkit.platform import use_object_store, use_trusted_model_keys
 from kfkit.task_settings import configure_task
 
@@ -38,6 +41,8 @@ def scoring(
     key_column: str = "",  # a column of the data to carry into the predictions (an id)
     serving_namespace: str = "kfkit-serving",
     deploy_strategy: str = "auto",  # which deploy target says which version serves now
+    validation_policy: str = "warn",  # warn: anomalies and drift reported, the batch still scored
+    drift_thresholds: dict = {},  # noqa: B006 - feature -> threshold; 1 or null turns one off
 ):
     # Uncached: the content identities every cache key after it follows (the data, the registry).
     source_task = use_object_store(
@@ -67,14 +72,24 @@ def scoring(
             )
         )
     )
+    validate_task = use_object_store(
+        validate(
+            train_split=ingest_task.outputs["train_split"],
+            eval_split=ingest_task.outputs["eval_split"],
+            baseline=baseline_task.outputs["baseline"],
+            policy=validation_policy,
+            drift_thresholds=drift_thresholds,
+        )
+    )
     score_task = use_trusted_model_keys(
         use_object_store(
             score(
                 batch=ingest_task.outputs["train_split"],
                 baseline=baseline_task.outputs["baseline"],
+                anomalies=validate_task.outputs["anomalies"],
                 key_column=key_column,
             )
         )
     )
-    for task in (source_task, ingest_task, baseline_task, score_task):
+    for task in (source_task, ingest_task, baseline_task, validate_task, score_task):
         configure_task(task)

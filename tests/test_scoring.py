@@ -81,6 +81,11 @@ def test_score_writes_the_served_answers_and_rejects_what_the_server_refuses(
     assert (result["rows"], result["rows_scored"], result["rows_rejected"]) == (344, 342, 2)
     assert result["rejected_by_reason"] == {"not a number": 2}
     assert sum(result["class_distribution"].values()) == 342 and result["written"] is True
+    # validate's findings on the batch (the label absent: TFDV's SERVING environment) are reported,
+    # and do not stop the scoring: text in a numeric column, an unknown island (scored, as the
+    # server scores it), the id column the schema lacks.
+    assert set(result["data_anomalies"]) == {"train:bill_depth_mm", "train:island", "train:penguin_id"}
+    assert "Atlantis" in result["data_anomalies"]["train:island"]
     assert result["predictions_uri"] == f"s3://predictions/{MODEL}/1/{result['dataset_fingerprint']}/"
 
     predictions = _stored_table(objects, result["predictions_uri"], "predictions.parquet")
@@ -135,6 +140,7 @@ def test_lineage_leads_from_the_predictions_to_the_batch_and_the_model_version(
     inputs = {a.id: a for a in store.artifacts([i for ids in task.input_artifacts.values() for i in ids])}
     batch = inputs[task.input_artifacts["batch"][0]]
     baseline = inputs[task.input_artifacts["baseline"][0]]
+    assert inputs[task.input_artifacts["anomalies"][0]].properties["blessed"] in (False, 0)
     assert batch.properties["dataset_fingerprint"] == first_scoring["dataset_fingerprint"]
     assert (baseline.properties["version"], baseline.properties["sha256"]) == (
         "1",

@@ -97,6 +97,7 @@ def find_baseline(
         "uri": str(version_folder(model_name, version)),
         "sha256": manifest.sha256,
         "training_data_fingerprint": manifest.training_data_fingerprint,
+        "label_column": manifest.label_column,  # what data to score lacks (validate's SERVING check)
         "run_id": manifest.run_id,
         "files": sorted(manifest.files),
         "model_file": manifest.model_file,

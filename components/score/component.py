@@ -1,5 +1,7 @@
 """The score component: its kfp declaration. The logic is ``executor.run``."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
@@ -13,6 +15,7 @@ def score(
     predictions: Output[Dataset],
     rejects: Output[Dataset],
     summary: Output[Markdown],
+    anomalies: Optional[Input[Artifact]] = None,
     key_column: str = "",
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
@@ -41,6 +44,9 @@ def score(
         batch: The rows to score (ingest's train_split with eval_fraction=0 and no label:
             every row, in the order read).
         baseline: The model version (resolve_baseline's output: its verified folder).
+        anomalies: validate's verdict on the batch (optional): its anomalies and drift are
+            reported in the summary and the predictions' metadata (`data_blessed`,
+            `data_anomalies`); they do not stop the scoring.
         key_column: A column of the batch to carry into the predictions and rejects beside
             the row number (e.g. an id); empty: the row number alone.
         task_name: Filled in by the orchestrator (kfp's task-name placeholder); leave unset.

@@ -325,9 +325,9 @@ def score_table(
     return summary
 
 
-def summary_markdown(summary: ScoreSummary, where: str = "") -> str:
+def summary_markdown(summary: ScoreSummary, where: str = "", data_check: dict[str, Any] | None = None) -> str:
     """The summary the KFP UI renders: what scored what, rows scored and rejected by reason, the
-    class distribution."""
+    class distribution; ``data_check``: validate's verdict on the batch (its anomalies)."""
     version = summary.model_version or "?"
     lines = [
         f"# Scoring: {summary.model_name} version {version}",
@@ -343,6 +343,18 @@ def summary_markdown(summary: ScoreSummary, where: str = "") -> str:
     ]
     if where:
         lines.append(f"| predictions | `{where}` |")
+    if data_check is not None:
+        found = data_check.get("anomalies") or {}
+        lines.append(f"| data validation | {'no anomalies' if not found else f'{len(found)} anomalies'} |")
+        if found:
+            lines += [
+                "",
+                "## Data anomalies (reported, not blocking)",
+                "",
+                "| feature | anomaly |",
+                "|---|---|",
+            ]
+            lines += [f"| {name} | {text} |" for name, text in sorted(found.items())]
     if summary.rejected_by_reason:
         lines += ["", "## Rejected rows by reason", "", "| reason | rows |", "|---|---|"]
         lines += [f"| {reason} | {count} |" for reason, count in summary.rejected_by_reason.items()]
@@ -391,9 +403,17 @@ def run(task: Task) -> None:
                 f"resolve_baseline verified ({str(baseline.metadata.get('sha256'))[:12]})"
             )
         where = batch_folder(summary.model_name, version, summary.dataset_fingerprint)
-        (Path(folder) / SUMMARY_FILE).write_text(summary_markdown(summary, str(where)))
+        data_check = dict(task.inputs["anomalies"].metadata) if "anomalies" in task.inputs else None
+        (Path(folder) / SUMMARY_FILE).write_text(summary_markdown(summary, str(where), data_check))
+        data = {}
+        if data_check is not None:
+            data = {
+                "data_blessed": bool(data_check.get("blessed")),
+                "data_anomalies": dict(data_check.get("anomalies") or {}),
+            }
         record = {
             **summary.to_dict(),
+            **data,
             "source_uri": batch.metadata.get("source_uri", ""),
             "run_id": task.run_id,
         }
@@ -413,6 +433,7 @@ def run(task: Task) -> None:
         "rejected_by_reason": summary.rejected_by_reason,
         "predictions_uri": published.uri,
         "written": published.written,
+        **data,
     }
     task.outputs["predictions"].metadata.update(
         {**lineage, "class_distribution": summary.class_distribution, "fast_path": summary.fast_path}

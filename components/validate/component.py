@@ -52,8 +52,10 @@ def validate(
             skew distances against their thresholds.
 
     Args:
-        train_split: The train rows (from ingest); its metadata names the label column.
-        eval_split: The eval rows (from ingest).
+        train_split: The train rows (from ingest); its metadata names the label column. An
+            empty label column means data to score: checked in TFDV's SERVING environment,
+            where the baseline's label (its metadata `label_column`) is not expected.
+        eval_split: The eval rows (from ingest); empty (ingest's no split): no skew check.
         baseline: What the data is compared with (from resolve_baseline): its
             schema.pbtxt, when its metadata says `found`, is the schema checked against, and its
             train_statistics.pb the training data drift is measured from.

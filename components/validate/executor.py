@@ -24,7 +24,7 @@ from kfkit.errors import KfkitError, first_line
 from kfkit.feature_roles import FeatureRole
 from kfkit.label_checks import check_eval_classes, check_label
 from kfkit.params import check_choice, check_thresholds
-from kfkit.splits import ARROW_BATCH_ROWS, Split, arrow_batches, arrow_column, arrow_schema
+from kfkit.splits import ARROW_BATCH_ROWS, Split, arrow_batches, arrow_column, arrow_schema, split_rows
 from kfkit.storage import ObjectStore, is_object_uri
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ COMPARATOR_NAMES = {
 # distance of 0.52; fresh random samples of one distribution stay under 0.05 at 4,000 rows and
 # under 0.17 at 276 vs 68 rows (penguins-sized splits). 0.2 sits above that noise.
 DEFAULT_THRESHOLDS = {"infinity_norm": 0.2, "jensen_shannon_divergence": 0.2}
+# TFDV's schema environments: data to score is checked in SERVING, where the label is absent.
+TRAINING, SERVING = "TRAINING", "SERVING"
 _OFF = 1.0  # neither distance exceeds 1: the comparator still measures, never flags
 _HIGH = ("COMPARATOR_L_INFTY_HIGH", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH")
 
@@ -348,6 +350,7 @@ def validate(
     keep_features: list[str] | None = None,
     problem_type: str = "",
     beam_options: list[str] | None = None,
+    absent_label: str = "",
 ) -> tuple[ValidationResult, dict[str, Any]]:
     """Returns the result and the protos to write: train/eval statistics, schema, anomalies.
 
@@ -360,7 +363,10 @@ def validate(
     ``skew_thresholds``: feature -> threshold overrides of :data:`DEFAULT_THRESHOLDS`.
     ``keep_features``: identifiers or free text to use as features all the same.
     ``problem_type``: "classification" or "regression" checks the label for it ("": no check).
-    ``beam_options``: Beam pipeline options; given, the statistics run as a Beam pipeline."""
+    ``beam_options``: Beam pipeline options; given, the statistics run as a Beam pipeline.
+    ``absent_label``: the schema's label, which this data lacks (a batch to score, ``label_column``
+    empty): the data is checked in TFDV's ``SERVING`` environment, where that label is not
+    expected. An empty eval split (no split) has no statistics and no skew."""
     check_choice("validate", "policy", policy, names.VALIDATION_POLICIES)
     keep_features = feature_roles.check_keep_features(keep_features)
     beam_options = check_beam_options(beam_options)
@@ -380,7 +386,10 @@ def validate(
     tfdv = _tfdv()
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    stats = split_statistics({"train": train, "eval": evaluation}, beam_options)
+    splits = {"train": train, "eval": evaluation}
+    if split_rows(evaluation) == 0:
+        del splits["eval"]  # ingest's no-split mode (a batch to score): nothing to compare with
+    stats = split_statistics(splits, beam_options)
     if schema_uri:
         text = load_schema_text(schema_uri, store)
         if text is None:
@@ -397,10 +406,13 @@ def validate(
     roles = feature_roles.decide_roles(_BothSplits(train, evaluation), schema, label_column, keep_features)
     excluded = {name for name, role in roles.items() if role.excluded}
 
+    environment = None
+    if absent_label:
+        schema, environment = _serving_schema(schema, absent_label), SERVING
     anomalies: dict[str, str] = {}
     anomaly_protos = anomalies_pb2.Anomalies()
     for split, split_stats in stats.items():
-        found = tfdv.validate_statistics(split_stats, schema)
+        found = tfdv.validate_statistics(split_stats, schema, environment=environment)
         anomalies.update(_anomaly_map(found, split))
         for feature, info in found.anomaly_info.items():
             anomaly_protos.anomaly_info[f"{split}:{feature}"].CopyFrom(info)
@@ -413,7 +425,9 @@ def validate(
     if baseline_statistics is not None:
         control = _read_statistics(baseline_statistics, f"{baseline_name}: {names.TRAIN_STATISTICS_FILE}")
         drift = compare(stats["train"], control, schema, drift_limits, "drift", anomaly_protos, excluded)
-    skew = compare(stats["train"], stats["eval"], schema, skew_limits, "skew", anomaly_protos, excluded)
+    skew = []
+    if "eval" in stats:
+        skew = compare(stats["train"], stats["eval"], schema, skew_limits, "skew", anomaly_protos, excluded)
     for check in drift:
         if check.flagged:
             anomalies[f"drift:{check.feature}"] = (
@@ -462,6 +476,20 @@ def validate(
         "baseline_statistics": control if baseline_statistics is not None else None,
     }
     return result, protos
+
+
+def _serving_schema(schema: Any, label: str) -> Any:
+    """A copy of ``schema`` whose ``label`` is not expected in the ``SERVING`` environment (TFDV's
+    standard way to check data without its label); every other feature is in both environments."""
+    serving = type(schema)()
+    serving.CopyFrom(schema)
+    for environment in (TRAINING, SERVING):
+        if environment not in serving.default_environment:
+            serving.default_environment.append(environment)
+    for feature in serving.feature:
+        if feature.name == label and SERVING not in feature.not_in_environment:
+            feature.not_in_environment.append(SERVING)
+    return serving
 
 
 def _most_changed(check: Comparison) -> str:
@@ -836,10 +864,13 @@ def run(task: Task) -> None:
         )
     else:
         drift_note = ""
+    label_column = train_split.metadata["label_column"]
+    # Data without its label (a batch to score): the label the baseline's schema expects.
+    absent_label = "" if label_column or not found else str(baseline.metadata.get("label_column") or "")
     result, protos = validate(
         train_split.path,
         eval_split.path,
-        label_column=train_split.metadata["label_column"],
+        label_column=label_column,
         policy=p["policy"],
         schema_uri=p["schema_uri"],
         baseline_schema=str(baseline_schema) if found else None,
@@ -852,6 +883,7 @@ def run(task: Task) -> None:
         keep_features=p["keep_features"],
         problem_type=p["problem_type"],
         beam_options=p["beam_options"],
+        absent_label=absent_label,
     )
     out = task.outputs
     write_outputs(protos, result, out["statistics"].path, out["schema"].path, out["anomalies"].path)
@@ -876,14 +908,15 @@ def run(task: Task) -> None:
         )
     if result.blessed:
         drift = "" if result.drift_note else f", no drift from {baseline_name}"
-        task.say(
-            f"blessed: no anomalies against the {result.schema_source} schema{drift}, no train/eval skew"
-        )
+        skew = ", no train/eval skew" if "eval" in protos["statistics"] else ""
+        task.say(f"blessed: no anomalies against the {result.schema_source} schema{drift}{skew}")
     elif p["policy"] == "fail":
         raise KfkitError(
             f"data validation failed ({_count(result.anomalies)} against the "
             f"{result.schema_source} schema): {result.summary()}"
         )
+    elif absent_label:
+        task.say(f"NOT blessed (policy warn: reported, the batch is still scored): {result.summary()}")
     else:
         task.say(f"NOT blessed (policy warn, nothing will be trained or pushed): {result.summary()}")
 

@@ -43,6 +43,7 @@ class ScoringResult:
     rows_rejected: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     class_distribution: dict[str, int] = field(default_factory=dict)
+    data_anomalies: dict[str, str] = field(default_factory=dict)  # validate's, reported not blocking
     predictions_uri: str = ""
     written: bool = True  # False: this version had already scored this batch; nothing was written
     predictions: str = ""  # this run's local copies
@@ -97,6 +98,7 @@ def score_batch(
         rows_rejected=int(scored["rows_rejected"]),
         rejected_by_reason=dict(scored.get("rejected_by_reason") or {}),
         class_distribution=dict(scored.get("class_distribution") or {}),
+        data_anomalies=dict(predictions.get("data_anomalies") or {}),
         predictions_uri=str(scored["predictions_uri"]),
         written=bool(scored["written"]),
         predictions=summary.artifact_uris.get(f"{SCORE_TASK}.predictions", ""),
@@ -126,6 +128,11 @@ def format_scoring(result: ScoringResult) -> str:
     ]
     for label, count in result.class_distribution.items():
         rows.append((f"  class {label}", f"{count} ({count / max(result.rows_scored, 1):.1%})"))
+    if result.data_anomalies:
+        rows.append(
+            ("data anomalies", f"{len(result.data_anomalies)} (reported; the batch is scored all the same)")
+        )
+        rows += [(f"  {name}", text) for name, text in sorted(result.data_anomalies.items())]
     already = "" if result.written else " (already scored by this version: nothing new written)"
     rows += [
         ("predictions", result.predictions_uri + already),

@@ -38,8 +38,15 @@ def loans(rows: int = 4000, seed: int = 1, income_shift_sd: float = 0.0, remap_g
     )
 
 
-def call(folder: Path, train: pd.DataFrame, evaluation: pd.DataFrame, baseline=None, **params):
-    split_meta = {"label_column": "default", "dataset_fingerprint": "f" * 64}
+def call(
+    folder: Path,
+    train: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    baseline=None,
+    split_meta_label="default",
+    **params,
+):
+    split_meta = {"label_column": split_meta_label, "dataset_fingerprint": "f" * 64}
     splits = {}
     for name, frame in (("train_split", train), ("eval_split", evaluation)):
         splits[name] = make_artifact(Dataset, folder, name, split_meta)
@@ -208,3 +215,35 @@ def test_the_html_report_draws_each_split_and_marks_the_drifted_feature(baseline
     features = len(out["anomalies"].metadata["drift"])
     assert drift.count("<rect") == features == 6 and drift.count('class="mark"') == features
     assert drift.count('class="bar s0 over"') == 1 and "income distance: 0.7" in drift
+
+
+def _scoring_baseline(baseline, folder: Path, label_column: str):
+    """The same version as resolve_baseline hands it over in the scoring pipeline: with the
+    label column its manifest names."""
+    return make_artifact(
+        Artifact, Path(baseline.path).parent, "baseline", {**baseline.metadata, "label_column": label_column}
+    )
+
+
+def test_a_batch_to_score_is_checked_without_its_label_and_drift_is_reported(baseline, tmp_path, capsys):
+    """No label and no eval rows (ingest's scoring mode): TFDV's SERVING environment, where the
+    label is not expected; drift reported, and with policy warn the task goes on."""
+    batch = loans(seed=2).drop(columns=["default"])
+    empty = batch.iloc[:0]
+    scoring = _scoring_baseline(baseline, tmp_path, "default")
+
+    clean = call(tmp_path / "clean", batch, empty, baseline=scoring, split_meta_label="")
+
+    meta = clean["anomalies"].metadata
+    assert meta["blessed"] is True and meta["anomalies"] == {} and meta["skew"] == {}
+    assert set(meta["drift"]) == {"loan_amount", "income", "age", "grade", "home"}
+    assert sorted(p.name for p in Path(clean["statistics"].path).iterdir()) == ["train.pb"]
+    # Without the SERVING environment the missing label is an anomaly of the batch.
+    unlabelled = call(tmp_path / "plain", batch, empty, baseline=baseline, split_meta_label="")
+    assert "train:default" in unlabelled["anomalies"].metadata["anomalies"]
+
+    capsys.readouterr()
+    shifted = loans(seed=2, income_shift_sd=3).drop(columns=["default"])
+    drifted = call(tmp_path / "drift", shifted, shifted.iloc[:0], baseline=scoring, split_meta_label="")
+    assert set(drifted["anomalies"].metadata["anomalies"]) == {"drift:income"}
+    assert "NOT blessed (policy warn: reported, the batch is still scored)" in capsys.readouterr().out
