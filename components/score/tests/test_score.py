@@ -179,3 +179,37 @@ def test_other_content_at_the_path_is_never_overwritten(model, tmp_path, objects
         _run_component(model, batch, metadata, tmp_path / "again")
     assert objects.get_bytes(where.child(RECORD_FILE)) == record
     assert not objects.exists(where.child("predictions.parquet"))
+
+
+def test_a_regression_model_scores_its_values(tmp_path):
+    """A regression model's prediction is its value (no class probabilities), as its server answers."""
+    from conftest import PENGUINS, write_schema
+
+    from kfkit.components.ingest.executor import ingest
+    from kfkit.components.train.executor import train
+
+    split = ingest(str(PENGUINS), "body_mass_g")
+    schema = write_schema(split.train, tmp_path / "schema")
+    train(
+        split.train, str(schema / "schema.pbtxt"), "body_mass_g", "score-mass", str(tmp_path / "model"),
+        problem_type="regression", estimator="ridge",
+    )  # fmt: skip
+    batch, _ = ingested(penguins_batch(tmp_path / "data", {(2, "year"): "two thousand"}), tmp_path / "in")
+    features = [f for f in FEATURES if f != "body_mass_g"] + ["species"]
+    frame = pd.read_parquet(batch)
+    frame["species"] = pd.read_csv(PENGUINS)["species"]  # the regression model's feature
+    frame.to_parquet(batch)
+
+    summary = score_table(tmp_path / "model", batch, tmp_path / "out", model_version="3")
+
+    assert (summary.rows_scored, summary.rejected_by_reason) == (343, {"not a number": 1})
+    assert (
+        summary.class_distribution == {} and summary.prediction_range["min"] < summary.prediction_range["max"]
+    )
+    predictions = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pandas()
+    assert [c for c in predictions.columns if c.startswith("probability_")] == []
+    server = KfkitModel(tmp_path / "model")
+    server.load()
+    scored = frame.drop(index=[2])
+    served = server.predict(scored[features].astype(object).to_numpy(), features)[:, 0]
+    assert np.array_equal(predictions["prediction"].to_numpy(), served)
