@@ -445,3 +445,9 @@ def run(task: Task) -> None:
         + (f"; {summary.rows_rejected} rejected ({reasons})" if summary.rows_rejected else "")
     )
     task.say(published.message)
+    stored_key = published.record.get("key_column", "")
+    if not published.written and stored_key != summary.key_column:
+        task.say(
+            f"the stored predictions carry key column {stored_key!r} (this run's own copy, the "
+            f"task's output, carries {summary.key_column!r}): a key column is not part of a batch's identity"
+        )
