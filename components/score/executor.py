@@ -9,7 +9,8 @@ it is written to the rejects file with its row number, the column and what was w
 counted by reason. Missing values are scored, as the server scores them (imputed).
 
 Memory is bounded by a batch of rows: the table is read, converted, scored and written
-``batch_rows`` at a time. A batch the server would refuse is halved until each refused row is
+``batch_rows`` at a time. Plainly typed columns are converted a column at a time to the very
+values ``rows_to_columns`` gives (:meth:`BatchScorer.plain_columns`); other batches go row by row. A batch the server would refuse is halved until each refused row is
 alone (a handful of extra conversions per bad row), then its other rows are scored in one call;
 a clean batch costs one call.
 
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kfkit.errors import KfkitError
@@ -103,6 +105,10 @@ class ScoreSummary:
     class_distribution: dict[str, int] = field(default_factory=dict)  # classification: rows per class
     prediction_range: dict[str, float] = field(default_factory=dict)  # regression: min, mean, max
     fast_path: bool = False
+    batches: int = 0
+    # Batches converted by serving's rows_to_columns row by row (a column not plainly typed, or a
+    # refused row); the others were converted a column at a time, to the same values.
+    batches_row_by_row: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,11 +131,52 @@ class BatchScorer:
     def answers(self, rows: np.ndarray) -> np.ndarray:
         """``KfkitModel.predict``'s answer for these rows (feature values in manifest order), with
         the refusal's own type: ``FeatureError`` or ``OutOfRangeError``."""
-        columns = rows_to_columns(rows, self.manifest, names=self.names)
+        return self.predict(rows_to_columns(rows, self.manifest, names=self.names))
+
+    def predict(self, columns: dict[str, Any]) -> np.ndarray:
+        """The answer for converted values (``rows_to_columns``' shape), as ``KfkitModel.predict``."""
         if self.server.fast is not None:
             return self.server.fast.predict(columns)
         frame = columns_to_frame(columns, self.manifest)
         return predict_checked(self.server.model, frame, self.classify, columns)
+
+    def plain_columns(self, batch: pa.RecordBatch) -> dict[str, Any] | None:
+        """The batch's feature values as ``rows_to_columns`` converts them, a column at a time, where
+        that is the same value for value: a numeric feature in an integer or float column (NaN
+        and null missing, as there; None when a value is infinite, which the server refuses), a
+        categorical one in a text column (null as NaN), an all-missing column. None when a
+        feature's column is of another type: then the rows go through ``rows_to_columns``."""
+        columns: dict[str, Any] = {}
+        for name, kind in zip(self.names, self.kinds, strict=True):
+            array = batch.column(batch.schema.get_field_index(name))
+            if pa.types.is_null(array.type) and kind in (NUMERIC, CATEGORICAL, DATE):
+                values = np.full(len(array), np.nan, dtype=np.float64 if kind != CATEGORICAL else object)
+            elif kind == NUMERIC and (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
+                values = pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+                if np.isinf(values).any():
+                    return None
+            elif kind == CATEGORICAL and (
+                pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+            ):
+                values = array.to_numpy(zero_copy_only=False)
+                values[array.is_null().to_numpy(zero_copy_only=False)] = np.nan
+            else:
+                return None
+            columns[name] = values
+        return columns
+
+    def score_batch(
+        self, batch: pa.RecordBatch, first_row: int
+    ) -> tuple[np.ndarray, np.ndarray, list[Reject], bool]:
+        """:meth:`score` of a record batch, its columns converted at once where
+        :meth:`plain_columns` can; the last value says whether the rows went one by one."""
+        columns = self.plain_columns(batch)
+        if columns is not None:
+            try:
+                return np.arange(batch.num_rows), self.predict(columns), [], False
+            except _REFUSALS:
+                pass  # a row out of range: serving's conversion, row by row, finds it
+        return (*self.score(_feature_rows(batch, self.names), first_row), True)
 
     def score(self, rows: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray, list[Reject]]:
         """(positions of the scored rows, their answers, the refused rows). The rows left once
@@ -275,8 +322,10 @@ def score_table(
     ):
         for batch in parquet.iter_batches(batch_size=batch_rows or batch_rows_setting(), columns=read):
             first = summary.rows
-            kept, answers, refused = scorer.score(_feature_rows(batch, scorer.names), first)
+            kept, answers, refused, row_by_row = scorer.score_batch(batch, first)
             summary.rows += batch.num_rows
+            summary.batches += 1
+            summary.batches_row_by_row += int(row_by_row)
             arrays: list[pa.Array] = [pa.array(kept + first, pa.int64())]
             if key is not None:
                 arrays.append(batch.column(batch.schema.get_field_index(key_column)).take(pa.array(kept)))

@@ -213,3 +213,31 @@ def test_a_regression_model_scores_its_values(tmp_path):
     scored = frame.drop(index=[2])
     served = server.predict(scored[features].astype(object).to_numpy(), features)[:, 0]
     assert np.array_equal(predictions["prediction"].to_numpy(), served)
+
+
+def test_plainly_typed_columns_are_converted_at_once_to_the_servers_values(model, tmp_path):
+    """Numbers in number columns and text in text columns: converted a column at a time, the same
+    answers as the server's; a batch holding a value the server refuses goes row by row."""
+    clean, _ = ingested(penguins_batch(tmp_path / "clean"), tmp_path / "clean-in")
+    summary = score_table(model["folder"], clean, tmp_path / "clean-out")
+    assert (summary.batches, summary.batches_row_by_row, summary.rows_scored) == (1, 0, 344)
+    predictions = pq.read_table(tmp_path / "clean-out" / "predictions.parquet").to_pandas()
+    served = _served(model["folder"], pd.read_parquet(clean))
+    assert np.array_equal(
+        predictions[[c for c in predictions.columns if c.startswith("probability_")]], served
+    )
+
+    refused = {(20, "body_mass_g"): "1e308", (40, "body_mass_g"): "-inf"}  # still a float column
+    mixed, _ = ingested(penguins_batch(tmp_path / "mixed", refused), tmp_path / "mixed-in")
+    assert str(pq.read_schema(mixed).field("body_mass_g").type) == "double"
+
+    summary = score_table(model["folder"], mixed, tmp_path / "mixed-out", batch_rows=16)
+
+    assert (summary.batches, summary.batches_row_by_row) == (22, 2)  # rows 16-31 and 32-47
+    assert summary.rejected_by_reason == {"not a number": 1, "out of range": 1}
+    predictions = pq.read_table(tmp_path / "mixed-out" / "predictions.parquet").to_pandas()
+    scored = pd.read_parquet(mixed).drop(index=[20, 40])
+    assert list(predictions["row_number"]) == list(scored.index)
+    served = _served(model["folder"], scored)
+    probabilities = predictions[[c for c in predictions.columns if c.startswith("probability_")]].to_numpy()
+    assert np.allclose(probabilities, served, rtol=1e-12, atol=0)
