@@ -31,7 +31,9 @@ def score_command(
     model's range) are rejected with the reason, not scored. The predictions (row number, the
     key column, prediction, class probabilities, model name and version) are written once to
     s3://predictions/<model>/<version>/<data fingerprint>/: the same data scored again by the
-    same version writes nothing and says so.
+    same version writes nothing and says so. The batch is also validated against that version's
+    schema and training statistics (label absent; drift measured): anomalies are reported in the
+    summary, and do not stop the scoring.
 
     Exit codes: 0 scored (rejected rows included); 1 failed (an unknown model or version, a file
     that cannot be read, data without the model's features; one line says why).
