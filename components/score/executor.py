@@ -10,8 +10,9 @@ counted by reason. Missing values are scored, as the server scores them (imputed
 
 Memory is bounded by a batch of rows: the table is read, converted, scored and written
 ``batch_rows`` at a time. Plainly typed columns are converted a column at a time to the very
-values ``rows_to_columns`` gives (:meth:`BatchScorer.plain_columns`); other batches go row by row. A batch the server would refuse is halved until each refused row is
-alone (a handful of extra conversions per bad row), then its other rows are scored in one call;
+values ``rows_to_columns`` gives (:meth:`BatchScorer.plain_columns`); other batches go row by
+row. A batch the server would refuse is halved until each refused row is alone (a handful of
+extra conversions per bad row), then its other rows are scored in one call;
 a clean batch costs one call.
 
 ``score_table()`` is the plain function (a model folder, a Parquet table, an output folder);
