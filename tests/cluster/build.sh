@@ -2,7 +2,8 @@
 # Build the loopback control plane of tests/cluster from the Go module proxy, once per cache key:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes through the
 #   wrapper module in kubernetes/), the KWOK controller and its default Stages, and a kubectl 1.32
-#   (the one on PATH when it is 1.32, else built from the same wrapper); and the CRDs the tests
+#   (the one on PATH when it is 1.32, else built from the same wrapper); Seldon Core v1's operator
+#   (wrapper module seldon/, our main.go over its controller and webhooks); and the CRDs the tests
 #   install, read from the pinned modules: Seldon Core v1's SeldonDeployment (operator module) and
 #   Argo's WorkflowTaskResult (what a run's executor writes).
 # Output: ${KFKIT_CONTROLPLANE_CACHE:-$HOME/.cache/kfkit/controlplane}/<key>/{bin,share}; prints that
@@ -18,7 +19,8 @@ command -v go >/dev/null || { echo "build.sh: go not found on PATH (Go >= 1.26 b
 
 # The key changes with anything that changes what is built: versions, wrapper modules, this script
 # and the Go toolchain.
-key="$( { cat "$here/versions.sh" "$here"/kubernetes/go.mod "$here"/kubernetes/go.sum "$here/build.sh"; go version; } \
+key="$( { cat "$here/versions.sh" "$here"/kubernetes/go.mod "$here"/kubernetes/go.sum "$here"/seldon/go.mod \
+            "$here"/seldon/go.sum "$here"/seldon/main.go "$here/build.sh"; go version; } \
         | sha256sum | cut -c1-16)"
 cache="${KFKIT_CONTROLPLANE_CACHE:-$HOME/.cache/kfkit/controlplane}"
 out="$cache/$key"
@@ -84,8 +86,17 @@ for stage in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heart
   cp "$kwok_dir/kustomize/stage/$stage" "$staging/share/kwok-stages/"
 done
 
-mkdir -p "$staging/share/crds"
+log "Seldon Core operator $SELDON_OPERATOR (its controller and webhooks under seldon/main.go)"
+nice -n 10 go build -C "$here/seldon" -mod=readonly -ldflags "-s -w" -o "$staging/bin/seldon-operator" .
 seldon_dir="$(module_dir "github.com/seldonio/seldon-core/operator@$SELDON_OPERATOR")"
+# What the operator's own install would create: its ConfigMap (storage initializer, servers), its
+# ClusterRoles, and its Deployment (read for the environment the reconciler is configured by).
+mkdir -p "$staging/share/seldon"
+for file in manager/configmap.yaml manager/manager.yaml rbac/role.yaml rbac/role_sas.yaml; do
+  cp "$seldon_dir/config/$file" "$staging/share/seldon/"
+done
+
+mkdir -p "$staging/share/crds"
 # (kustomize warns that this kustomization uses deprecated fields: not ours to change, not shown.)
 "$staging/bin/kubectl" kustomize "$seldon_dir/config/crd" 2> >(grep -v "^# Warning" >&2) > "$staging/share/crds/seldondeployments.yaml"
 argo_dir="$(module_dir "github.com/argoproj/argo-workflows/v3@$ARGO")"

@@ -54,3 +54,9 @@ def dev_overlay(control_plane, manifests_tree) -> tuple[str, str]:
     control_plane.ensure_namespace(pipelines_ns)
     control_plane.kubectl("apply", "--validate=strict", "-k", str(manifests_tree / "kustomize/overlays/dev"))
     return pipelines_ns, serving_ns
+
+
+@pytest.fixture(scope="session")
+def seldon_operator(control_plane) -> None:
+    """Seldon Core v1's operator running against the control plane (stopped with it)."""
+    control_plane.start_seldon()

@@ -36,6 +36,7 @@ from kfkit.net import free_port
 
 HERE = Path(__file__).resolve().parent
 FAKE_NODE = "kwok-node-0"
+SELDON_NAMESPACE = "seldon-system"
 # The issuer a real cluster's tokens carry; nothing resolves it here.
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -268,7 +269,7 @@ class ControlPlane:
 
     def _write_pki(self) -> dict[str, tuple[bytes, bytes]]:
         self.pki.mkdir(parents=True, exist_ok=True)
-        ca = CertificateAuthority()
+        ca = self.ca = CertificateAuthority()
         self.ca_pem = _pem_cert(ca.cert)
         (self.pki / "ca.crt").write_bytes(self.ca_pem)
         (self.pki / "ca.key").write_bytes(_pem_key(ca.key))
@@ -540,6 +541,97 @@ class ControlPlane:
         )
         return names
 
+    def start_seldon(self, timeout: float = 90) -> None:
+        """Seldon Core v1's operator (build's bin/seldon-operator) as its own install would run it:
+        namespace seldon-system, its ConfigMap `seldon-config`, its ClusterRoles bound to its
+        ServiceAccount (it runs with that account's token), its validating webhook registered
+        with the API server by URL (loopback, certificate from the test CA). Needs install_crds()."""
+        share = self.build_dir / "share" / "seldon"
+        namespace, account = SELDON_NAMESPACE, "seldon-manager"
+        self.ensure_namespace(namespace)
+        configmap = yaml.safe_load((share / "configmap.yaml").read_text())
+        configmap["metadata"] = {"name": "seldon-config", "namespace": namespace}
+        objects: list[dict] = [
+            configmap,
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account, "namespace": namespace},
+            },
+        ]
+        for file in ("role.yaml", "role_sas.yaml"):
+            for role in yaml.safe_load_all((share / file).read_text()):
+                if not role:
+                    continue
+                name = f"seldon-{role['metadata']['name']}"
+                role["metadata"] = {"name": name}
+                binding = {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                    "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+                }
+                objects += [role, binding]
+        self.apply_objects(objects)
+
+        port = self.ports["seldon-webhook"] = free_port()
+        probe = self.ports["seldon-probe"] = free_port()
+        certs = self.workdir / "seldon-certs"
+        certs.mkdir(exist_ok=True)
+        cert, key = self.ca.issue("seldon-webhook", hosts=["127.0.0.1"])
+        (certs / "tls.crt").write_bytes(cert)
+        (certs / "tls.key").write_bytes(key)
+        operator = self._spawn(
+            "seldon",
+            [
+                "seldon-operator",
+                f"--webhook-port={port}",
+                f"--cert-dir={certs}",
+                f"--probe-addr=127.0.0.1:{probe}",
+                f"--metrics-addr=127.0.0.1:{free_port()}",
+            ],
+            env={
+                **_seldon_environment(share / "manager.yaml", namespace),
+                "KUBECONFIG": str(self.token_kubeconfig(namespace, account, hours=24)),
+            },
+        )
+        _wait(
+            "seldon operator",
+            lambda: self._http_ready(f"http://127.0.0.1:{probe}/readyz"),
+            timeout,
+            self.log("seldon"),
+            operator,
+        )
+
+        # Upstream's install registers this webhook (the kubebuilder marker of its v1 webhook).
+        webhook = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "seldon-validating-webhook-configuration"},
+            "webhooks": [
+                {
+                    "name": "v1.vseldondeployment.kb.io",
+                    "admissionReviewVersions": ["v1", "v1beta1"],
+                    "clientConfig": {
+                        "url": f"https://127.0.0.1:{port}/validate-machinelearning-seldon-io-v1-seldondeployment",
+                        "caBundle": base64.b64encode(self.ca_pem).decode(),
+                    },
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "rules": [
+                        {
+                            "apiGroups": ["machinelearning.seldon.io"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["seldondeployments"],
+                        }
+                    ],
+                }
+            ],
+        }
+        self.apply_objects([webhook])
+
     def ensure_namespace(self, name: str) -> None:
         """Create namespace ``name`` unless it exists (a pipelines namespace, as Kubeflow's profile
         controller would have made it)."""
@@ -570,6 +662,24 @@ class ControlPlane:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+
+
+def _seldon_environment(manager_yaml: Path, namespace: str) -> dict[str, str]:
+    """The environment upstream's manager Deployment gives the operator (plain values), with what a
+    cluster without Ambassador, Istio or KEDA needs instead."""
+    deployment = next(
+        d for d in yaml.safe_load_all(manager_yaml.read_text()) if d and d["kind"] == "Deployment"
+    )
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "manager"]
+    env = {item["name"]: str(item.get("value", "")) for item in container["env"] if "valueFrom" not in item}
+    env.update(
+        POD_NAMESPACE=namespace,
+        WATCH_NAMESPACE="",
+        AMBASSADOR_ENABLED="false",
+        ISTIO_ENABLED="false",
+        KEDA_ENABLED="false",
+    )
+    return env
 
 
 def _fake_node() -> dict:
