@@ -1,12 +1,14 @@
 """A real Kubernetes control plane on loopback for the `cluster` tests: etcd, kube-apiserver (RBAC,
 admission, audit log), kube-controller-manager, kube-scheduler and KWOK with one fake node, so
-Deployments get Ready pods without a container runtime.
+Deployments get Ready pods without a container runtime; on request the CRDs kfkit's objects need
+and Seldon Core v1's operator.
 
 The binaries come from `tests/cluster/build.sh` (built once into a cache folder). Everything this
 module starts listens on 127.0.0.1 on free ports, runs in its own process session with its log in
 the work folder, and is stopped by its own pid.
 
-    python tests/cluster/controlplane.py up      # for a person: start, print KUBECONFIG, wait for ^C
+    python tests/cluster/controlplane.py up      # for a person: start (with the CRDs and Seldon's
+                                                 # operator), print KUBECONFIG, wait for ^C
 """
 
 from __future__ import annotations
@@ -190,6 +192,14 @@ def _wait(
     raise ControlPlaneError(f"{what} not ready after {timeout:.0f} s{_log_tail(log)}")
 
 
+def _opener(context: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
+    """urllib without the environment's proxies: every probe is of a loopback address."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
 def _log_tail(log: Path | None, lines: int = 30) -> str:
     if log is None or not log.exists():
         return ""
@@ -231,8 +241,7 @@ class ControlPlane:
     # -- processes --------------------------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = self.workdir / f"{name}.log"
-        with log.open("ab") as out:
+        with self.log(name).open("ab") as out:
             process = subprocess.Popen(
                 [str(self.bin / args[0]), *args[1:]],
                 stdin=subprocess.DEVNULL,
@@ -255,14 +264,12 @@ class ControlPlane:
         else:  # kcm and the scheduler serve a self-signed certificate of their own
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        with urllib.request.urlopen(
-            f"https://127.0.0.1:{port}{path}", context=context, timeout=2
-        ) as response:
+        with _opener(context).open(f"https://127.0.0.1:{port}{path}", timeout=2) as response:
             return response.status == 200
 
     @staticmethod
     def _http_ready(url: str, expect: str = "") -> bool:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with _opener().open(url, timeout=2) as response:
             return response.status == 200 and expect in response.read().decode()
 
     # -- start ------------------------------------------------------------------------------------
@@ -710,7 +717,14 @@ def main(argv: list[str]) -> int:
     plane = ControlPlane(workdir)
     plane.start()
     try:
-        print(f"control plane up in {plane.start_seconds:.1f} s; logs in {workdir}")
+        started = time.monotonic()
+        plane.install_crds()
+        plane.start_seldon()
+        extra = time.monotonic() - started
+        print(
+            f"control plane up in {plane.start_seconds:.1f} s, CRDs and Seldon's operator {extra:.1f} s more"
+        )
+        print(f"logs in {workdir}")
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"kubectl: {plane.kubectl_path}; Ctrl-C stops it")
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

@@ -173,16 +173,16 @@ def test_real_runner_token_makes_pushs_calls_with_kfkits_client(
     _, serving_ns = dev_overlay
     api = custom_objects_api(f"kubeconfig:{runner_kubeconfig}")
     target = SeldonTarget(api=api, namespace=serving_ns)
-    name = seldon.resource_name("penguins")
-    assert target.get("penguins") is None
+    name = seldon.resource_name("rbac-probe")
+    assert target.get("rbac-probe") is None
 
-    manifest = seldon.seldon_deployment("penguins", "1", "s3://models/penguins/1", namespace=serving_ns)
+    manifest = seldon.seldon_deployment("rbac-probe", "1", "s3://models/rbac-probe/1", namespace=serving_ns)
     created = api.create_namespaced_custom_object(
         seldon.GROUP, seldon.VERSION, serving_ns, seldon.PLURAL, manifest
     )
     assert created["metadata"]["name"] == name
 
-    current = target.get("penguins")
+    current = target.get("rbac-probe")
     patch = {
         "metadata": {
             "resourceVersion": current["metadata"]["resourceVersion"],
@@ -198,5 +198,5 @@ def test_real_runner_token_makes_pushs_calls_with_kfkits_client(
 
     elsewhere = SeldonTarget(api=api, namespace="kfkit-serving-prod")
     with pytest.raises(KfkitError, match="HTTP 403") as refused:
-        elsewhere.get("penguins")
+        elsewhere.get("rbac-probe")
     assert "\n" not in str(refused.value)
