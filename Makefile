@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 # `import tensorflow_data_validation` 12.6 s without .pyc files, 4.5 s with them).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run test test-fast lint compile bench bench-lineage bench-serving bench-scale clean
+.PHONY: setup run test test-fast test-cluster lint compile bench bench-lineage bench-serving bench-scale clean
 
 setup: .venv/.synced serving/.venv/.synced
 
@@ -45,6 +45,11 @@ test: setup
 
 test-fast: setup
 	.venv/bin/python -m pytest -m "not slow"
+
+# The tests against a real control plane (tests/cluster/README.md): builds it first (once; cached).
+test-cluster: setup
+	bash tests/cluster/build.sh
+	.venv/bin/python -m pytest -m cluster tests/cluster
 
 lint: setup
 	.venv/bin/ruff check .
