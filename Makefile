@@ -39,9 +39,13 @@ serving/.venv/.synced: serving/uv.lock serving/pyproject.toml Makefile | $(UV)
 run: setup
 	.venv/bin/kfkit demo --config configs/penguins.yaml
 
+# The control plane of tests/cluster (tests/cluster/README.md) is built before any test, so that a
+# failed build stops at once: once per machine (15-25 min cold with its Go modules), then cached.
 test: setup
 	.venv/bin/ruff check .
+	bash tests/cluster/build.sh
 	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -m cluster tests/cluster
 
 test-fast: setup
 	.venv/bin/python -m pytest -m "not slow"
