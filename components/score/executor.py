@@ -10,9 +10,10 @@ counted by reason. Missing values are scored, as the server scores them (imputed
 
 Memory is bounded by a batch of rows: the table is read, converted, scored and written
 ``batch_rows`` at a time. Plainly typed columns are converted a column at a time to the very
-values ``rows_to_columns`` gives (:meth:`BatchScorer.plain_columns`); other batches go row by row. A batch the server would refuse is halved until each refused row is
-alone (a handful of extra conversions per bad row), then its other rows are scored in one call;
-a clean batch costs one call.
+values ``rows_to_columns`` gives (:meth:`BatchScorer.plain_columns`); other batches go row by
+row. A batch the server would refuse is halved until each refused row is alone (a handful of
+extra conversions per bad row), then its other rows are scored in one call; a clean batch costs
+one call.
 
 ``score_table()`` is the plain function (a model folder, a Parquet table, an output folder);
 ``run()`` is what the component runs through :func:`kfkit.runtime.execute`: it also copies the
@@ -67,6 +68,8 @@ REASONS = {NUMERIC: "not a number", DATE: "not a date", CATEGORICAL: "not a cate
 OUT_OF_RANGE = "out of range"
 REFUSED = "refused"  # refused as a whole row, no single value to blame
 _REFUSALS = (FeatureError, OutOfRangeError)
+# Ingest's record of what it read, kept in a batch folder's record so the batch can be read again.
+SOURCE_FIELDS = ("source_identity", "source_files", "source_etag", "source_version_id")
 
 
 def batch_rows_setting() -> int:
@@ -464,6 +467,9 @@ def run(task: Task) -> None:
             **summary.to_dict(),
             **data,
             "source_uri": batch.metadata.get("source_uri", ""),
+            # What the data was when scored (ingest's content identity): kfkit rescore reads the
+            # batch again from source_uri and refuses it when it is gone or changed since.
+            **{name: batch.metadata[name] for name in SOURCE_FIELDS if name in batch.metadata},
             "run_id": task.run_id,
         }
         published = publish(ObjectStore.from_env(), Path(folder), record)
