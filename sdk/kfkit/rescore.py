@@ -104,12 +104,27 @@ def rescore(
     progress: Progress | None = None,
     top: int = TOP_ROWS,
 ) -> Rescoring:
-    """Rescore every batch of ``model`` (``NAME[:VERSION]``) with that version; see the module."""
-    from kfkit.prediction_registry import list_scored_batches
+    """Rescore every batch of ``model`` (``NAME[:VERSION]``) with that version; see the module.
+    The object store is the environment's, else the local one (started if needed, as
+    ``kfkit score`` does)."""
+    from kfkit.local_run import object_store_env
     from kfkit.scoring import parse_model_reference
 
     name, asked = parse_model_reference(model)
-    store = ObjectStore.from_env()
+    with object_store_env():
+        return _rescore(ObjectStore.from_env(), name, asked, metadata_uri, progress, top)
+
+
+def _rescore(
+    store: ObjectStore,
+    name: str,
+    asked: str,
+    metadata_uri: str | None,
+    progress: Progress | None,
+    top: int,
+) -> Rescoring:
+    from kfkit.prediction_registry import list_scored_batches
+
     version, how = target_version(store, name, asked)
     by_batch: dict[str, dict[str, Any]] = {}
     for scored in list_scored_batches(store, name):
