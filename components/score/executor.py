@@ -52,6 +52,7 @@ from kfkit.serving.model import (
     columns_to_frame,
     rows_to_columns,
 )
+from kfkit.values import days_since_epoch
 
 if TYPE_CHECKING:
     from kfkit.runtime import Task
@@ -147,7 +148,9 @@ class BatchScorer:
         """The batch's feature values as ``rows_to_columns`` converts them, a column at a time, where
         that is the same value for value: a numeric feature in an integer or float column (NaN
         and null missing, as there; None when a value is infinite, which the server refuses), a
-        categorical one in a text column (null as NaN), an all-missing column. None when a
+        categorical one in a text column (null as NaN), a date in a text column (each distinct
+        text converted by serving's own function; None when one is no date), an all-missing
+        column. None when a
         feature's column is of another type: then the rows go through ``rows_to_columns``."""
         columns: dict[str, Any] = {}
         for name, kind in zip(self.names, self.kinds, strict=True):
@@ -158,11 +161,13 @@ class BatchScorer:
                 values = pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
                 if np.isinf(values).any():
                     return None
-            elif kind == CATEGORICAL and (
-                pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
-            ):
+            elif kind == CATEGORICAL and _is_text(array.type):
                 values = array.to_numpy(zero_copy_only=False)
                 values[array.is_null().to_numpy(zero_copy_only=False)] = np.nan
+            elif kind == DATE and _is_text(array.type):
+                values = _date_days(array)
+                if values is None:
+                    return None
             else:
                 return None
             columns[name] = values
@@ -220,6 +225,24 @@ class BatchScorer:
                 return Reject(row_number, name, reason, _shown(row[position]), _for_row(exc, row_number))
         reason = OUT_OF_RANGE if isinstance(refusal, OutOfRangeError) else REFUSED
         return Reject(row_number, "", reason, "", _for_row(refusal, row_number))
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _date_days(array: pa.Array) -> np.ndarray | None:
+    """A text column of dates as serving's ``_to_days`` turns each value (days since 1970-01-01,
+    null as NaN), converting each distinct text once (a table of dates repeats a few thousand
+    days); None when one is no date, for serving's own conversion to find and refuse."""
+    encoded = pc.dictionary_encode(array)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    days = [days_since_epoch(text) for text in encoded.dictionary.to_pylist()]
+    if any(day is None for day in days):
+        return None
+    lookup = np.array([*days, np.nan], dtype=np.float64)
+    return lookup[pc.fill_null(encoded.indices, len(days)).to_numpy(zero_copy_only=False)]
 
 
 def _shown(value: Any) -> str:
