@@ -153,3 +153,55 @@ def test_rescoring_again_writes_nothing_new(history, rescored, objects):
     }
     assert sorted(statuses.values()) == ["failed", "skipped", "skipped"]
     assert "1 of 3 batch(es) failed" in proc.stdout
+
+
+# The loop as the README shows it (train, score, push a new version, rescore, reproduce), run from
+# the repository root with a state folder of its own. `<run-id>` is the first training run's id,
+# read from `kfkit runs list --json` as a user reads it from `kfkit runs list`.
+README_LOOP = """\
+.venv/bin/kfkit run-local --config configs/penguins.yaml --param data_uri=sdk/kfkit/data/penguins.csv
+.venv/bin/kfkit score sdk/kfkit/data/penguins.csv --model penguins
+.venv/bin/kfkit run-local --config configs/penguins.yaml --param data_uri=sdk/kfkit/data/penguins.csv \\
+    --param 'hyperparameters={C: 10}'
+.venv/bin/kfkit rescore --model penguins
+.venv/bin/kfkit runs list
+.venv/bin/kfkit reproduce <run-id>
+"""
+
+
+def test_the_readme_loop_runs_as_written(tmp_path):
+    import os
+    import shlex
+    import subprocess
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    if ".venv/bin/kfkit rescore --model penguins" in readme:  # once pasted, the README holds this block
+        assert README_LOOP in readme
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KFKIT_", "AWS_"))}
+    env["KFKIT_HOME"] = str(tmp_path)
+
+    def run(command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+    outputs = []
+    for line in README_LOOP.replace("\\\n", " ").splitlines():
+        command = shlex.split(line)
+        if command[-1] == "<run-id>":
+            listed = json.loads(run([".venv/bin/kfkit", "runs", "list", "--json"]).stdout)
+            trainings = [r["run_id"] for r in listed if r["pipeline"] == "kfkit-training"]
+            command[-1] = trainings[-1]  # newest first: the first training run is the last
+        proc = run(command)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
+        assert "Traceback" not in proc.stderr
+        outputs.append(proc.stdout)
+    first, scored, second, rescored, _, reproduced = outputs
+    assert "pushed version 1 -> s3://models/penguins/1/" in first
+    assert "s3://predictions/penguins/1/" in scored
+    assert "pushed version 2 -> s3://models/penguins/2/" in second
+    assert "model penguins version 2 (deploy target 'local' serves version 2)" in rescored
+    [row] = [line.split() for line in rescored.splitlines() if " rescored " in f" {line} "]
+    assert row[1:3] == ["rescored", "1"] and row[3] == "344"
+    assert "rescore-from-1.md" in rescored and "all batches done" in rescored
+    assert "reproduced: same data, splits, metrics and predictions" in reproduced
