@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 # `import tensorflow_data_validation` 12.6 s without .pyc files, 4.5 s with them).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup run test test-fast test-cluster lint compile bench bench-lineage bench-serving bench-scale clean
+.PHONY: setup run test test-fast test-cluster lint compile bench bench-lineage bench-serving bench-scale bench-scoring clean
 
 setup: .venv/.synced serving/.venv/.synced
 
@@ -72,6 +72,11 @@ bench-lineage: setup
 ROWS ?= 1000000
 bench-scale: setup
 	.venv/bin/python benchmarks/scale.py --rows $(ROWS) $(ARGS)
+
+# Batch scoring of a generated loans table with a logistic regression and a 100-tree random forest,
+# beside each model's own predict_proba on the same in-memory rows: make bench-scoring ROWS=1000000
+bench-scoring: setup
+	.venv/bin/python benchmarks/scoring.py --rows $(ROWS) $(ARGS)
 
 # MLServer's scikit-learn runtime in its own venv (benchmarks/mlserver/uv.lock), only for this benchmark.
 # Python 3.11 like kfkit's env (3.12 works as well: the parallel-worker crash came from uvloop 0.22+,

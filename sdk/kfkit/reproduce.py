@@ -136,15 +136,21 @@ def check_source(original: Original) -> str | None:
     """The source's content identity now, as resolve_source resolves it (None: the run recorded
     none to check against, and only the fingerprint after the re-run tells); raises one line
     naming the file or object when it is gone or its content is not what the original run read."""
-    from kfkit.components.ingest.executor import list_source, source_identity
-
     data = original.summary.artifacts["ingest.train_split"]
     source_uri = str(data.get("source_uri") or original.parameters.get("data_uri", ""))
+    return check_recorded_source(source_uri, data, original.run_id)
+
+
+def check_recorded_source(source_uri: str, data: dict[str, Any], run_id: str) -> str | None:
+    """:func:`check_source` for any record of ingest's source fields (``source_identity``,
+    ``source_files``, ``source_etag``, ``source_version_id``) written by run ``run_id``."""
+    from kfkit.components.ingest.executor import list_source, source_identity
+
     recorded = str(data.get("source_identity") or "")
     try:
         files = list_source(source_uri)
     except KfkitError as exc:
-        raise KfkitError(f"the data of run {original.run_id} is gone: {exc}") from None
+        raise KfkitError(f"the data of run {run_id} is gone: {exc}") from None
     now = source_identity(files)
     if not recorded:
         return None
@@ -161,9 +167,9 @@ def check_source(original: Original) -> str | None:
                 what += f" (the run read version {data['source_version_id']})"
         else:
             what = "its sha256 is not that of the bytes the run read"
-        raise KfkitError(f"{found.name}: changed since run {original.run_id}: {what}; nothing run")
+        raise KfkitError(f"{found.name}: changed since run {run_id}: {what}; nothing run")
     raise KfkitError(
-        f"{source_uri}: changed since run {original.run_id} ({then_files} file(s) then, {len(files)} now, "
+        f"{source_uri}: changed since run {run_id} ({then_files} file(s) then, {len(files)} now, "
         "content identity differs); nothing run"
     )
 

@@ -11,6 +11,7 @@ from kfkit.cli import (  # noqa: F401  (registers commands)
     keys,
     lineage,
     reproduce,
+    rescore,
     run,
     schema,
     score,
