@@ -765,12 +765,14 @@ def _commit() -> str:
     proc = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     )
-    dirty = subprocess.run(
+    changed = subprocess.run(
         ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
         capture_output=True,
         text=True,
-    ).stdout
-    return proc.stdout.strip() + (" (with uncommitted changes)" if dirty.strip() else "")
+    ).stdout.splitlines()
+    # The results file itself does not change what is measured (the run before wrote into it).
+    dirty = [line for line in changed if not line[3:].startswith("benchmarks/results/")]
+    return proc.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
 def _machine() -> str:
