@@ -234,7 +234,6 @@ def feature_frame(frame: Any, features: list[Feature], where: str, number_dtype:
     it), dates as days since 1970-01-01 (:func:`kfkit.values.days_since_epoch`).
     ``number_dtype``: "float32" gives numbers and dates rounded from those float64 values (what
     train fits on)."""
-    import numpy as np
     import pandas as pd
 
     from kfkit.values import days_since_epoch, number_of
@@ -254,7 +253,7 @@ def feature_frame(frame: Any, features: list[Feature], where: str, number_dtype:
         if feature.kind == "date":
             numbers = _converted(column, days_since_epoch, feature, where, "an ISO date")
         elif pd.api.types.is_numeric_dtype(column):
-            numbers = np.asarray(column, dtype="float64")
+            numbers = column.astype("float64").to_numpy()  # a nullable Int64's NA as NaN too
         else:
             numbers = _converted(column, number_of, feature, where, "a number")
         out[feature.name] = numbers.astype(number_dtype, copy=False)
