@@ -17,7 +17,7 @@ from conftest import PENGUINS, make_artifact, run_kfkit, run_pipeline
 from kfp.dsl import Artifact, Dataset, Input, Output
 
 from kfkit.errors import KfkitError
-from kfkit.local_cache import ENTRY_FILE, LocalCache, TaskCache, artifact_identity
+from kfkit.local_cache import ENTRY_FILE, HashMemo, LocalCache, TaskCache, artifact_identity
 from kfkit.local_run import RunSummary, format_summary
 from kfkit.metadata import open_store
 from kfkit.runtime import Task, execute
@@ -323,3 +323,75 @@ def test_store_gc_lists_half_entries_and_with_cache_removes_the_whole_cache(one_
     removed = [r for r in json.loads(proc.stdout)["leftovers"] if r["kind"] in ("cache-tmp", "run-cache")]
     assert {r["kind"] for r in removed} == {"cache-tmp", "run-cache"} and all(r["removed"] for r in removed)
     assert not cache.root.exists()
+
+
+def test_an_output_that_is_only_metadata_is_stored(tmp_path):
+    """resolve_baseline finding no pushed version writes no file, only metadata."""
+    cache = LocalCache(tmp_path / "cache")
+    outputs = {"baseline": ("system.Artifact", tmp_path / "never-written", {"found": False})}
+    cache.store("k" * 64, {"component": "resolve_baseline"}, outputs)
+    assert cache.lookup("k" * 64, ["baseline"]).outputs["baseline"]["metadata"] == {"found": False}
+
+
+def _large_file(path: Path, fill: bytes = b"a") -> Path:
+    path.write_bytes(fill * (HashMemo.MIN_BYTES + 1))
+    time.sleep(HashMemo.SETTLED_S * 2)  # settled: a memo may be recorded
+    return path
+
+
+def _edit_in_place(path: Path) -> None:
+    """One byte changed, same size, modification time put back: only the ctime tells."""
+    status = path.stat()
+    with open(path, "r+b") as handle:
+        handle.write(b"b")
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert path.stat().st_size == status.st_size and path.stat().st_mtime_ns == status.st_mtime_ns
+
+
+def test_a_large_file_is_hashed_once_and_an_edit_in_place_is_read_again(tmp_path):
+    memo = HashMemo(tmp_path / "hashes")
+    data = _large_file(tmp_path / "split.parquet")
+    first = memo.sha256(data)
+    assert first == hashlib.sha256(data.read_bytes()).hexdigest()
+    [memo_file] = list((tmp_path / "hashes").iterdir())
+    # The memo answers while the file is unchanged: a planted value comes back, so the file was not read.
+    recorded = json.loads(memo_file.read_text())
+    memo_file.write_text(json.dumps({**recorded, "sha256": "planted"}))
+    assert memo.sha256(data) == "planted"
+    _edit_in_place(data)
+    assert memo.sha256(data) == hashlib.sha256(data.read_bytes()).hexdigest() != first
+
+
+def test_a_file_still_being_written_gets_no_memo(tmp_path):
+    memo = HashMemo(tmp_path / "hashes")
+    data = tmp_path / "split.parquet"
+    data.write_bytes(b"a" * (HashMemo.MIN_BYTES + 1))
+    memo.sha256(data)  # changed a moment ago: a change in the same clock tick would go unseen
+    assert not (tmp_path / "hashes").exists()
+
+
+def test_a_stored_output_is_not_read_again_for_its_readers_keys_until_it_is_edited(one_task, tmp_path):
+    """The producing task's store hashes its large outputs once; the tasks reading them as input
+    take the sha256 from the memo, and an input edited in place changes their key."""
+    _, cache, _ = one_task
+    folder = tmp_path / "ingest" / "train_split"
+    folder.mkdir(parents=True)
+    split = folder / "part.parquet"
+    split.write_bytes(b"a" * (HashMemo.MIN_BYTES + 1))
+    cache.store("s" * 64, {"component": "ingest"}, {"train_split": ("system.Dataset", folder, {"rows": 3})})
+    entry = cache.lookup("s" * 64, ["train_split"])
+    [memo_file] = list(cache.memo.folder.iterdir())  # recorded by the store (it waited to record it)
+    assert (
+        json.loads(memo_file.read_text())["sha256"] == entry.outputs["train_split"]["files"]["part.parquet"]
+    )
+    data = make_artifact(Dataset, tmp_path / "ingest", "train_split", {"rows": 3})  # as the reader gets it
+    assert artifact_identity(data, cache.memo) == entry.outputs["train_split"]["identity"]
+
+    def key() -> str:
+        task = Task(component="scale", name="scale", run_id="r", inputs={"data": data}, outputs={}, params={})
+        return TaskCache.for_task(task).key
+
+    before = key()
+    assert key() == before
+    _edit_in_place(split)
+    assert key() != before

@@ -336,21 +336,22 @@ def trivial_metrics(
 ) -> dict[str, float]:
     """The trivial model (no features: the label's prior or mean on the train split's labels)
     scored on the eval rows' labels with the candidate's metrics."""
-    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.dummy import DummyRegressor
 
-    no_features_train = np.zeros((len(train_labels), 1))
-    no_features_eval = np.zeros((len(eval_labels), 1))
     if manifest.problem_type == "regression":
+        no_features_train = np.zeros((len(train_labels), 1))
+        no_features_eval = np.zeros((len(eval_labels), 1))
         y = pd.to_numeric(train_labels).astype("float64")
         dummy = DummyRegressor(strategy="mean").fit(no_features_train, y)
         return _score(manifest, eval_labels, dummy.predict(no_features_eval)).metrics
-    # Fitted on integer codes of the classes (names[code]): scikit-learn finds the classes of
-    # integers far faster than of a million strings; the priors are the same.
+    # DummyClassifier(strategy="prior") learns each class's share of the train labels and predicts
+    # it for every row: computed here from the class counts as it computes them (bincount over
+    # the counts' sum), without building a million-row feature matrix for it to check.
     codes, names = pd.factorize(class_names(train_labels), sort=True)
-    dummy = DummyClassifier(strategy="prior").fit(no_features_train, codes)
-    proba = dummy.predict_proba(no_features_eval)
+    counts = np.bincount(codes, minlength=len(names))
+    prior = counts / counts.sum()
     # Columns in the candidate's class order; a class the train split lacks has probability 0.
-    columns = {str(names[c]): proba[:, i] for i, c in enumerate(dummy.classes_)}
+    columns = {str(name): np.full(len(eval_labels), share) for name, share in zip(names, prior, strict=True)}
     aligned = np.column_stack([columns.get(c, np.zeros(len(eval_labels))) for c in manifest.classes])
     return _score(manifest, eval_labels, aligned).metrics
 

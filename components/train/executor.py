@@ -200,11 +200,7 @@ def model_input(frame: pd.DataFrame, features: list[Feature], where: str) -> pd.
     and the models' arithmetic accumulate in float64 all the same. Labels stay as they are (a
     regression target in float64), and serving and evaluate pass float64, which the fitted model
     takes as it is."""
-    x = feature_frame(frame, features, where)
-    numeric = [f.name for f in features if f.kind != "categorical"]
-    if numeric:
-        x[numeric] = x[numeric].astype("float32")
-    return x
+    return feature_frame(frame, features, where, number_dtype="float32")
 
 
 def labels(frame: pd.DataFrame, label_column: str, problem_type: str) -> pd.Series:

@@ -17,6 +17,11 @@ A task's **key** is sha256 over
   ``source_identity``/``baseline_identity`` parameters (resolve_source itself and push are never
   cached: :data:`kfkit.task_settings.NEVER_CACHED`).
 
+A large file's sha256 is computed once: the task that writes an output records it in a **hash
+memo** (``<state>/cache/hashes/``) beside the file's inode number, size, modification and change
+times, and the tasks that read it as input take it from there while those still match (see
+:class:`HashMemo` for why an edit in place still misses).
+
 An **entry** is ``<state>/cache/entries/<key>/`` holding ``entry.json`` (what the task was, which
 run produced it, each output's type, metadata, files with their sha256 and identity) and
 ``outputs/<name>/``: each output's files, hard-linked (copied across file systems). Only a
@@ -136,13 +141,96 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def artifact_files(path: Path) -> dict[str, str]:
-    """relative path -> sha256 of each file of an artifact (``.`` for a file artifact)."""
+class HashMemo:
+    """sha256 of large files, remembered by inode (``<cache>/hashes/<device>-<inode>.json``) so
+    that the tasks reading a split do not each read its gigabyte again for their cache keys.
+
+    A memo is used only while the file's inode, size, modification time and change time (ctime)
+    are still the recorded ones. Any write to the file, a truncate, a chmod or a new hard link
+    sets its ctime to the time of that change, and ctime cannot be set back from user space
+    (``os.utime`` restores mtime only), so an edit in place, even one of the same size with its
+    mtime restored, does not match and the file is read again. One gap is closed by waiting:
+    ctime ticks at the kernel's clock tick (a few milliseconds), so a change within the same
+    tick as the recorded one would keep it; a memo is therefore recorded only for a file whose
+    last change is ``SETTLED_S`` (several ticks) older than the start of its hashing, and only
+    if the file's state is the same after hashing as before. Files below ``MIN_BYTES`` are
+    hashed every time: cheaper than a memo."""
+
+    MIN_BYTES = 1 << 20
+    SETTLED_S = 0.05
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def _state(status: os.stat_result) -> dict[str, int]:
+        return {
+            "size": status.st_size,
+            "mtime_ns": status.st_mtime_ns,
+            "ctime_ns": status.st_ctime_ns,
+        }
+
+    def _memo_file(self, status: os.stat_result) -> Path:
+        return self.folder / f"{status.st_dev}-{status.st_ino}.json"
+
+    def sha256(self, path: Path) -> str:
+        """``path``'s sha256: from its memo if the file is unchanged since, else read (and
+        remembered when it is large and settled)."""
+        before = path.stat()
+        if before.st_size < self.MIN_BYTES:
+            return file_sha256(path)
+        memo_file = self._memo_file(before)
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            memo = json.loads(memo_file.read_text())
+            if memo["state"] == self._state(before) and isinstance(memo["sha256"], str):
+                return memo["sha256"]
+        # A file system that keeps whole seconds (ctime_ns a multiple of 1e9) ticks too coarsely.
+        settled = before.st_ctime_ns % 1_000_000_000 != 0 and self._age_ns(before) > self.SETTLED_S * 1e9
+        digest = file_sha256(path)
+        after = path.stat()  # not compared whole: reading may update the access time
+        if settled and (after.st_ino, self._state(after)) == (before.st_ino, self._state(before)):
+            self._remember(memo_file, before, digest)
+        return digest
+
+    def settle(self, path: Path) -> None:
+        """Wait (at most ``SETTLED_S``) until ``path``'s last change is old enough for a memo:
+        a task's store comes right after its last write, and the readers save far more."""
+        with contextlib.suppress(OSError):
+            status = path.stat()
+            age = self._age_ns(status)
+            if status.st_size >= self.MIN_BYTES and age <= self.SETTLED_S * 1e9:
+                time.sleep(self.SETTLED_S - age / 1e9 + 0.001)
+
+    @staticmethod
+    def _age_ns(status: os.stat_result) -> int:
+        """Time since the file's last change (its ctime comes from the kernel's coarse clock,
+        which lags the fine one by up to a tick: the age is never underestimated)."""
+        return time.time_ns() - status.st_ctime_ns
+
+    def _remember(self, memo_file: Path, status: os.stat_result, digest: str) -> None:
+        # Written aside and renamed: a reader sees a whole memo or none. A failure only costs
+        # the next reader a read of the file.
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            staging = memo_file.with_name(f".{memo_file.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+            staging.write_text(json.dumps({"state": self._state(status), "sha256": digest}))
+            os.replace(staging, memo_file)
+
+
+def _output_files(path: Path) -> dict[str, Path]:
+    """relative path -> file of an artifact (``.`` for a file artifact), sorted."""
     if path.is_file():
-        return {".": file_sha256(path)}
+        return {".": path}
     if not path.is_dir():
         return {}
-    return {str(p.relative_to(path)): file_sha256(p) for p in sorted(path.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(path)): p for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def artifact_files(path: Path, memo: HashMemo | None = None) -> dict[str, str]:
+    """relative path -> sha256 of each file of an artifact (``.`` for a file artifact); large
+    files' through ``memo`` when given."""
+    sha256 = memo.sha256 if memo is not None else file_sha256
+    return {relative: sha256(file) for relative, file in _output_files(path).items()}
 
 
 def identity(files: dict[str, str], metadata: dict[str, Any]) -> str:
@@ -150,9 +238,9 @@ def identity(files: dict[str, str], metadata: dict[str, Any]) -> str:
     return _digest({"files": files, "metadata": metadata})
 
 
-def artifact_identity(artifact: Any) -> str:
+def artifact_identity(artifact: Any, memo: HashMemo | None = None) -> str:
     """The content identity of a kfp artifact (its ``.path`` and ``.metadata``)."""
-    return identity(artifact_files(Path(artifact.path)), dict(artifact.metadata))
+    return identity(artifact_files(Path(artifact.path), memo), dict(artifact.metadata))
 
 
 # -- component versions ---------------------------------------------------------------------
@@ -300,6 +388,7 @@ class LocalCache:
         self.root = root
         self.entries = root / "entries"
         self.tmp = root / "tmp"
+        self.memo = HashMemo(root / "hashes")
 
     def lookup(self, key: str, outputs: list[str]) -> Entry:
         """The entry for ``key`` holding ``outputs``; raises KeyError when there is none and
@@ -371,15 +460,20 @@ class LocalCache:
         self.entries.mkdir(parents=True, exist_ok=True)
         staging = self.tmp / f"{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
+            staging.mkdir(parents=True)  # an entry whose outputs have no files is entry.json alone
             recorded = {}
             for name, (type_name, path, metadata) in outputs.items():
-                files = artifact_files(path)
+                sources = _output_files(path)
                 copied = False
-                for relative in files:
+                for relative, source in sources.items():
                     destination = self._stored_file(staging, name, relative)
                     destination.parent.mkdir(parents=True, exist_ok=True)
-                    source = path if relative == "." else path / relative
                     copied = _link_or_copy(source, destination) or copied
+                # Hashed after linking (a new link changes the file's ctime, which the memo
+                # checks) and remembered: the tasks that read these outputs need their sha256.
+                for source in sources.values():
+                    self.memo.settle(source)
+                files = {relative: self.memo.sha256(source) for relative, source in sources.items()}
                 # A hard link is the file itself (nothing written later changes a task's outputs;
                 # restore checks every sha256 all the same); a copy is checked now.
                 stored = artifact_files(staging / "outputs" / name) if copied else files
@@ -455,8 +549,9 @@ class TaskCache:
         version = json.loads(os.environ.get(VERSIONS_ENV) or "{}").get(task.name)
         if not folder or not version or not cacheable(task.component):
             return None
-        inputs = {name: artifact_identity(artifact) for name, artifact in task.inputs.items()}
-        return cls(LocalCache(Path(folder)), task_key(task.component, version, task.params, inputs))
+        cache = LocalCache(Path(folder))
+        inputs = {name: artifact_identity(artifact, cache.memo) for name, artifact in task.inputs.items()}
+        return cls(cache, task_key(task.component, version, task.params, inputs))
 
     def restore(self, task: Any) -> Entry | None:
         """Restore the outputs of an earlier run into ``task``'s outputs; None on a miss

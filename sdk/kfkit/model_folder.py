@@ -228,11 +228,12 @@ def load_verified_model(folder: str | Path) -> tuple[Any, ModelManifest]:
     return joblib.load(io.BytesIO(data)), manifest
 
 
-def feature_frame(frame: Any, features: list[Feature], where: str) -> Any:
+def feature_frame(frame: Any, features: list[Feature], where: str, number_dtype: str = "float64") -> Any:
     """The model's input frame (a pandas DataFrame): manifest columns in order, numeric as float64
     (numeric text such as "16,800.00" read by :func:`kfkit.values.number_of`, as serving reads
-    it), dates as days since 1970-01-01 (:func:`kfkit.values.days_since_epoch`)."""
-    import numpy as np
+    it), dates as days since 1970-01-01 (:func:`kfkit.values.days_since_epoch`).
+    ``number_dtype``: "float32" gives numbers and dates rounded from those float64 values (what
+    train fits on)."""
     import pandas as pd
 
     from kfkit.values import days_since_epoch, number_of
@@ -240,20 +241,38 @@ def feature_frame(frame: Any, features: list[Feature], where: str) -> Any:
     missing = [f.name for f in features if f.name not in frame.columns]
     if missing:
         raise KfkitError(f"{where}: feature column(s) {missing} missing")
-    out = frame[[f.name for f in features]].copy()
+    # Built column by column and made a frame once: assigning into a frame column by column
+    # rewrote its blocks each time (a second of a million-row train).
+    out: dict[str, Any] = {}
     for feature in features:
-        column = out[feature.name]
+        column = frame[feature.name]
         if feature.kind == "categorical":
             # Parquet gives None for a missing string; the imputers look for NaN.
-            column = column.astype(object)
-            out[feature.name] = column.where(column.notna(), np.nan)
-        elif feature.kind == "date":
-            out[feature.name] = _converted(column, days_since_epoch, feature, where, "an ISO date")
+            out[feature.name] = _as_objects(column)
+            continue
+        if feature.kind == "date":
+            numbers = _converted(column, days_since_epoch, feature, where, "an ISO date")
         elif pd.api.types.is_numeric_dtype(column):
-            out[feature.name] = column.astype("float64")
+            numbers = column.astype("float64").to_numpy()  # a nullable Int64's NA as NaN too
         else:
-            out[feature.name] = _converted(column, number_of, feature, where, "a number")
-    return out
+            numbers = _converted(column, number_of, feature, where, "a number")
+        out[feature.name] = numbers.astype(number_dtype, copy=False)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _as_objects(column: Any) -> Any:
+    """A text column as an object array, NaN for a missing value; a pandas categorical (a split
+    read with Arrow dictionaries) through its codes, each distinct text once."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        distinct = np.empty(len(column.cat.categories) + 1, dtype=object)
+        distinct[:-1] = column.cat.categories.to_numpy(dtype=object)
+        distinct[-1] = np.nan  # code -1 (missing) picks it
+        return distinct[column.cat.codes.to_numpy()]
+    values = column.to_numpy(dtype=object)
+    return np.where(pd.isna(values), np.nan, values)
 
 
 def _converted(column: Any, convert: Any, feature: Feature, where: str, expected: str) -> Any:
@@ -276,4 +295,4 @@ def _converted(column: Any, convert: Any, feature: Feature, where: str, expected
             )
         numbers.append(number)
     table = np.array([*numbers, math.nan], dtype="float64")  # code -1 picks the NaN
-    return pd.Series(table[codes], index=column.index, dtype="float64")
+    return table[codes]

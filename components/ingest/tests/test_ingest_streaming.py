@@ -187,3 +187,24 @@ def test_parquet_types_read_as_the_same_table_in_csv_would(tmp_path):
         "species": "object",
     }
     assert both["ratio"].isna().sum() == 25 and both["colour"].isna().sum() == 25
+
+
+@pytest.mark.parametrize("change", ["other rows", "header only"])
+def test_data_changed_since_resolve_source_is_refused_before_a_row_is_written(tmp_path, change):
+    """The changed identity is what ingest reports, before writing any split, and ahead of the
+    parse error the change causes (a header-only file)."""
+    from kfkit.components.ingest.executor import ingest_to, list_source, source_identity
+
+    data = tmp_path / "penguins.csv"
+    data.write_bytes(PENGUINS.read_bytes())
+    resolved = source_identity(list_source(str(data)))
+    lines = PENGUINS.read_bytes().splitlines(keepends=True)
+    data.write_bytes(b"".join(lines[:-3]) if change == "other rows" else lines[0])
+    train, evaluation = tmp_path / "out" / "train", tmp_path / "out" / "eval"
+    with pytest.raises(KfkitError, match="the data changed between resolve_source and ingest"):
+        ingest_to(str(data), "species", str(train), str(evaluation), expected_identity=resolved)
+    assert not train.exists() and not evaluation.exists()
+    data.write_bytes(PENGUINS.read_bytes())  # back as it was: the same identity, ingested
+    metadata = ingest_to(str(data), "species", str(train), str(evaluation), expected_identity=resolved)
+    assert metadata["source_identity"] == resolved
+    assert metadata["dataset_fingerprint"] == hashlib.sha256(PENGUINS.read_bytes()).hexdigest()
