@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from kfkit import settings
 from kfkit.errors import KfkitError
 from kfkit.params import check_range
 from kfkit.splits import SplitWriter, read_split
@@ -70,12 +70,7 @@ _CSV_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error 
 
 def batch_rows_setting() -> int:
     """The batch size in rows: KFKIT_INGEST_BATCH_ROWS, else DEFAULT_BATCH_ROWS."""
-    text = os.environ.get(BATCH_ROWS_ENV, "").strip()
-    if not text:
-        return DEFAULT_BATCH_ROWS
-    if not text.isdigit() or int(text) < 1:
-        raise KfkitError(f"{BATCH_ROWS_ENV}={text!r}: expected a positive number of rows")
-    return int(text)
+    return settings.batch_rows(BATCH_ROWS_ENV, DEFAULT_BATCH_ROWS)
 
 
 @dataclass

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kfkit import settings
 from kfkit.errors import KfkitError
 from kfkit.model_folder import sha256_file
 from kfkit.prediction_registry import PREDICTIONS_FILE, REJECTS_FILE, SUMMARY_FILE, batch_folder, publish
@@ -76,12 +77,8 @@ SOURCE_FIELDS = ("source_identity", "source_files", "source_etag", "source_versi
 
 
 def batch_rows_setting() -> int:
-    text = os.environ.get(BATCH_ROWS_ENV, "").strip()
-    if not text:
-        return DEFAULT_BATCH_ROWS
-    if not text.isdigit() or int(text) < 1:
-        raise KfkitError(f"{BATCH_ROWS_ENV}={text!r}: expected a positive number of rows")
-    return int(text)
+    """The batch size in rows: KFKIT_SCORE_BATCH_ROWS, else DEFAULT_BATCH_ROWS."""
+    return settings.batch_rows(BATCH_ROWS_ENV, DEFAULT_BATCH_ROWS)
 
 
 @dataclass

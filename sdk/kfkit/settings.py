@@ -1,4 +1,4 @@
-"""Where kfkit keeps local state.
+"""Where kfkit keeps local state, and settings read from the environment.
 
 Precedence for every setting: command-line flag > environment variable > default.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from kfkit.errors import KfkitError
 
 STATE_DIR_ENV = "KFKIT_HOME"
 
@@ -21,3 +23,14 @@ def state_dir() -> Path:
     if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
         path.chmod(0o700)
     return path
+
+
+def batch_rows(variable: str, default: int) -> int:
+    """A batch size in rows from the environment variable ``variable``, else ``default``; a value
+    that is no positive whole number is refused in one line naming the variable."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise KfkitError(f"{variable}={text!r}: expected a positive number of rows")
+    return int(text)
