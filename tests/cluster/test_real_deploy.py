@@ -277,3 +277,110 @@ def test_real_first_rollout_that_never_becomes_available_is_deleted(control_plan
     eventually(
         lambda: not model_deployments(control_plane, serving_ns, model), what="Deployments garbage-collected"
     )
+
+
+# ------------------------------------------------------------------ canary, shadow, promote
+
+
+def test_real_push_auto_replaces_first_then_canaries(control_plane, serving_ns, model, in_pod):
+    """push's default deploy_strategy in a pod: replace when nothing serves, canary after."""
+    said: list[str] = []
+    first = deploy.deploy(_request(model, "1", serving_ns, traffic=20), "auto", ROLLOUT_TIMEOUT, said.append)
+    second = deploy.deploy(_request(model, "2", serving_ns, traffic=20), "auto", ROLLOUT_TIMEOUT, said.append)
+    assert (first["deploy_strategy"], second["deploy_strategy"]) == ("replace", "canary")
+    assert second["deploy_state"] == "Available"
+    obj = sdep(control_plane, serving_ns, model)
+    assert [(p["name"], p["traffic"]) for p in obj["spec"]["predictors"]] == [("v1", 80), ("v2", 20)]
+    assert any(f"deploy_strategy auto: replace ({model} has no deployment yet)" in line for line in said)
+
+
+def test_real_canary_then_cli_promote(
+    control_plane, serving_ns, model, target, runner_kubeconfig, tmp_path, store_env
+):
+    target.apply(_request(model, "1", serving_ns), ROLLOUT_TIMEOUT)
+    sized = _request(model, "2", serving_ns, strategy="canary", traffic=30, replicas=2)
+    state = target.apply(sized, ROLLOUT_TIMEOUT)
+    assert state["state"] == "Available" and state["candidate"] == "v2"
+
+    obj = sdep(control_plane, serving_ns, model)
+    assert [(p["name"], p["traffic"], p["replicas"]) for p in obj["spec"]["predictors"]] == [
+        ("v1", 70, 1),
+        ("v2", 30, 2),
+    ]
+    v1, v2 = expected_deployment(obj, "v1"), expected_deployment(obj, "v2")
+    # Both versions serve side by side, each in its own Deployment with its own size.
+    made = model_deployments(control_plane, serving_ns, model)
+    assert set(made) == {v1, v2}
+    assert_serves(made[v1], model, "1")
+    assert_serves(made[v2], model, "2", replicas=2)
+    assert operator_status(obj) == ("Available", {v1: 1, v2: 2})
+
+    shown = kfkit_cli(
+        ["status", "--model", model, "--namespace", serving_ns, "--json"],
+        runner_kubeconfig,
+        tmp_path,
+        store_env,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["candidate"] == "v2"
+
+    proc = kfkit_cli(
+        ["promote", "--model", model, "--namespace", serving_ns, "--json", "--timeout", str(ROLLOUT_TIMEOUT)],
+        runner_kubeconfig,
+        tmp_path,
+        store_env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    promoted = json.loads(proc.stdout)
+    assert [(p["name"], p["traffic"]) for p in promoted["predictors"]] == [("v2", 100)]
+    assert promoted["candidate"] is None and promoted["history"] == 2
+    made = eventually(
+        lambda: (d := model_deployments(control_plane, serving_ns, model)) and set(d) == {v2} and d,
+        what=f"the operator leaves only {v2}",
+    )
+    assert_serves(made[v2], model, "2", replicas=2)
+    history = kfkit_cli(
+        ["history", "--model", model, "--namespace", serving_ns, "--json"],
+        runner_kubeconfig,
+        tmp_path,
+        store_env,
+    )
+    assert [e["predictors"] for e in json.loads(history.stdout)["history"]] == ["v1 100%", "v1 70%, v2 30%"]
+
+    again = kfkit_cli(
+        ["promote", "--model", model, "--namespace", serving_ns], runner_kubeconfig, tmp_path, store_env
+    )
+    assert again.returncode == 1 and "has no canary or shadow to promote" in again.stderr
+
+
+def test_real_shadow_gets_its_own_deployment_and_a_second_shadow_replaces_it(
+    control_plane, serving_ns, model, target
+):
+    target.apply(_request(model, "1", serving_ns), ROLLOUT_TIMEOUT)
+    target.apply(_request(model, "2", serving_ns, strategy="shadow"), ROLLOUT_TIMEOUT)
+    obj = sdep(control_plane, serving_ns, model)
+    main, shadow = obj["spec"]["predictors"]
+    assert (main["name"], main["traffic"], "shadow" in main) == ("v1", 100, False)
+    assert (shadow["name"], shadow["shadow"], "traffic" in shadow) == ("v2", True, False)
+    v1, v2 = expected_deployment(obj, "v1"), expected_deployment(obj, "v2")
+    made = model_deployments(control_plane, serving_ns, model)
+    assert set(made) == {v1, v2}
+    assert_serves(made[v2], model, "2")
+    assert operator_status(obj) == ("Available", {v1: 1, v2: 1})
+
+    target.apply(_request(model, "3", serving_ns, strategy="shadow"), ROLLOUT_TIMEOUT)
+    obj = sdep(control_plane, serving_ns, model)
+    assert [(p["name"], p.get("traffic"), bool(p.get("shadow"))) for p in obj["spec"]["predictors"]] == [
+        ("v1", 100, False),
+        ("v3", None, True),
+    ]
+    v3 = expected_deployment(obj, "v3")
+    made = eventually(
+        lambda: (d := model_deployments(control_plane, serving_ns, model)) and set(d) == {v1, v3} and d,
+        what=f"the operator replaces {v2} with {v3}",
+    )
+    assert_serves(made[v3], model, "3")
+
+    state = target.promote(model, ROLLOUT_TIMEOUT)
+    assert [(p["name"], p["traffic"], p["shadow"]) for p in state["predictors"]] == [("v3", 100, False)]
+    eventually(lambda: set(model_deployments(control_plane, serving_ns, model)) == {v3}, what=f"only {v3}")
