@@ -384,3 +384,71 @@ def test_real_shadow_gets_its_own_deployment_and_a_second_shadow_replaces_it(
     state = target.promote(model, ROLLOUT_TIMEOUT)
     assert [(p["name"], p["traffic"], p["shadow"]) for p in state["predictors"]] == [("v3", 100, False)]
     eventually(lambda: set(model_deployments(control_plane, serving_ns, model)) == {v3}, what=f"only {v3}")
+
+
+# ------------------------------------------------------------------ a concurrent writer's 409
+
+
+class ConcurrentWriter:
+    """kfkit's own ``CustomObjectsApi`` (the runner's token), except that right after each of
+    the next ``writes`` reads of the SeldonDeployment another client (kubectl as the admin)
+    annotates it: the real API server then refuses kfkit's merge patch, which carries the
+    resourceVersion it read, with 409 Conflict."""
+
+    def __init__(self, api: Any, control_plane, namespace: str) -> None:
+        self._api = api
+        self._control_plane = control_plane
+        self._namespace = namespace
+        self.writes = 0
+        self.written = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+    def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        found = self._api.get_namespaced_custom_object(*args, **kwargs)
+        if self.writes > 0:
+            self.writes -= 1
+            self.written += 1
+            self._control_plane.kubectl(
+                "annotate", "--overwrite", "-n", self._namespace, "seldondeployment",
+                found["metadata"]["name"], f"other-writer={self.written}",
+            )  # fmt: skip
+        return found
+
+
+def test_real_conflict_from_a_concurrent_writer_is_retried(
+    control_plane, serving_ns, model, runner_kubeconfig
+):
+    writer = ConcurrentWriter(
+        custom_objects_api(f"kubeconfig:{runner_kubeconfig}"), control_plane, serving_ns
+    )
+    lines: list[str] = []
+    target = SeldonTarget(api=writer, namespace=serving_ns, progress=lines.append, poll_interval=0.3)
+    target.apply(_request(model, "1", serving_ns), ROLLOUT_TIMEOUT)
+
+    writer.writes = 2
+    state = target.apply(_request(model, "2", serving_ns, strategy="canary", traffic=10), ROLLOUT_TIMEOUT)
+    assert writer.written == 2
+    # At least the two provoked (the operator's own status writes may add one more).
+    assert sum("(resourceVersion conflict); retrying" in line for line in lines) >= 2
+    assert state["state"] == "Available"
+    obj = sdep(control_plane, serving_ns, model)
+    # Both writers' changes survive: the other writer's annotation and kfkit's canary.
+    assert obj["metadata"]["annotations"]["other-writer"] == "2"
+    assert [(p["name"], p["traffic"]) for p in obj["spec"]["predictors"]] == [("v1", 90), ("v2", 10)]
+    assert len(seldon.history(obj)) == 1  # the retried change was recorded once
+
+    # Without retries left, the server's 409 is one clear line and nothing changed.
+    target.conflict_retries = 0
+    writer.writes = 1
+    with pytest.raises(KfkitError) as info:
+        target.apply(_request(model, "3", serving_ns, strategy="canary", traffic=10), timeout=5)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"Kubernetes API refused to canary SeldonDeployment in namespace '{serving_ns}'"
+    )
+    assert "HTTP 409: Operation cannot be fulfilled" in message and "the object has been modified" in message
+    after = sdep(control_plane, serving_ns, model)
+    assert after["spec"]["predictors"] == obj["spec"]["predictors"]
