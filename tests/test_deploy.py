@@ -8,6 +8,7 @@ but does not keep ``metadata.resourceVersion``: ``ResourceVersionEmulator`` adds
 server's optimistic-concurrency check (409 Conflict on a stale resourceVersion) so the retry
 path is exercised over HTTP. The operator's part, setting ``status``, is played by
 ``OperatorStandIn`` through the status subresource, as Seldon's controller would.
+kmock stays for fast unit tests; the real-operator version is tests/cluster/test_real_deploy.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ and nothing inside a pod is ever recorded locally, where it would vanish with th
 
 "In a pod" is what Kubernetes tells every container: ``KUBERNETES_SERVICE_HOST``. The cluster
 is kmock's Kubernetes API emulator (tests/test_deploy.py's helpers), Seldon's operator the
-stand-in there."""
+stand-in there. kmock stays for fast unit tests; the real-operator version is
+tests/cluster/test_real_deploy.py."""
 
 from __future__ import annotations
 
