@@ -125,22 +125,23 @@ def build_estimator(problem_type: str, estimator: str, hyperparameters: dict[str
 
 
 def as_declared(cls: type, name: str, value: Any) -> Any:
-    """A whole float as an int where the estimator accepts only integers for ``name``.
+    """A whole float as an int where the estimator accepts it only as an integer for ``name``.
 
     kfp carries a dict parameter as a protobuf Struct, whose numbers are all floats, so
     ``{n_estimators: 200}`` arrives as 200.0. The estimator's declared constraints (scikit-learn's
-    ``_parameter_constraints``, which it validates against) say whether an int is meant; where
-    both an int and a float are accepted with different meanings (``max_features``: 1 feature or
-    the fraction 1.0), the value stays as given.
+    ``_parameter_constraints``, which it validates against) say whether an int is meant. Where
+    both are accepted with different meanings, the float's own meaning wins when it is valid
+    (``max_features: 1.0`` is the fraction 1.0, not 1 feature), else the int's
+    (``min_samples_leaf: 20.0`` is no fraction in (0, 1): 20 samples).
     """
     from numbers import Integral
 
     if not isinstance(value, float) or not value.is_integer():
         return value
     intervals = [c for c in getattr(cls, "_parameter_constraints", {}).get(name, []) if hasattr(c, "type")]
-    takes_int = any(issubclass(c.type, Integral) for c in intervals)
-    takes_float = any(not issubclass(c.type, Integral) for c in intervals)
-    return int(value) if takes_int and not takes_float else value
+    as_float = any(c.is_satisfied_by(value) for c in intervals if not issubclass(c.type, Integral))
+    as_int = any(c.is_satisfied_by(int(value)) for c in intervals if issubclass(c.type, Integral))
+    return int(value) if as_int and not as_float else value
 
 
 def accepts_sparse(estimator: Any) -> bool:

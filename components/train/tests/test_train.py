@@ -97,6 +97,19 @@ def test_whole_floats_from_kfp_become_ints_only_where_the_estimator_means_an_int
     assert isinstance(linear.C, float) and isinstance(linear.max_iter, int)
 
 
+def test_a_whole_float_that_is_no_valid_fraction_is_the_int_it_means():
+    """min_samples_leaf takes 20 samples or a fraction in (0, 1): kfp's 20.0 means 20 samples,
+    0.5 stays the fraction; max_features 3.0 is 3 features (no fraction is above 1)."""
+    from kfkit.components.train.executor import build_estimator
+
+    hyperparameters = {"min_samples_leaf": 20.0, "min_samples_split": 0.5, "max_features": 3.0}
+    forest = build_estimator("classification", "random_forest", hyperparameters, 0)
+    assert forest.min_samples_leaf == 20 and isinstance(forest.min_samples_leaf, int)
+    assert forest.min_samples_split == 0.5
+    assert forest.max_features == 3 and isinstance(forest.max_features, int)
+    forest._validate_params()  # scikit-learn's own check accepts what kfkit built
+
+
 def test_the_train_splits_statistics_are_kept_beside_the_model(inputs, tmp_path, capsys):
     """validate's statistics/train.pb becomes the companion train_statistics.pb, by sha256:
     push uploads it and resolve_baseline downloads it for the next run's drift check."""
