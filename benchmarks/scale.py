@@ -752,13 +752,13 @@ sections: the machine is shared, and its load at the start is given with each ru
 """
 
 
-def add_to_results(section: str, results: Path = RESULTS) -> None:
+def add_to_results(section: str, results: Path = RESULTS, header: str = RESULTS_HEADER) -> None:
     """Put a run's section first under the results file's header, above the earlier runs."""
     earlier = results.read_text() if results.exists() else ""
-    if earlier.startswith(RESULTS_HEADER):
-        earlier = earlier[len(RESULTS_HEADER) :]
+    if earlier.startswith(header):
+        earlier = earlier[len(header) :]
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(RESULTS_HEADER + "\n" + section + earlier)
+    results.write_text(header + "\n" + section + earlier)
 
 
 def _commit() -> str:

@@ -48,6 +48,7 @@ from scale import (  # noqa: E402  (the sibling benchmark, imported from its fol
     _gb,
     _machine,
     _peak,
+    add_to_results,
     generate,
     progress_bar,
     run_measured,
@@ -262,14 +263,6 @@ Compare ratios rather than seconds across sections: the machine is shared.
 """
 
 
-def add_to_results(section: str, results: Path = RESULTS) -> None:
-    earlier = results.read_text() if results.exists() else ""
-    if earlier.startswith(RESULTS_HEADER):
-        earlier = earlier[len(RESULTS_HEADER) :]
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(RESULTS_HEADER + "\n" + section + earlier)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=lambda t: int(float(t)), default=1_000_000)
@@ -331,7 +324,7 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
     text = report(results, args, machine)
     print(text)
-    add_to_results(text, args.results)
+    add_to_results(text, args.results, RESULTS_HEADER)
     say(f"added to {args.results} (newest first)")
 
 
