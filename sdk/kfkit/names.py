@@ -24,6 +24,19 @@ def check_model_name(name: str) -> str:
     return name
 
 
+def parse_model_reference(reference: str) -> tuple[str, str]:
+    """``NAME`` or ``NAME:VERSION`` -> (name, version, "" when none): the name by the model-name
+    rule, the version a pushed version number."""
+    name, _, version = reference.partition(":")
+    check_model_name(name)
+    if version and not (version.isdigit() and version.isascii() and int(version) > 0):
+        raise KfkitError(
+            f"model {reference}: the version after ':' must be a pushed version number such as "
+            f"{name}:2 (or no version for the one serving now)"
+        )
+    return name, version
+
+
 PROBLEM_TYPES = ("classification", "regression")
 VALIDATION_POLICIES = ("fail", "warn")
 

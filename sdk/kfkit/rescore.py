@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kfkit import names
 from kfkit.errors import KfkitError, first_line
 from kfkit.storage import ObjectStore, ObjectUri
 
@@ -108,9 +109,8 @@ def rescore(
     The object store is the environment's, else the local one (started if needed, as
     ``kfkit score`` does)."""
     from kfkit.local_run import object_store_env
-    from kfkit.scoring import parse_model_reference
 
-    name, asked = parse_model_reference(model)
+    name, asked = names.parse_model_reference(model)
     with object_store_env():
         return _rescore(ObjectStore.from_env(), name, asked, metadata_uri, progress, top)
 

@@ -16,18 +16,6 @@ SCORING_PIPELINE = "scoring"
 SCORE_TASK = "score"
 
 
-def parse_model_reference(reference: str) -> tuple[str, str]:
-    """``NAME`` or ``NAME:VERSION`` -> (name, version or "" for the version serving now)."""
-    name, _, version = reference.partition(":")
-    names.check_model_name(name)
-    if version and not (version.isdigit() and version.isascii() and int(version) > 0):
-        raise KfkitError(
-            f"--model {reference}: the version after ':' must be a pushed version number such as "
-            f"{name}:2 (or no version for the one serving now)"
-        )
-    return name, version
-
-
 @dataclass
 class ScoringResult:
     """What ``kfkit score`` prints: the scoring's outcome, and where everything is."""
@@ -69,7 +57,7 @@ def score_batch(
     the scoring pipeline locally. One-line :class:`KfkitError` when it fails."""
     from kfkit.local_run import run_local
 
-    name, version = parse_model_reference(model)
+    name, version = names.parse_model_reference(model)
     if not is_object_uri(data):
         if not Path(data).exists():
             raise KfkitError(f"{data}: no such file or folder")

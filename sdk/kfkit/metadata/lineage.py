@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kfkit import names
 from kfkit.errors import KfkitError
 from kfkit.metadata.store import (
     CONTAINER_EXECUTION,
@@ -97,13 +98,6 @@ def _run_summary(run: RunRecord | None) -> dict[str, Any] | None:
 # -- model lineage ---------------------------------------------------------------------
 
 
-def parse_model_reference(reference: str) -> tuple[str, str | None]:
-    name, _, version = reference.partition(":")
-    if not name:
-        raise KfkitError(f"{reference!r}: expected <model-name>[:<version>]")
-    return name, version or None
-
-
 # The latest version is the highest number among the most recently recorded pushes; a window
 # rather than one, because pushes running side by side may record out of number order.
 LATEST_WINDOW = 50
@@ -121,7 +115,8 @@ def _pushed_versions(
 
 def model_lineage(store: MetadataStore, reference: str) -> dict[str, Any]:
     """What produced ``<model-name>[:<version>]`` (no version: the latest pushed one)."""
-    model_name, version = parse_model_reference(reference)
+    model_name, version = names.parse_model_reference(reference)
+    version = version or None
     pushed = _pushed_versions(store, model_name, version, newest=None if version else LATEST_WINDOW)
     if not pushed:
         # Only now read every version: to say which ones exist, or that none does.
