@@ -5,7 +5,6 @@ against the real local object store, ML Metadata and kfp.local."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from conftest import PENGUINS, run_kfkit, run_pipeline
 from scoring_helpers import penguins_batch, push_penguins
 
+from kfkit.prediction_registry import read_table
 from kfkit.storage import ObjectUri
 
 MODEL = "penguins-rescore"
@@ -65,10 +65,6 @@ def _listing(objects) -> dict[str, tuple[str, int]]:
     return {info.uri: (info.etag, info.size) for info in objects.list(folder)}
 
 
-def _table(objects, folder: str, name: str = "predictions.parquet") -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(objects.get_bytes(ObjectUri.parse(folder).child(name))))
-
-
 @pytest.fixture(scope="module")
 def rescored(history, objects) -> dict:
     from kfkit.deploy.local import read_record
@@ -94,8 +90,8 @@ def test_every_earlier_batch_gets_a_diff_with_the_counts_of_the_two_predictions_
         assert diff["compared_version"] == "1"
         assert diff["predictions_uri"] == f"s3://predictions/{MODEL}/2/{first['dataset_fingerprint']}/"
         # The expected counts, from the two stored predictions files alone.
-        before = _table(objects, first["predictions_uri"])
-        after = _table(objects, diff["predictions_uri"])
+        before = read_table(objects, first["predictions_uri"])
+        after = read_table(objects, diff["predictions_uri"])
         joined = before.merge(after, on="row_number")
         changed = int((joined["prediction_x"] != joined["prediction_y"]).sum())
         assert (diff["rows_compared"], diff["rows_changed"]) == (len(joined), changed)

@@ -6,7 +6,6 @@ scored twice by one version is written once."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ from conftest import PENGUINS, error_line, run_kfkit, run_pipeline
 from scoring_helpers import FEATURES, penguins_batch, push_penguins
 
 from kfkit.model_registry import download
-from kfkit.prediction_registry import RECORD_FILE, list_scored_batches
+from kfkit.prediction_registry import RECORD_FILE, list_scored_batches, read_table, stored_file
 from kfkit.serving.model import KfkitModel
 from kfkit.storage import ObjectUri
 
@@ -61,10 +60,6 @@ def in_store_env(store_env, monkeypatch) -> dict[str, str]:
     return store_env
 
 
-def _stored_table(objects, folder: str, name: str) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(objects.get_bytes(ObjectUri.parse(folder).child(name))))
-
-
 def _served(objects, tmp_path: Path, version: str, rows: pd.DataFrame) -> np.ndarray:
     """What the pushed version's server answers for these rows (one request)."""
     folder = download(objects, MODEL, version, tmp_path / f"v{version}")
@@ -88,7 +83,7 @@ def test_score_writes_the_served_answers_and_rejects_what_the_server_refuses(
     assert "Atlantis" in result["data_anomalies"]["train:island"]
     assert result["predictions_uri"] == f"s3://predictions/{MODEL}/1/{result['dataset_fingerprint']}/"
 
-    predictions = _stored_table(objects, result["predictions_uri"], "predictions.parquet")
+    predictions = read_table(objects, result["predictions_uri"], "predictions.parquet")
     rows = pd.read_csv(batch, dtype={"bill_depth_mm": object, "body_mass_g": object})
     scored = rows.drop(index=[3, 7])
     assert list(predictions["penguin_id"]) == list(scored["penguin_id"])
@@ -98,7 +93,7 @@ def test_score_writes_the_served_answers_and_rejects_what_the_server_refuses(
     assert list(predictions["prediction"]) == [CLASSES[i] for i in served.argmax(axis=1)]
     assert set(predictions["model_version"]) == {"1"}
 
-    rejects = _stored_table(objects, result["predictions_uri"], "rejects.parquet")
+    rejects = read_table(objects, result["predictions_uri"], "rejects.parquet")
     assert rejects[["row_number", "penguin_id", "column", "reason", "value"]].to_dict("records") == [
         {
             "row_number": 3,
@@ -115,9 +110,14 @@ def test_score_writes_the_served_answers_and_rejects_what_the_server_refuses(
             "value": "-inf",
         },
     ]
-    record = json.loads(objects.get_bytes(ObjectUri.parse(result["predictions_uri"]).child(RECORD_FILE)))
+    folder = ObjectUri.parse(result["predictions_uri"])
+    record = json.loads(objects.get_bytes(folder.child(RECORD_FILE)))
     assert record["run_id"] == result["run_id"] and record["model_sha256"] == result["model_sha256"]
-    summary = objects.get_bytes(ObjectUri.parse(result["predictions_uri"]).child("summary.md")).decode()
+    # Each file under a name carrying its sha256; the record names them.
+    sha = record["files"]["predictions.parquet"]
+    assert result["predictions_object"] == str(folder.child(f"predictions-{sha}.parquet"))
+    assert objects.sha256(result["predictions_object"]) == sha
+    summary = objects.get_bytes(stored_file(folder, record, "summary.md")).decode()
     assert "| rejected | 2 |" in summary and "| not a number | 2 |" in summary
 
 
@@ -184,7 +184,7 @@ def test_an_asked_version_scores_into_its_own_folder(
     scored = document["scored"]["score"]
     assert (scored["model_version"], scored["rows_scored"], scored["written"]) == ("2", 342, True)
     assert scored["predictions_uri"] == f"s3://predictions/{MODEL}/2/{first_scoring['dataset_fingerprint']}/"
-    predictions = _stored_table(objects, scored["predictions_uri"], "predictions.parquet")
+    predictions = read_table(objects, scored["predictions_uri"], "predictions.parquet")
     rows = pd.read_csv(batch, dtype={"bill_depth_mm": object, "body_mass_g": object}).drop(index=[3, 7])
     served = _served(objects, tmp_path, "2", rows)
     assert np.array_equal(predictions[[f"probability_{c}" for c in CLASSES]].to_numpy(), served)

@@ -31,7 +31,8 @@ def score(
             the key column if asked for, `prediction`, `probability_<class>` per class
             (classification), `model_name`, `model_version`; metadata `model_name`,
             `model_version`, `model_sha256`, `dataset_fingerprint`, `rows`, `rows_scored`,
-            `rows_rejected`, `rejected_by_reason`, `class_distribution`, `predictions_uri` and
+            `rows_rejected`, `rejected_by_reason`, `class_distribution`, `predictions_uri` (the
+            batch folder), `predictions_object` (its predictions file, named by its sha256) and
             `written` (false: the same batch was already scored by this version; nothing new
             was written).
         rejects: Parquet of the rows not scored: `row_number`, the key column, `column`,

@@ -530,6 +530,8 @@ def run(task: Task) -> None:
         "rows_rejected": summary.rows_rejected,
         "rejected_by_reason": summary.rejected_by_reason,
         "predictions_uri": published.uri,
+        # The folder's predictions file, named by its content (its record says which).
+        "predictions_object": published.predictions_uri,
         "written": published.written,
         **data,
     }

@@ -2,16 +2,21 @@
 
 One folder per (model version, batch content): the predictions, the rejected rows and the
 summary, and last ``kfkit-predictions.json`` (what scored what: model sha256, data fingerprint,
-row counts, each file's sha256). Like a model version, a folder is written once and never
-changed:
+row counts, each file's sha256 and object). Like a model version, a folder is written once and
+never changed:
 
 - a folder whose record exists is complete: the same batch scored again by the same version
   writes nothing (:func:`publish` says so); a record naming another model (sha256) is an error,
   and nothing is overwritten;
-- every object is created only if absent (S3 ``If-None-Match: *``), the record last: a folder
-  without a record is an interrupted scoring that nobody reads; its files are reused when they
-  hold the same bytes, and refused (one line naming the object) when they do not.
+- each file is stored under a name carrying its sha256 (``predictions-<sha256>.parquet``), copied
+  from disk by the client's multipart upload, so a file of any size costs a few 5 MiB parts of
+  memory; the same name is the same bytes, so an object already there is reused after its bytes
+  are checked (read a chunk at a time), and refused (one line naming it) when they differ;
+- the record is created only if absent (S3 ``If-None-Match: *``), last: it is what makes the
+  folder exist. A folder without a record is an interrupted scoring that nobody reads.
 
+Folders of the first layout (files under their plain names, ``predictions.parquet``: their record
+names no ``objects``) still read: :func:`stored_file` finds a file by the record in both.
 :func:`list_scored_batches` lists the complete folders of a model, for re-scoring.
 """
 
@@ -19,15 +24,19 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfkit import names
 from kfkit.errors import KfkitError
-from kfkit.model_folder import sha256_bytes
+from kfkit.model_folder import sha256_file
 from kfkit.storage import ObjectStore, ObjectUri
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PREDICTIONS_BUCKET = "predictions"
 RECORD_FILE = "kfkit-predictions.json"
@@ -56,6 +65,11 @@ class Published:
     record: dict[str, Any]  # the folder's record: ours when written, the earlier one otherwise
 
     @property
+    def predictions_uri(self) -> str:
+        """The predictions object (named by its content) in the folder."""
+        return str(stored_file(ObjectUri.parse(self.uri), self.record, PREDICTIONS_FILE))
+
+    @property
     def message(self) -> str:
         if self.written:
             return f"predictions written to {self.uri}"
@@ -76,26 +90,60 @@ def read_record(store: ObjectStore, folder: ObjectUri) -> dict[str, Any] | None:
         raise KfkitError(f"{uri}: not a JSON record of scored predictions") from None
 
 
+def content_name(name: str, sha256: str) -> str:
+    """The object name of a batch file with these bytes: ``predictions.parquet`` ->
+    ``predictions-<sha256>.parquet``."""
+    stem, dot, suffix = name.partition(".")
+    return f"{stem}-{sha256}{dot}{suffix}"
+
+
+def stored_file(folder: ObjectUri, record: dict[str, Any], name: str) -> ObjectUri:
+    """Where a complete folder keeps its file ``name`` (:data:`BATCH_FILES`): the object its record
+    names; a record of the first layout names none, and the file is under its plain name."""
+    return folder.child(str((record.get("objects") or {}).get(name, name)))
+
+
+def read_table(store: ObjectStore, folder: str | ObjectUri, name: str = PREDICTIONS_FILE) -> pd.DataFrame:
+    """A complete folder's Parquet file (the predictions by default) as a DataFrame, downloaded to a
+    temporary file a chunk at a time rather than held twice in memory."""
+    import pandas as pd
+
+    where = folder if isinstance(folder, ObjectUri) else ObjectUri.parse(folder)
+    record = read_record(store, where)
+    if record is None:
+        raise KfkitError(f"{where}: no {RECORD_FILE}: not a complete folder of scored predictions")
+    with tempfile.TemporaryDirectory(prefix="kfkit-predictions-") as local:
+        path = Path(local) / name
+        with open(path, "wb") as out:
+            store.download(stored_file(where, record, name), out)
+        return pd.read_parquet(path)
+
+
 def publish(store: ObjectStore, local_folder: Path, record: dict[str, Any]) -> Published:
     """Copy ``local_folder``'s :data:`BATCH_FILES` to the batch folder named by ``record``
-    (``model_name``, ``model_version``, ``dataset_fingerprint``), write-once; then the record,
-    completed with each file's sha256 and the time."""
+    (``model_name``, ``model_version``, ``dataset_fingerprint``), write-once, each under its
+    content's name; then the record, completed with each file's sha256 and object, and the time."""
     folder = batch_folder(record["model_name"], record["model_version"], record["dataset_fingerprint"])
     earlier = read_record(store, folder)
     if earlier is not None:
         return _already(folder, earlier, record)
     store.ensure_bucket(PREDICTIONS_BUCKET)
-    files = {}
+    files, objects = {}, {}
     for name in BATCH_FILES:
-        data = (local_folder / name).read_bytes()
-        files[name] = sha256_bytes(data)
-        uri = folder.child(name)
-        if not store.create_bytes(uri, data) and sha256_bytes(store.get_bytes(uri)) != files[name]:
+        path = local_folder / name
+        files[name] = sha256_file(path)
+        objects[name] = content_name(name, files[name])
+        uri = folder.child(objects[name])
+        found = store.stat(uri)
+        if found is None:
+            # Unconditional: a concurrent scoring can only put the very same bytes under this name.
+            store.upload_file(uri, path)
+        elif found.size != path.stat().st_size or store.sha256(uri) != files[name]:
             raise KfkitError(
-                f"{uri}: exists with other content and no {RECORD_FILE} (an interrupted scoring?); "
+                f"{uri}: exists with other bytes than its name says and no {RECORD_FILE}; "
                 "never overwritten: remove that folder's objects to score this batch again"
             )
-    complete = {**record, "files": files, "written_at": time.time()}
+    complete = {**record, "files": files, "objects": objects, "written_at": time.time()}
     data = json.dumps(complete, indent=2, sort_keys=True).encode()
     if not store.create_bytes(folder.child(RECORD_FILE), data, "application/json"):
         # Another scoring of the same batch by the same version finished first.

@@ -21,7 +21,6 @@ is promoted.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -207,9 +206,9 @@ def rescore_batch(
 
 
 def _predictions(store: ObjectStore, folder: str) -> pd.DataFrame:
-    from kfkit.prediction_registry import PREDICTIONS_FILE
+    from kfkit.prediction_registry import read_table
 
-    return pd.read_parquet(io.BytesIO(store.get_bytes(ObjectUri.parse(folder).child(PREDICTIONS_FILE))))
+    return read_table(store, folder)
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame, key_column: str, top: int) -> dict[str, Any]:

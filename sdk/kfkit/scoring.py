@@ -32,7 +32,8 @@ class ScoringResult:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     class_distribution: dict[str, int] = field(default_factory=dict)
     data_anomalies: dict[str, str] = field(default_factory=dict)  # validate's, reported not blocking
-    predictions_uri: str = ""
+    predictions_uri: str = ""  # the batch folder
+    predictions_object: str = ""  # its predictions file, named by its content
     written: bool = True  # False: this version had already scored this batch; nothing was written
     predictions: str = ""  # this run's local copies
     rejects: str = ""
@@ -88,6 +89,7 @@ def score_batch(
         class_distribution=dict(scored.get("class_distribution") or {}),
         data_anomalies=dict(predictions.get("data_anomalies") or {}),
         predictions_uri=str(scored["predictions_uri"]),
+        predictions_object=str(predictions.get("predictions_object", "")),
         written=bool(scored["written"]),
         predictions=summary.artifact_uris.get(f"{SCORE_TASK}.predictions", ""),
         rejects=summary.artifact_uris.get(f"{SCORE_TASK}.rejects", ""),
@@ -124,6 +126,7 @@ def format_scoring(result: ScoringResult) -> str:
     already = "" if result.written else " (already scored by this version: nothing new written)"
     rows += [
         ("predictions", result.predictions_uri + already),
+        ("  file", result.predictions_object or "-"),
         ("rejects", result.rejects),
         ("run", result.run_id),
         ("time", f"{result.seconds:.1f}s"),

@@ -11,6 +11,7 @@ parameters):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -240,6 +241,33 @@ class ObjectStore:
                 response.release_conn()
 
         self._call(str(target), _get)
+
+    def sha256(self, uri: str | ObjectUri) -> str:
+        """The sha256 of one object's bytes, read a chunk at a time (bounded memory)."""
+        digest = hashlib.sha256()
+
+        class _Digest:
+            def write(self, chunk: bytes) -> int:
+                digest.update(chunk)
+                return len(chunk)
+
+        self.download(uri, _Digest())  # type: ignore[arg-type]  # a write() is all download uses
+        return digest.hexdigest()
+
+    def upload_file(self, uri: str | ObjectUri, path: str | os.PathLike[str], content_type: str = "") -> None:
+        """Copy a local file to ``uri``, unconditionally, from disk: the client's multipart upload
+        for files above one part (5 MiB parts where that keeps under S3's 10,000), so memory holds
+        a few parts whatever the file's size. For write-once, name the object after its content
+        (the caller checks what is already there) or use :meth:`create_bytes`."""
+        target = uri if isinstance(uri, ObjectUri) else ObjectUri.parse(uri)
+        self._call(
+            str(target),
+            self.client.fput_object,
+            target.bucket,
+            target.key,
+            str(path),
+            content_type=content_type or "application/octet-stream",
+        )
 
     def create_bytes(self, uri: str | ObjectUri, data: bytes, content_type: str = "") -> bool:
         """Write an object only if none exists at ``uri`` (S3 ``If-None-Match: *``, atomic on

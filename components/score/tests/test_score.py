@@ -3,6 +3,7 @@ server's answers, refused rows rejected with their reason, write-once publicatio
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,7 +19,15 @@ from kfkit.components import score as component
 from kfkit.components.resolve_baseline.executor import find_baseline
 from kfkit.components.score.executor import score_table
 from kfkit.errors import KfkitError
-from kfkit.prediction_registry import RECORD_FILE, batch_folder, list_scored_batches
+from kfkit.model_folder import sha256_file
+from kfkit.prediction_registry import (
+    RECORD_FILE,
+    batch_folder,
+    content_name,
+    list_scored_batches,
+    read_table,
+    stored_file,
+)
 from kfkit.serving.model import KfkitModel
 
 MODEL = "score-penguins"
@@ -141,12 +150,17 @@ def test_the_component_publishes_once_and_never_overwrites(
     assert meta["dataset_fingerprint"] == metadata["dataset_fingerprint"]
     assert (meta["rows"], meta["rows_scored"], meta["rows_rejected"]) == (344, 341, 3)
     stored = {info.uri: info.etag for info in objects.list(where)}
-    assert sorted(u.rsplit("/", 1)[1] for u in stored) == sorted(
-        [RECORD_FILE, "predictions.parquet", "rejects.parquet", "summary.md"]
-    )
-    assert (
-        objects.get_bytes(where.child("predictions.parquet")) == Path(first["predictions"].path).read_bytes()
-    )
+    record = json.loads(objects.get_bytes(where.child(RECORD_FILE)))
+    # Each file under a name carrying its sha256 (copied from disk), the record naming them.
+    local = {"predictions.parquet": first["predictions"], "rejects.parquet": first["rejects"]}
+    local["summary.md"] = first["summary"]
+    for name, artifact in local.items():
+        assert record["files"][name] == sha256_file(artifact.path)
+        assert record["objects"][name] == content_name(name, record["files"][name])
+    assert sorted(u.rsplit("/", 1)[1] for u in stored) == sorted([RECORD_FILE, *record["objects"].values()])
+    predictions = objects.get_bytes(stored_file(where, record, "predictions.parquet"))
+    assert predictions == Path(first["predictions"].path).read_bytes()
+    assert meta["predictions_object"] == str(stored_file(where, record, "predictions.parquet"))
     assert f"predictions written to {where}" in capsys.readouterr().out
 
     second = _run_component(model, batch, metadata, tmp_path / "second")
@@ -163,22 +177,74 @@ def test_other_content_at_the_path_is_never_overwritten(model, tmp_path, objects
     other = {(0, "bill_length_mm"): "41.5"}  # another batch: its own fingerprint, its own folder
     batch, metadata = ingested(penguins_batch(tmp_path / "data", other), tmp_path / "ingested")
     where = batch_folder(MODEL, model["version"], metadata["dataset_fingerprint"])
-    # An interrupted scoring left other bytes under the name the predictions take.
-    objects.put_bytes(where.child("predictions.parquet"), b"left by an interrupted scoring")
+    # The name this batch's predictions take: score's output is the same bytes every time.
+    score_table(model["folder"], batch, tmp_path / "local", "penguin_id", model["version"], "0" * 64)
+    name = content_name("predictions.parquet", sha256_file(tmp_path / "local" / "predictions.parquet"))
+    # An interrupted scoring (or anyone) left other bytes under that name.
+    objects.put_bytes(where.child(name), b"left by an interrupted scoring")
 
     with pytest.raises(SystemExit):
         _run_component(model, batch, metadata, tmp_path / "out")
 
-    assert objects.get_bytes(where.child("predictions.parquet")) == b"left by an interrupted scoring"
+    assert objects.get_bytes(where.child(name)) == b"left by an interrupted scoring"
     assert not objects.exists(where.child(RECORD_FILE))
     # A record of another model at the path: refused, untouched.
-    objects.delete(where.child("predictions.parquet"))
+    objects.delete(where.child(name))
     record = json.dumps({"model_sha256": "0" * 64, "run_id": "elsewhere"}).encode()
     objects.put_bytes(where.child(RECORD_FILE), record)
     with pytest.raises(SystemExit):
         _run_component(model, batch, metadata, tmp_path / "again")
     assert objects.get_bytes(where.child(RECORD_FILE)) == record
-    assert not objects.exists(where.child("predictions.parquet"))
+    assert [info.uri for info in objects.list(where)] == [str(where.child(RECORD_FILE))]
+
+
+def test_an_interrupted_scorings_objects_with_the_same_bytes_are_reused(
+    model, tmp_path, objects, store_environment
+):
+    other = {(1, "bill_depth_mm"): "17.5"}
+    batch, metadata = ingested(penguins_batch(tmp_path / "data", other), tmp_path / "ingested")
+    where = batch_folder(MODEL, model["version"], metadata["dataset_fingerprint"])
+    score_table(model["folder"], batch, tmp_path / "local", "penguin_id", model["version"], "0" * 64)
+    path = tmp_path / "local" / "predictions.parquet"
+    name = content_name("predictions.parquet", sha256_file(path))
+    objects.put_bytes(where.child(name), path.read_bytes())  # uploaded, then the scoring stopped
+    etag = objects.stat(where.child(name)).etag
+
+    outputs = _run_component(model, batch, metadata, tmp_path / "out")
+
+    assert outputs["predictions"].metadata["written"] is True
+    assert objects.stat(where.child(name)).etag == etag
+    assert json.loads(objects.get_bytes(where.child(RECORD_FILE)))["objects"]["predictions.parquet"] == name
+
+
+def test_a_folder_of_the_first_layout_still_reads(model, tmp_path, objects, store_environment, capsys):
+    """Folders published before the files were named by their content: plain names, a record
+    without `objects`. They are listed, read, and count as this batch's folder (nothing rewritten)."""
+    other = {(2, "flipper_length_mm"): "190"}
+    batch, metadata = ingested(penguins_batch(tmp_path / "data", other), tmp_path / "ingested")
+    fingerprint = metadata["dataset_fingerprint"]
+    where = batch_folder(MODEL, model["version"], fingerprint)
+    summary = score_table(
+        model["folder"], batch, tmp_path / "old", "penguin_id", model["version"], fingerprint
+    )
+    files = {}
+    for name in ("predictions.parquet", "rejects.parquet", "summary.md"):  # the first layout's publish
+        data = (tmp_path / "old" / name).read_bytes()
+        files[name] = hashlib.sha256(data).hexdigest()
+        assert objects.create_bytes(where.child(name), data)
+    record = {**summary.to_dict(), "run_id": "first-layout", "files": files, "written_at": 0.0}
+    assert objects.create_bytes(where.child(RECORD_FILE), json.dumps(record).encode(), "application/json")
+    before = {info.uri: info.etag for info in objects.list(where)}
+
+    [listed] = [b for b in list_scored_batches(objects, MODEL) if b.dataset_fingerprint == fingerprint]
+    table = read_table(objects, listed.uri)
+    outputs = _run_component(model, batch, metadata, tmp_path / "again")
+
+    pd.testing.assert_frame_equal(table, pq.read_table(tmp_path / "old" / "predictions.parquet").to_pandas())
+    assert outputs["predictions"].metadata["written"] is False
+    assert outputs["predictions"].metadata["predictions_object"] == str(where.child("predictions.parquet"))
+    assert "already scored" in (out := capsys.readouterr().out) and "(run first-layout)" in out
+    assert {info.uri: info.etag for info in objects.list(where)} == before
 
 
 def test_a_regression_model_scores_its_values(tmp_path):
@@ -241,3 +307,27 @@ def test_plainly_typed_columns_are_converted_at_once_to_the_servers_values(model
     served = _served(model["folder"], scored)
     probabilities = predictions[[c for c in predictions.columns if c.startswith("probability_")]].to_numpy()
     assert np.allclose(probabilities, served, rtol=1e-12, atol=0)
+
+
+def test_a_large_file_is_published_from_disk_in_parts(objects, tmp_path):
+    """Past one 5 MiB part the client uploads in parts from the file (memory holds a few parts, not
+    the file): the object is the file's bytes, under its content's name."""
+    from kfkit.prediction_registry import publish
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (folder / "predictions.parquet").write_bytes(np.random.default_rng(3).bytes(12 << 20))
+    (folder / "rejects.parquet").write_bytes(b"")
+    (folder / "summary.md").write_text("# a large batch\n")
+    record = {"model_name": MODEL, "model_version": "77", "model_sha256": "1" * 64}
+    record["dataset_fingerprint"] = hashlib.sha256(b"a large batch").hexdigest()
+
+    published = publish(objects, folder, record)
+
+    uri = published.predictions_uri
+    assert published.written and uri.endswith(
+        f"predictions-{sha256_file(folder / 'predictions.parquet')}.parquet"
+    )
+    assert objects.stat(uri).etag.endswith("-3")  # three parts: 5 + 5 + 2 MiB
+    assert objects.sha256(uri) == sha256_file(folder / "predictions.parquet")
+    assert publish(objects, folder, record).written is False
