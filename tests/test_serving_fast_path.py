@@ -149,3 +149,40 @@ def test_a_replay_that_differs_is_never_used(penguins, monkeypatch):
 
     monkeypatch.setattr(fast_path._NumericBlock, "transform", skips_scaling)
     assert FastPredictor.build(model, manifest, classify=True) is None
+
+
+TAGGED = [*FEATURES, Feature("tag", "categorical")]
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [LogisticRegression(max_iter=1000), RandomForestClassifier(n_estimators=20, random_state=0)],
+    ids=["logistic_regression", "random_forest"],
+)
+def test_a_sparse_layout_is_replayed_as_the_same_sparse_matrix(penguins, estimator):
+    """Many categories (the loans table's 50 states) make the one-hot columns so sparse that the
+    fitted ColumnTransformer stacks its output as a CSR matrix (density under its 0.3 threshold),
+    and the estimator computes on that (a sparse dot product sums in another order than a dense
+    one). The fast path builds the same CSR matrix, and is proven on it."""
+    frame = penguins.assign(tag=[f"t{i % 40:02d}" for i in range(len(penguins))])
+    frame.loc[frame.index[::17], "tag"] = None  # missing values in the sparse block too
+    manifest = _manifest("classification", "species")
+    manifest.features = TAGGED
+    names = [f.name for f in TAGGED]
+    model = build_pipeline(TAGGED, estimator).fit(frame[names], frame["species"])
+    assert model[0].sparse_output_  # the layout this test is about
+
+    fast = FastPredictor.build(model, manifest, classify=True)
+
+    assert fast is not None and fast.sparse
+    if isinstance(estimator, LogisticRegression):
+        assert isinstance(fast.head, fast_path._LinearHead)  # the replayed dot product, on the CSR
+    data = frame[names].astype(object)
+    rows = data.where(data.notna(), None).values.tolist()
+    rows += [["40.1", 18.0, 190, 2008, "Atlantis", None, "t99"], [None] * len(names)]  # unknown, missing
+    for row in rows:
+        columns = rows_to_columns([row], manifest, names=names)
+        assert np.array_equal(fast.predict(columns), _reference(model, manifest, columns, True))
+    columns = rows_to_columns(rows, manifest, names=names)
+    assert np.array_equal(fast.predict(columns), _reference(model, manifest, columns, True))
+    assert (fast.transform(columns) != model[0].transform(columns_to_frame(columns, manifest))).nnz == 0

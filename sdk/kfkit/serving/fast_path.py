@@ -45,22 +45,57 @@ class _NumericBlock:
         return block
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 class _CategoricalBlock:
-    def __init__(self, columns: list[str], statistics: list[Any], categories: list[np.ndarray]):
-        self.columns, self.statistics = columns, statistics
+    def __init__(
+        self, columns: list[str], statistics: list[Any], categories: list[np.ndarray], dtype: Any = np.float64
+    ):
+        self.columns, self.statistics, self.dtype = columns, statistics, dtype  # dtype: the encoder's
         self.index = [{value: i for i, value in enumerate(cats)} for cats in categories]
         self.offsets = np.cumsum([0] + [len(c) for c in categories])
+        # A NaN among the categories could be found by identity: then every value is checked for
+        # NaN, not only those the lookup misses.
+        self.nan_category = any(_is_nan(value) for cats in categories for value in cats)
+
+    def positions(self, values: dict[str, list[Any]], rows: int) -> np.ndarray:
+        """(rows, columns): each value's category position, -1 for an unknown one
+        (handle_unknown="ignore": its one-hot columns stay zero); a missing value (float NaN)
+        takes the imputed category's. Comprehensions, not a loop over cells: batch scoring sends
+        65,536 rows at a time."""
+        found = np.empty((rows, len(self.columns)), dtype=np.int64)
+        for j, column in enumerate(self.columns):
+            index, given = self.index[j], values[column]
+            found[:, j] = [index.get(value, -1) for value in given]
+            # Without a NaN category a NaN is never found: only the misses can be missing values.
+            suspects = range(rows) if self.nan_category else np.flatnonzero(found[:, j] < 0)
+            missing = [r for r in suspects if _is_nan(given[r])]
+            found[missing, j] = index.get(self.statistics[j], -1)
+        return found
 
     def transform(self, values: dict[str, list[Any]], rows: int) -> np.ndarray:
+        found = self.positions(values, rows)
         block = np.zeros((rows, int(self.offsets[-1])), dtype=np.float64)
-        for j, column in enumerate(self.columns):
-            for r, value in enumerate(values[column]):
-                if isinstance(value, float) and math.isnan(value):
-                    value = self.statistics[j]
-                position = self.index[j].get(value)
-                if position is not None:  # handle_unknown="ignore": an unseen category is all zeros
-                    block[r, self.offsets[j] + position] = 1.0
+        row, column = np.nonzero(found >= 0)
+        block[row, self.offsets[:-1][column] + found[row, column]] = 1.0
         return block
+
+    def csr(self, values: dict[str, list[Any]], rows: int) -> Any:
+        """The block as ``OneHotEncoder`` builds its sparse output: a CSR matrix of the encoder's
+        dtype storing the ones, row by row in column order (nothing stored for an unknown value)."""
+        from scipy import sparse
+
+        found = self.positions(values, rows)
+        known = found >= 0
+        indices = (found + self.offsets[:-1]).ravel()[known.ravel()]
+        indptr = np.zeros(rows + 1, dtype=np.int64)
+        np.cumsum(known.sum(axis=1), out=indptr[1:])
+        data = np.ones(len(indices), dtype=self.dtype)
+        return sparse.csr_matrix(
+            (data, indices, indptr), shape=(rows, int(self.offsets[-1])), dtype=self.dtype
+        )
 
 
 class _EstimatorHead:
@@ -112,13 +147,29 @@ class _LinearHead:
 
 
 class FastPredictor:
-    def __init__(self, blocks: list, estimator: Any, classify: bool) -> None:
+    def __init__(self, blocks: list, estimator: Any, classify: bool, sparse: bool = False) -> None:
         self.blocks, self.estimator, self.classify = blocks, estimator, classify
+        # The fitted ColumnTransformer's own choice (sparse_output_, fixed at fit: one-hot columns
+        # dense enough, or not): its output is then a CSR matrix, and so is this one.
+        self.sparse = sparse
         self.head: _EstimatorHead | _LinearHead = _EstimatorHead(estimator, classify)
 
-    def transform(self, values: dict[str, list[Any]]) -> np.ndarray:
+    def transform(self, values: dict[str, list[Any]]) -> Any:
         rows = len(next(iter(values.values())))
-        return np.hstack([block.transform(values, rows) for block in self.blocks])
+        if not self.sparse:
+            return np.hstack([block.transform(values, rows) for block in self.blocks])
+        from scipy import sparse
+
+        # As the ColumnTransformer stacks sparse output: the one-hot blocks as the encoder's CSR
+        # matrices, the numeric ones dense, then scipy's hstack and tocsr: the same matrix.
+        return sparse.hstack(
+            [
+                block.csr(values, rows)
+                if isinstance(block, _CategoricalBlock)
+                else block.transform(values, rows)
+                for block in self.blocks
+            ]
+        ).tocsr()
 
     def predict(self, values: dict[str, list[Any]]) -> np.ndarray:
         """The pipeline's answer; ``OutOfRangeError`` where scikit-learn's path refuses too."""
@@ -159,7 +210,7 @@ class FastPredictor:
         if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
             return None
         preprocess, estimator = pipeline.steps[0][1], pipeline.steps[1][1]
-        if not isinstance(preprocess, ColumnTransformer) or getattr(preprocess, "sparse_output_", True):
+        if not isinstance(preprocess, ColumnTransformer) or not hasattr(preprocess, "sparse_output_"):
             return None
         blocks: list = []
         for name, transformer, columns in preprocess.transformers_:
@@ -190,11 +241,13 @@ class FastPredictor:
                 ):
                     return None
                 blocks.append(
-                    _CategoricalBlock(list(columns), list(imputer.statistics_), list(second.categories_))
+                    _CategoricalBlock(
+                        list(columns), list(imputer.statistics_), list(second.categories_), second.dtype
+                    )
                 )
             else:
                 return None
-        return cls(blocks, estimator, classify)
+        return cls(blocks, estimator, classify, sparse=bool(preprocess.sparse_output_))
 
 
 def _probe_values(fast: FastPredictor, manifest: Any) -> dict[str, list[Any]]:
