@@ -9,6 +9,11 @@ it also replays the estimator's own formula (``X @ coef_.T + intercept_``, then 
 softmax or expit), which skips ~70 us of input validation per call; any other estimator is
 called as it is.
 
+Where the fitted ``ColumnTransformer`` stacks its output as a sparse matrix (``sparse_output_``:
+many categories, so the one-hot columns are mostly zeros, as in a table of loans by state), the
+replay builds that same CSR matrix (the encoder's dtype and stored ones, scipy's ``hstack``) and
+the estimator, or its replayed formula, computes on it as it did in the pipeline.
+
 It is used only when it is proven: ``build`` accepts exactly kfkit's training layout and
 then checks that its answers equal the full pipeline's bit for bit on probe rows (every
 category, unknown categories, missing values, values around each mean), one row at a time
