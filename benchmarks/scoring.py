@@ -261,7 +261,9 @@ def report(results: list[Result], args: argparse.Namespace, machine: str) -> str
         lines.append(
             f"- {r.name}: {tasks}; rows scored {s.record['rows_scored']:,}, "
             f"rejected {s.record['rows_rejected']}; "
-            f"batches {s.record['batches']} ({s.record['batches_row_by_row']} row by row); floor runs "
+            f"batches {s.record['batches']} ({s.record['batches_row_by_row']} row by row); peak while the "
+            f"score task ran (scoring and publishing) {_gb(s.rss.per_task.get('score', 0))} GB RSS sum / "
+            f"{_gb(s.pss.per_task.get('score', 0))} GB PSS sum; floor runs "
             + ", ".join(f"{x:.2f}" for x in r.floor.every)
             + f" s (frame built in {r.floor.frame_seconds:.1f} s, not counted), floor process peak "
             f"{_gb(r.floor.peak_bytes)} GB"
