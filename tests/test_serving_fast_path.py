@@ -186,3 +186,16 @@ def test_a_sparse_layout_is_replayed_as_the_same_sparse_matrix(penguins, estimat
     columns = rows_to_columns(rows, manifest, names=names)
     assert np.array_equal(fast.predict(columns), _reference(model, manifest, columns, True))
     assert (fast.transform(columns) != model[0].transform(columns_to_frame(columns, manifest))).nnz == 0
+
+
+def test_a_missing_value_takes_the_imputed_category_even_where_nan_is_a_category():
+    """Categories are looked up a column at a time; a NaN value is imputed first, as in the
+    pipeline, even when the very NaN object is among the categories (found by identity)."""
+    nan = float("nan")
+    block = fast_path._CategoricalBlock(["c"], ["b"], [np.array(["a", "b", nan], dtype=object)])
+    rows = ["a", nan, "z", float("nan"), None]  # known, that NaN, unknown, another NaN, None
+
+    found = block.transform({"c": rows}, len(rows))
+
+    assert found.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0]]
+    assert (block.csr({"c": rows}, len(rows)).toarray() == found).all()
