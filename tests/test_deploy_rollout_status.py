@@ -246,11 +246,11 @@ def test_resize_that_never_rolls_out_is_rolled_back_on_kmock_api(kube: KmockApi,
         target.apply(_rollout("1"), timeout=20)
         before = test_deploy._read(kube)
         with pytest.raises(KfkitError) as info:
-            target.apply(_rollout("1", replicas=2, resources={"cpu_request": "2"}), timeout=1.5)
+            target.apply(_rollout("1", replicas=2, resources={"cpu_request": "2"}), timeout=3)
         message = str(info.value)
         assert "\n" not in message
         assert message == (
-            f"replace of SeldonDeployment {MODEL} (v1 100%) failed: not Available after 1.5 s "
+            f"replace of SeldonDeployment {MODEL} (v1 100%) failed: not Available after 3 s "
             f"({DEPLOYMENT}: 1 of 2 updated replicas available); rolled back to v1 100%"
         )
         after = test_deploy._read(kube)

@@ -209,15 +209,16 @@ def test_real_runner_token_makes_pushs_calls_with_kfkits_client(
 
     api.delete_namespaced_custom_object(seldon.GROUP, seldon.VERSION, serving_ns, seldon.PLURAL, name)
 
-    # The operator's Deployments: read through the same client (404 here: none is named so).
-    assert target.read_deployment("rbac-probe-v1-0-model") is None
+    # The operator's Deployments: read through the same client (404: none is named so; the
+    # probe's own may exist, made by the operator when it runs in this session).
+    assert target.read_deployment("no-such-model-v1-0-model") is None
 
     elsewhere = SeldonTarget(api=api, namespace="kfkit-serving-prod")
     with pytest.raises(KfkitError, match="HTTP 403") as refused:
         elsewhere.get("rbac-probe")
     assert "\n" not in str(refused.value)
     with pytest.raises(KfkitError, match="HTTP 403") as refused:
-        elsewhere.read_deployment("rbac-probe-v1-0-model")
+        elsewhere.read_deployment("no-such-model-v1-0-model")
     assert "\n" not in str(refused.value)
 
 

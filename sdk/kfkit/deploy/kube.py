@@ -363,8 +363,9 @@ class SeldonTarget:
         return True, AVAILABLE
 
     def rolled_out(self, deployment_name: str, predictors: list[dict[str, Any]]) -> tuple[str, str]:
-        """``deployment_rollout`` of every operator Deployment of ``predictors``: the first one
-        not rolled out and why, or ``(ROLLED_OUT, AVAILABLE)``."""
+        """``deployment_rollout`` of every operator Deployment of ``predictors``: a stalled one
+        and why, else the first one still waited for and why, else ``(ROLLED_OUT, AVAILABLE)``."""
+        waiting: tuple[str, str] | None = None
         for pred in predictors:
             for index in range(len(pred.get("componentSpecs") or [])):
                 names = seldon.operator_deployment_names(deployment_name, pred, index)
@@ -377,15 +378,19 @@ class SeldonTarget:
                 label = found["metadata"]["name"] if found is not None else " or ".join(names)
                 if state == STALLED:
                     return STALLED, f"Deployment {label}: {why}"
-                if state != ROLLED_OUT:
-                    return state, f"{label}: {why}"
-        return ROLLED_OUT, AVAILABLE
+                if state != ROLLED_OUT and waiting is None:
+                    waiting = state, f"{label}: {why}"
+        return waiting or (ROLLED_OUT, AVAILABLE)
 
     def wait(
         self, model_name: str, timeout: float, predictors: list[dict[str, Any]] | None = None
     ) -> tuple[bool, str, dict[str, Any] | None]:
         """Until Seldon says Available and every Deployment of ``predictors`` (the ones kfkit
-        wrote; by default the object's) is rolled out; each new reason to wait is a progress line."""
+        wrote; by default the object's) is rolled out; each new reason to wait is a progress line.
+
+        The Deployments are read on every poll, not only once Seldon says Available: one past
+        its progress deadline fails the rollout at once, whatever Seldon's status says (the
+        operator calls it Failed only when no replica at all is available)."""
         deadline = time.monotonic() + timeout
         reason = "never read"
         said = ""
@@ -398,17 +403,17 @@ class SeldonTarget:
             ok, reason = self.ready(current)
             if reason.startswith("state Failed"):
                 return False, reason, current
-            waiting_for = f"SeldonDeployment {name}: {reason}"
-            if ok:
-                try:
-                    state, reason = self.rolled_out(name, predictors or current["spec"]["predictors"])
-                except KfkitError as exc:  # e.g. no right to read Deployments: fail, roll back
-                    return False, str(exc), current
-                if state == ROLLED_OUT:
-                    return True, AVAILABLE, current
-                if state == STALLED:
-                    return False, reason, current
-                waiting_for = reason
+            try:
+                state, why = self.rolled_out(name, predictors or current["spec"]["predictors"])
+            except KfkitError as exc:  # e.g. no right to read Deployments: fail, roll back
+                return False, str(exc), current
+            if state == STALLED:
+                return False, why, current
+            if ok and state == ROLLED_OUT:
+                return True, AVAILABLE, current
+            # Seldon's reason while it has one (it names the predictor), then the Deployment's.
+            waiting_for = why if ok else f"SeldonDeployment {name}: {reason}"
+            reason = why if ok else reason
             if waiting_for != said:
                 self.progress(f"deploy: waiting for {waiting_for}")
                 said = waiting_for
