@@ -405,12 +405,7 @@ def test_real_canary_then_cli_promote(
     assert set(made) == {v1, v2}
     assert_serves(made[v1], model, "1")
     assert_serves(made[v2], model, "2", replicas=2)
-    # v1's Deployment was rewritten too (its traffic is in the executor's environment): kfkit
-    # returned once it had rolled out, and the operator's status, written from a snapshot taken
-    # while an old v1 pod still ran beside the new one, may catch up a moment later.
-    assert eventually(
-        lambda: operator_status(sdep(control_plane, serving_ns, model)) == ("Available", {v1: 1, v2: 2})
-    )
+    assert operator_status(obj) == ("Available", {v1: 1, v2: 2})
 
     shown = kfkit_cli(
         ["status", "--model", model, "--namespace", serving_ns, "--json"],

@@ -7,7 +7,7 @@ between, and the change is recomputed from a fresh read (``conflict_retries`` ti
 
 A rollout then waits until Seldon's operator reports ``status.state == Available`` and every
 predictor's Deployment (``status.deploymentStatus[<deployment>-<predictor>-0-model]``, the
-operator's own naming: ``seldon.operator_deployment_names``) has an available replica, and
+operator's own naming: ``seldon.operator_deployment_names``) has an available replica, and then
 until each of those Deployments, read through ``AppsV1Api`` with the same credentials, is rolled
 out as ``kubectl rollout status`` requires and runs the pod template kfkit asked for
 (``deployment_rollout``). The second check is needed because Seldon v1.19's operator never
