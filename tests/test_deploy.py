@@ -307,6 +307,10 @@ class OperatorStandIn:
         if state == "Failed":
             status["description"] = "container model: CrashLoopBackOff"
         if obj.get("status") != status:
+            # A merge patch keeps keys it does not name: the operator's status update drops the
+            # Deployments it deleted, so name them with null here.
+            gone = set((obj.get("status") or {}).get("deploymentStatus") or {}) - set(components)
+            status = {**status, "deploymentStatus": {**components, **dict.fromkeys(gone)}}
             self.api.patch_namespaced_custom_object_status(
                 seldon.GROUP, seldon.VERSION, NAMESPACE, seldon.PLURAL, obj["metadata"]["name"],
                 {"status": status},

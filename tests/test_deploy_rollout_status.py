@@ -275,3 +275,21 @@ def test_deployment_past_its_progress_deadline_fails_the_rollout_on_kmock_api(
         "rolled back to v1 100%"
     )
     assert test_deploy._read(kube)["spec"]["predictors"][0]["replicas"] == 1
+
+
+def test_seldon_status_still_listing_a_removed_predictors_deployment_is_not_ready():
+    """After a promote or a replace the operator deletes the Deployment of the predictor that
+    went, and drops it from its status, only once it is done with the new spec: until then its
+    status (which may say Available) describes the previous spec."""
+    promoted = seldon.seldon_deployment(MODEL, "2", f"s3://models/{MODEL}/2")
+    one_replica = {"replicas": 1, "availableReplicas": 1}
+    promoted["status"] = {
+        "state": "Available",
+        "deploymentStatus": {f"{MODEL}-v1-0-model": one_replica, f"{MODEL}-v2-0-model": one_replica},
+    }
+    assert SeldonTarget.ready(promoted) == (
+        False,
+        f"state Available, Deployment {MODEL}-v1-0-model of a removed predictor not yet deleted",
+    )
+    del promoted["status"]["deploymentStatus"][f"{MODEL}-v1-0-model"]
+    assert SeldonTarget.ready(promoted) == (True, "Available")

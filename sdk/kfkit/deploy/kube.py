@@ -5,17 +5,20 @@ predictors computed from what was read, and a JSON merge patch sent carrying the
 ``metadata.resourceVersion``; the API server answers 409 Conflict when someone else wrote in
 between, and the change is recomputed from a fresh read (``conflict_retries`` times).
 
-A rollout then waits until Seldon's operator reports ``status.state == Available`` and every
+A rollout then waits until Seldon's operator reports ``status.state == Available``, every
 predictor's Deployment (``status.deploymentStatus[<deployment>-<predictor>-0-model]``, the
-operator's own naming: ``seldon.operator_deployment_names``) has an available replica, and then
-until each of those Deployments, read through ``AppsV1Api`` with the same credentials, is rolled
-out as ``kubectl rollout status`` requires and runs the pod template kfkit asked for
-(``deployment_rollout``). The second check is needed because Seldon v1.19's operator never
-writes ``status.observedGeneration``: right after kfkit's write its status may still describe the
+operator's own naming: ``seldon.operator_deployment_names``) has an available replica and no
+Deployment of a removed predictor is left in that status; and until each of those Deployments,
+read through ``AppsV1Api`` with the same credentials, is rolled out as ``kubectl rollout
+status`` requires and runs the pod template kfkit asked for (``deployment_rollout``). The
+Deployment check is needed because Seldon v1.19's operator never writes
+``status.observedGeneration``: right after kfkit's write its status may still describe the
 previous spec, which for a change of an existing predictor (same version, another size) says
 Available before the operator has even rewritten the Deployment.
-``Failed``, a Deployment past its progress deadline, or no success within the timeout, restores
-the previous predictors (or deletes an object this rollout created) and fails with one line.
+``Failed`` lasting ``failed_grace`` seconds (the operator also says Failed for one reconcile's
+error, then retries), a Deployment past its progress deadline, or no success within the
+timeout, restores the previous predictors (or deletes an object this rollout created) and
+fails with one line.
 """
 
 from __future__ import annotations
@@ -166,6 +169,7 @@ class SeldonTarget:
         poll_interval: float = 1.0,
         conflict_retries: int = 5,
         cluster: str | None = None,
+        failed_grace: float = 5.0,
     ) -> None:
         self._api = api
         self._apps: Any = None
@@ -174,6 +178,9 @@ class SeldonTarget:
         self.progress = progress or (lambda line: None)
         self.poll_interval = poll_interval
         self.conflict_retries = conflict_retries
+        # Seldon's operator reports state Failed on any error of one reconcile (a Service it
+        # just deleted, a conflict) and retries: Failed ends a rollout once it has lasted this long.
+        self.failed_grace = failed_grace
 
     @classmethod
     def from_context(cls, context: TargetContext) -> SeldonTarget:
@@ -345,19 +352,33 @@ class SeldonTarget:
 
     @staticmethod
     def ready(deployment: dict[str, Any]) -> tuple[bool, str]:
-        """Whether Seldon reports every predictor of the spec available, and if not, why."""
+        """Whether Seldon reports every predictor of the spec available, and no other, and if not, why.
+
+        A Deployment of a removed predictor still in ``status.deploymentStatus`` means the operator
+        has not finished with the spec: it deletes that Deployment, then drops it from the status,
+        only once the predictors that stay are ready. Until then its status may describe the
+        previous spec (a promote, for one, makes the operator renumber the promoted predictor's
+        metrics port and roll its Deployment, which kfkit's template check cannot see)."""
         status = deployment.get("status") or {}
         state = status.get("state", "")
         if state == FAILED:
             return False, f"state Failed: {status.get('description') or 'no description'}"
         components = status.get("deploymentStatus") or {}
         name = deployment["metadata"]["name"]
+        expected: set[str] = set()
         for pred in deployment["spec"]["predictors"]:
             for index in range(len(pred.get("componentSpecs") or [])):
                 names = seldon.operator_deployment_names(name, pred, index)
+                expected.update(names)
                 available = max(int((components.get(n) or {}).get("availableReplicas") or 0) for n in names)
                 if available < 1:
                     return False, f"state {state or 'unset'}, predictor {pred['name']} not available yet"
+        removed = sorted(set(components) - expected)
+        if removed:
+            return (
+                False,
+                f"state {state or 'unset'}, Deployment {removed[0]} of a removed predictor not yet deleted",
+            )
         if state != AVAILABLE:
             return False, f"state {state or 'unset'}"
         return True, AVAILABLE
@@ -394,6 +415,7 @@ class SeldonTarget:
         deadline = time.monotonic() + timeout
         reason = "never read"
         said = ""
+        failed_since: float | None = None
         current = None
         while True:
             current = self.get(model_name)
@@ -401,7 +423,11 @@ class SeldonTarget:
                 return False, "deleted while waiting", None
             name = current["metadata"]["name"]
             ok, reason = self.ready(current)
-            if reason.startswith("state Failed"):
+            if not reason.startswith("state Failed"):
+                failed_since = None
+            elif failed_since is None:
+                failed_since = time.monotonic()
+            elif time.monotonic() - failed_since >= self.failed_grace:
                 return False, reason, current
             try:
                 state, why = self.rolled_out(name, predictors or current["spec"]["predictors"])
