@@ -6,8 +6,8 @@ No cluster and no Seldon operator run here. The Kubernetes API is kmock's
 that use it say ``on_kmock_api`` in their name. kmock stores objects and applies merge patches
 but does not keep ``metadata.resourceVersion``: ``ResourceVersionEmulator`` adds the API
 server's optimistic-concurrency check (409 Conflict on a stale resourceVersion) so the retry
-path is exercised over HTTP. The operator's part, setting ``status``, is played by
-``OperatorStandIn`` through the status subresource, as Seldon's controller would.
+path is exercised over HTTP. The operator's part (its Deployments, and ``status`` through the
+status subresource) and the Deployment controller's are played by ``OperatorStandIn``.
 kmock stays for fast unit tests; the real-operator version is tests/cluster/test_real_deploy.py.
 """
 
@@ -97,6 +97,8 @@ class KmockApi:
 
         async def start() -> tuple[Any, Any]:
             handler = ResourceVersionEmulator()
+            # Listed before any exists (OperatorStandIn's clean-up): kmock must know the resource.
+            handler.resources["apps/v1/deployments"] = {}
             await handler.__aenter__()
             server = kmock.Server(handler)
             await server.__aenter__()
@@ -136,13 +138,41 @@ class KmockApi:
 
 
 class OperatorStandIn:
-    """Plays Seldon's operator: marks every predictor's Deployment available, except ``broken``
-    versions, for which it reports ``Creating`` (or ``Failed`` when ``fail`` is set)."""
+    """Plays, on kmock, the two controllers a real cluster runs (tests/cluster/ runs the real ones):
+    Seldon's operator and Kubernetes' Deployment controller.
 
-    def __init__(self, api: client.CustomObjectsApi, broken: set[str] | None = None, fail: bool = False):
+    As the operator: for every predictor's componentSpec it creates or rewrites in place the
+    Deployment ``<sdep>-<predictor>-<index>-<containers>`` (Seldon's ``GetDeploymentName``, short
+    names only here) with the predictor's replicas, kfkit's containers (image, resources) beside
+    an executor, and a storage initializer downloading the model URI; it deletes the Deployments
+    of predictors that are gone; it writes the SeldonDeployment's ``status`` (``state``,
+    ``deploymentStatus``) through the status subresource. It bumps ``metadata.generation`` on a
+    spec change, which the API server does and kmock does not. As the Deployment controller: it
+    reports every Deployment observed and its replicas updated and available.
+
+    ``broken`` predictors never get an available replica (state ``Creating``, or ``Failed`` with
+    ``fail``). ``held`` predictors are a change in place that has not finished: once their
+    Deployment is rewritten (generation > 1) it reports one available replica of its
+    ``spec.replicas``, and the SeldonDeployment's status is left as it was, still Available for
+    the previous spec (Seldon v1.19's status carries no observedGeneration, so right after a
+    write it can say exactly that), until ``release()``. ``stalled`` predictors, once rewritten,
+    report the Progressing condition ProgressDeadlineExceeded.
+    """
+
+    def __init__(
+        self,
+        api: client.CustomObjectsApi,
+        broken: set[str] | None = None,
+        fail: bool = False,
+        held: set[str] | None = None,
+        stalled: set[str] | None = None,
+    ):
         self.api = api
+        self.apps = client.AppsV1Api(api.api_client)
         self.broken = broken or set()
         self.fail = fail
+        self.held = held or set()
+        self.stalled = stalled or set()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -154,6 +184,10 @@ class OperatorStandIn:
         self._stop.set()
         self.thread.join(10)
 
+    def release(self) -> None:
+        """The held changes finish: their Deployments become fully available."""
+        self.held = set()
+
     def _run(self) -> None:
         name = seldon.resource_name(MODEL)
         while not self._stop.is_set():
@@ -162,30 +196,125 @@ class OperatorStandIn:
                     seldon.GROUP, seldon.VERSION, NAMESPACE, seldon.PLURAL, name
                 )
             except client.ApiException:
-                time.sleep(0.02)
-                continue
-            components = {}
-            state = "Available"
-            for pred in obj["spec"]["predictors"]:
-                if pred["name"] in self.broken:
-                    state = "Failed" if self.fail else "Creating"
-                else:
-                    # As Seldon's operator names a predictor's Deployment (GetDeploymentName):
-                    # <sdep>-<predictor>-<index>-<container names>; short names only here.
-                    for index, spec in enumerate(pred["componentSpecs"]):
-                        containers = "-".join(c["name"] for c in spec["spec"]["containers"])
-                        components[f"{name}-{pred['name']}-{index}-{containers}"] = {
-                            "replicas": 1,
-                            "availableReplicas": 1,
-                        }
-            status = {"state": state, "deploymentStatus": components}
-            if state == "Failed":
-                status["description"] = "container model: CrashLoopBackOff"
-            if obj.get("status") != status:
-                self.api.patch_namespaced_custom_object_status(
-                    seldon.GROUP, seldon.VERSION, NAMESPACE, seldon.PLURAL, name, {"status": status}
-                )
+                obj = None
+            wanted: dict[str, tuple[dict[str, Any], int]] = {}
+            for pred in obj["spec"]["predictors"] if obj else []:
+                for index, spec in enumerate(pred["componentSpecs"]):
+                    containers = "-".join(c["name"] for c in spec["spec"]["containers"])
+                    wanted[f"{name}-{pred['name']}-{index}-{containers}"] = (pred, index)
+            listed = self.apps.list_namespaced_deployment(NAMESPACE, _preload_content=False)
+            for item in json.loads(listed.data)["items"]:
+                if item["metadata"]["name"] not in wanted:  # the operator's clean-up, or GC
+                    self.apps.delete_namespaced_deployment(
+                        item["metadata"]["name"], NAMESPACE, _preload_content=False
+                    )
+            statuses = {dep: self._reconcile(dep, pred, index) for dep, (pred, index) in wanted.items()}
+            changing = [  # a held change in place leaves the previous status there
+                dep
+                for dep, (pred, _) in wanted.items()
+                if pred["name"] in self.held and statuses[dep]["observedGeneration"] > 1
+            ]
+            if obj is not None and not changing:
+                self._write_status(obj, statuses, {pred["name"] for pred, _ in wanted.values()})
             time.sleep(0.02)
+
+    def _reconcile(self, dep: str, pred: dict[str, Any], index: int) -> dict[str, Any]:
+        """The Deployment for ``pred``'s componentSpec written as the operator would; its status."""
+        containers = [
+            {key: c[key] for key in ("name", "image", "resources") if key in c}
+            for c in pred["componentSpecs"][index]["spec"]["containers"]
+        ]
+        selector = {"seldon-deployment-id": seldon.resource_name(MODEL), "seldon-app": dep}
+        spec = {
+            "replicas": pred.get("replicas", 1),
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": {**selector, **(pred.get("labels") or {})}},
+                "spec": {
+                    "initContainers": [
+                        {
+                            "name": "model-model-initializer",
+                            "image": "seldonio/rclone-storage-initializer:1.19.0",
+                            "args": [pred["graph"]["modelUri"], "/mnt/models"],
+                        }
+                    ],
+                    "containers": [
+                        *containers,
+                        {"name": "seldon-container-engine", "image": "seldonio/seldon-core-executor:1.19.0"},
+                    ],
+                },
+            },
+        }
+        try:
+            found = json.loads(
+                self.apps.read_namespaced_deployment(dep, NAMESPACE, _preload_content=False).data
+            )
+        except client.ApiException:
+            found = None
+        if found is None:
+            generation = 1
+            body = {"metadata": {"name": dep, "namespace": NAMESPACE, "generation": 1}, "spec": spec}
+            self.apps.create_namespaced_deployment(NAMESPACE, body, _preload_content=False)
+            found = {"status": {}}
+        else:
+            generation = int(found["metadata"]["generation"])
+            if found["spec"] != spec:
+                generation += 1
+                change = {"metadata": {"generation": generation}, "spec": spec}
+                self.apps.patch_namespaced_deployment(dep, NAMESPACE, change, _preload_content=False)
+        replicas = spec["replicas"]
+        available = replicas
+        conditions: list[dict[str, str]] = []
+        if pred["name"] in self.broken:
+            available = 0
+        elif generation > 1 and pred["name"] in self.held | self.stalled:
+            available = min(1, replicas)
+            if pred["name"] in self.stalled:
+                conditions = [
+                    {
+                        "type": "Progressing",
+                        "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": f'ReplicaSet "{dep}-5d8f" has timed out progressing.',
+                    }
+                ]
+        status = {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "availableReplicas": available,
+            "conditions": conditions,
+        }
+        if found.get("status") != status:
+            self.apps.patch_namespaced_deployment_status(
+                dep, NAMESPACE, {"status": status}, _preload_content=False
+            )
+        return status
+
+    def _write_status(
+        self, obj: dict[str, Any], statuses: dict[str, dict[str, Any]], names: set[str]
+    ) -> None:
+        components = {
+            dep: {"replicas": s["replicas"], "availableReplicas": s["availableReplicas"]}
+            for dep, s in statuses.items()
+        }
+        state = "Available"
+        if names & self.broken:
+            state = "Failed" if self.fail else "Creating"
+        elif any(s["availableReplicas"] < s["replicas"] for s in statuses.values()):
+            state = "Creating"
+        status: dict[str, Any] = {"state": state, "deploymentStatus": components}
+        if state == "Failed":
+            status["description"] = "container model: CrashLoopBackOff"
+        if obj.get("status") != status:
+            # A merge patch keeps keys it does not name: the operator's status update drops the
+            # Deployments it deleted, so name them with null here.
+            gone = set((obj.get("status") or {}).get("deploymentStatus") or {}) - set(components)
+            status = {**status, "deploymentStatus": {**components, **dict.fromkeys(gone)}}
+            self.api.patch_namespaced_custom_object_status(
+                seldon.GROUP, seldon.VERSION, NAMESPACE, seldon.PLURAL, obj["metadata"]["name"],
+                {"status": status},
+            )  # fmt: skip
 
 
 @pytest.fixture

@@ -458,11 +458,12 @@ RUNNER_CALLS = {
     ("", "secrets", "get", "mlpipeline-minio-artifact"),
 }
 # What push calls in the serving namespace (sdk/kfkit/deploy/kube.py: get, create, merge-patch,
-# and delete of an object its own failed first rollout created).
+# and delete of an object its own failed first rollout created; get of the operator's
+# Deployments while a rollout waits, plus list and watch for `kubectl rollout status`).
 PUSH_CALLS = {
     ("machinelearning.seldon.io", "seldondeployments", verb, None)
     for verb in ("get", "create", "patch", "delete")
-}
+} | {("apps", "deployments", verb, None) for verb in ("get", "list", "watch")}
 
 
 def granted(objects: list[dict], account: str, account_ns: str) -> dict[str, set[tuple]]:

@@ -279,6 +279,98 @@ def test_real_first_rollout_that_never_becomes_available_is_deleted(control_plan
     )
 
 
+# ------------------------------------------------------------------ resize in place (same version)
+
+
+def rolled_out(deployment: dict) -> tuple[int, int, int, int]:
+    """(spec.replicas, status.replicas, updatedReplicas, availableReplicas) of a Deployment."""
+    status = deployment.get("status") or {}
+    return (
+        deployment["spec"]["replicas"],
+        int(status.get("replicas") or 0),
+        int(status.get("updatedReplicas") or 0),
+        int(status.get("availableReplicas") or 0),
+    )
+
+
+def test_real_resize_that_cannot_schedule_is_rolled_back_to_the_previous_size(
+    control_plane, serving_ns, model, target
+):
+    """v1 again with 2 replicas of 10 CPUs: the operator rewrites v1's own Deployment in place,
+    one new pod fits KWOK's 16-CPU node and the second stays Pending. Seldon's status said
+    Available for the previous spec right after the write (it carries no observedGeneration);
+    kfkit waits on the Deployment instead, times out and restores the previous size."""
+    target.apply(_request(model, "1", serving_ns), ROLLOUT_TIMEOUT)
+    before = sdep(control_plane, serving_ns, model)
+    v1 = expected_deployment(before, "v1")
+    lines: list[str] = []
+    target.progress = lines.append
+    too_big = _request(model, "1", serving_ns, replicas=2, resources={"cpu_request": "10"})
+    with pytest.raises(KfkitError) as info:
+        target.apply(too_big, timeout=10)
+    message = str(info.value)
+    assert "\n" not in message
+    # The last reason is the operator's (state Creating once it has rewritten the Deployment) or
+    # the Deployment's own ("1 old replica pending termination"), whichever was read last.
+    assert message.startswith(
+        f"replace of SeldonDeployment {model} (v1 100%) failed: not Available after 10 s ("
+    ), message
+    assert message.endswith("; rolled back to v1 100%")
+    assert not any(line.startswith(f"deploy: {model} Available") for line in lines), lines
+    # The second pod of the resized Deployment really could not be scheduled (the scheduler says so).
+    unschedulable = eventually(
+        lambda: [
+            e["message"]
+            for e in get_json(control_plane, "-n", serving_ns, "events")["items"]
+            if e.get("reason") == "FailedScheduling" and e["involvedObject"]["name"].startswith(f"{v1}-")
+        ],
+        what=f"a FailedScheduling event for a pod of {v1}",
+    )
+    assert any("Insufficient cpu" in m for m in unschedulable), unschedulable
+
+    after = sdep(control_plane, serving_ns, model)
+    assert after["spec"]["predictors"] == before["spec"]["predictors"]
+    assert seldon.history(after) == []
+    # The operator rewrites v1's Deployment back: 1 replica, no CPU request, Available.
+    made = eventually(
+        lambda: (d := model_deployments(control_plane, serving_ns, model)) and set(d) == {v1}
+        and rolled_out(d[v1]) == (1, 1, 1, 1) and d,
+        what=f"{v1} back to one available replica",
+    )  # fmt: skip
+    assert_serves(made[v1], model, "1")
+    model_container = next(
+        c for c in made[v1]["spec"]["template"]["spec"]["containers"] if c["name"] == "model"
+    )
+    assert "resources" not in model_container or not model_container["resources"].get("requests")
+    assert eventually(
+        lambda: operator_status(sdep(control_plane, serving_ns, model)) == ("Available", {v1: 1})
+    )
+
+
+def test_real_resize_is_available_only_once_both_replicas_are(control_plane, serving_ns, model, target):
+    """v1 again with 2 replicas (they fit): Available is reported only when v1's Deployment,
+    rewritten by the operator, has both replicas updated and available and no old pod left;
+    the Deployment is read at the moment kfkit says Available."""
+    target.apply(_request(model, "1", serving_ns), ROLLOUT_TIMEOUT)
+    v1 = expected_deployment(sdep(control_plane, serving_ns, model), "v1")
+    at_available: list[dict] = []
+
+    def progress(line: str) -> None:
+        if line.startswith(f"deploy: {model} Available"):
+            at_available.append(get_json(control_plane, "-n", serving_ns, "deployment", v1))
+
+    target.progress = progress
+    state = target.apply(_request(model, "1", serving_ns, replicas=2), ROLLOUT_TIMEOUT)
+    assert state["state"] == "Available"
+    (deployment,) = at_available
+    assert rolled_out(deployment) == (2, 2, 2, 2)
+    assert deployment["status"]["observedGeneration"] >= deployment["metadata"]["generation"] > 1
+    assert_serves(deployment, model, "1", replicas=2)
+    obj = sdep(control_plane, serving_ns, model)
+    assert [(p["name"], p["replicas"]) for p in obj["spec"]["predictors"]] == [("v1", 2)]
+    assert [e["change"] for e in seldon.history(obj)] == ["replace v1"]
+
+
 # ------------------------------------------------------------------ canary, shadow, promote
 
 

@@ -6,11 +6,14 @@ make, and nothing else in a sample of neighbours. Asked twice: `kubectl auth can
 from __future__ import annotations
 
 import pytest
+import yaml
+from conftest import REPO
 from test_manifests import PUSH_CALLS, RUNNER_CALLS
 
 from kfkit import names
 from kfkit.deploy import seldon
 from kfkit.deploy.kube import SeldonTarget, custom_objects_api
+from kfkit.deploy.request import DeploymentRequest
 from kfkit.errors import KfkitError
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -67,7 +70,17 @@ DENIED = [
     ("serving", "update", "seldondeployments.machinelearning.seldon.io"),
     ("serving", "patch", "seldondeployments.machinelearning.seldon.io --subresource=status"),
     ("serving", "get", f"secrets/{seldon.STORAGE_SECRET}"),
+    # The operator's Deployments: read-only, in the serving namespace only.
     ("serving", "create", "deployments.apps"),
+    ("serving", "patch", "deployments.apps"),
+    ("serving", "update", "deployments.apps"),
+    ("serving", "delete", "deployments.apps"),
+    ("serving", "patch", "deployments.apps --subresource=scale"),
+    ("serving", "get", "replicasets.apps"),
+    ("pipelines", "get", "deployments.apps"),
+    ("other", "get", "deployments.apps"),
+    ("other", "list", "deployments.apps"),
+    ("other", "watch", "deployments.apps"),
     ("serving", "create", "pods"),
     ("other", "get", "seldondeployments.machinelearning.seldon.io"),
     ("other", "create", "seldondeployments.machinelearning.seldon.io"),
@@ -196,7 +209,79 @@ def test_real_runner_token_makes_pushs_calls_with_kfkits_client(
 
     api.delete_namespaced_custom_object(seldon.GROUP, seldon.VERSION, serving_ns, seldon.PLURAL, name)
 
+    # The operator's Deployments: read through the same client (404: none is named so; the
+    # probe's own may exist, made by the operator when it runs in this session).
+    assert target.read_deployment("no-such-model-v1-0-model") is None
+
     elsewhere = SeldonTarget(api=api, namespace="kfkit-serving-prod")
     with pytest.raises(KfkitError, match="HTTP 403") as refused:
         elsewhere.get("rbac-probe")
     assert "\n" not in str(refused.value)
+    with pytest.raises(KfkitError, match="HTTP 403") as refused:
+        elsewhere.read_deployment("no-such-model-v1-0-model")
+    assert "\n" not in str(refused.value)
+
+
+def test_real_runner_token_reads_deployments_only_in_the_serving_namespace(
+    control_plane, dev_overlay, runner_kubeconfig
+):
+    """What kfkit and `kubectl rollout status` do, with the runner's token, on a Deployment an
+    admin made: get, list and a watch that starts in the serving namespace; no list elsewhere;
+    no create, scale, patch or delete."""
+    pipelines_ns, serving_ns = dev_overlay
+    control_plane.kubectl("create", "deployment", "rbac-probe", "--image=busybox", "-n", serving_ns)
+    try:
+        for args in (("get", "deployment", "rbac-probe"), ("get", "deployments", "-o", "name")):
+            proc = as_runner(control_plane, runner_kubeconfig, *args, "-n", serving_ns)
+            assert proc.returncode == 0, f"{args}: {proc.stderr}"
+        watched = as_runner(
+            control_plane, runner_kubeconfig,
+            "get", "deployments", "-n", serving_ns, "--watch-only", "--request-timeout=2s",
+        )  # fmt: skip
+        assert "forbidden" not in watched.stderr.lower(), watched.stderr
+        for args in (
+            ("get", "deployments", "-n", "kfkit-serving-prod"),
+            ("get", "deployments", "-n", pipelines_ns),
+            ("create", "deployment", "probe", "--image=busybox", "-n", serving_ns),
+            ("scale", "deployment", "rbac-probe", "--replicas=2", "-n", serving_ns),
+            ("label", "deployment", "rbac-probe", "patched=yes", "-n", serving_ns),
+            ("delete", "deployment", "rbac-probe", "-n", serving_ns),
+        ):
+            proc = as_runner(control_plane, runner_kubeconfig, *args)
+            refused = proc.returncode != 0 and "forbidden" in proc.stderr.lower()
+            assert refused, f"{args}: {proc.stdout}{proc.stderr}"
+    finally:
+        control_plane.kubectl("delete", "deployment", "rbac-probe", "-n", serving_ns, "--wait=false")
+
+
+def test_real_old_serving_role_without_deployments_is_one_line_before_any_change(
+    control_plane, dev_overlay, runner_kubeconfig
+):
+    """A cluster set up with the manifests from before the Deployment check (the serving Role
+    with only the seldondeployments rule): push refuses in one line naming the missing rule,
+    at once, and writes nothing (it does not wait out the timeout on a check it cannot make)."""
+    pipelines_ns, _ = dev_overlay
+    old_ns = "kfkit-serving-old-rbac"
+    control_plane.ensure_namespace(old_ns)
+    role, binding = yaml.safe_load_all((REPO / "manifests" / "serving" / "rbac.yaml").read_text())
+    role["rules"] = [r for r in role["rules"] if r["apiGroups"] != ["apps"]]
+    assert role["rules"] and all(r["resources"] == ["seldondeployments"] for r in role["rules"])
+    for obj in (role, binding):
+        obj["metadata"]["namespace"] = old_ns
+    binding["subjects"][0]["namespace"] = pipelines_ns
+    control_plane.apply_objects([role, binding])
+
+    target = SeldonTarget(api=custom_objects_api(f"kubeconfig:{runner_kubeconfig}"), namespace=old_ns)
+    request = DeploymentRequest("old-rbac", "1", "s3://models/old-rbac/1", namespace=old_ns)
+    with pytest.raises(KfkitError) as info:
+        target.apply(request, timeout=600)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"Kubernetes API refused to read Deployment old-rbac-v1-0-model in namespace '{old_ns}' (HTTP 403: "
+    )
+    assert message.endswith(
+        "needs get, list, watch on deployments (apiGroup apps) there, which the Role "
+        "kfkit-seldon-deployer of manifests/serving/rbac.yaml grants"
+    )
+    assert target.get("old-rbac") is None  # nothing was written
