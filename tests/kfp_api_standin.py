@@ -14,6 +14,8 @@ shipped in ``kfp-server-api`` (the same package ``kfp.Client`` serialises with):
 - the checks the KFP API server makes before storing: names unique, referenced pipeline
   versions and experiments exist, a trigger has exactly one of cron/periodic, max_concurrency
   within 1..10, run parameters are inputs of the referenced pipeline spec;
+- with ``scheduled_service_account`` set, recurring runs get that service account whatever
+  they asked for (KFP 2.14-2.16's bug kubeflow/pipelines#13311, met on the real server);
 - with ``token`` set, every request needs ``Authorization: Bearer <token>`` (401 otherwise);
   with ``multi_user``, pipelines, experiments and list calls need a namespace.
 
@@ -160,9 +162,14 @@ def parse_pipeline_spec(data: bytes) -> dict:
 class KfpApiStandIn:
     """Serve the stand-in on 127.0.0.1:<free port> in a thread; ``stop()`` ends it."""
 
-    def __init__(self, token: str | None = None, multi_user: bool = False):
+    def __init__(
+        self, token: str | None = None, multi_user: bool = False, scheduled_service_account: str | None = None
+    ):
         self.token = token
         self.multi_user = multi_user
+        # Set: every recurring run gets this service account whatever it asked for, as KFP's API
+        # server 2.14-2.16 do (kubeflow/pipelines#13311; seen on the real 2.14.3 in tests/cluster).
+        self.scheduled_service_account = scheduled_service_account
         self.state = State()
         self.requests: list[Recorded] = []
         self.rejected: list[tuple[str, str, int, str]] = []
@@ -427,6 +434,8 @@ class KfpApiStandIn:
             "status": "ENABLED" if document["mode"] == "ENABLE" else "DISABLED",
             "namespace": experiment.get("namespace", ""),
         }
+        if self.scheduled_service_account is not None:
+            recurring["service_account"] = self.scheduled_service_account
         check_against_model(recurring, "V2beta1RecurringRun")
         self.state.recurring_runs[recurring["recurring_run_id"]] = recurring
         return recurring

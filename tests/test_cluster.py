@@ -507,6 +507,30 @@ def test_every_page_of_recurring_runs_is_read(client, standin, tmp_path, monkeyp
     assert any(r.query.get("page_token") for r in standin.requests if r.path.endswith("/recurringruns"))
 
 
+def test_a_server_that_ignores_the_service_account_is_refused_and_left_clean(tmp_path, monkeypatch):
+    # KFP 2.14-2.16 schedule every v2 recurring run as their default account (met on the real
+    # 2.14.3 in tests/cluster): kfkit must not leave a schedule running as another identity, nor
+    # replace it on every apply.
+    server = KfpApiStandIn(token=TOKEN, scheduled_service_account="pipeline-runner").start()
+    try:
+        monkeypatch.setenv("KUBECONFIG", "/nonexistent")
+        settings = KfpSettings.resolve(host=server.url, environ={"KFKIT_KFP_TOKEN": TOKEN})
+        kfp_client = connect(settings)
+        with pytest.raises(KfkitError) as raised:
+            apply(kfp_client, settings, load_schedules(write_schedules(tmp_path, SCHEDULES)))
+        message = str(raised.value)
+        assert "'nightly' as service account 'pipeline-runner', not 'kfkit-pipeline-runner'" in message
+        assert "DEFAULTPIPELINERUNNERSERVICEACCOUNT" in message and "\n" not in message
+        assert server.state.recurring_runs == {}
+        # Asking for the account the server uses is what such a server can do: then it converges.
+        entries = [{**entry, "service_account": "pipeline-runner"} for entry in SCHEDULES["schedules"]]
+        as_server = write_schedules(tmp_path, {**SCHEDULES, "schedules": entries}, "as-server.yaml")
+        assert apply(kfp_client, settings, load_schedules(as_server)).changed
+        assert not apply(kfp_client, settings, load_schedules(as_server)).changed
+    finally:
+        server.stop()
+
+
 def test_enable_caching_per_entry_and_from_the_command_line(client, standin, tmp_path, cli_env):
     settings, kfp_client = client
     document = {
