@@ -13,8 +13,9 @@
 # go-sqlite3's error type, which the non-cgo stub of go-sqlite3 lacks.
 #
 # Output: ${KFKIT_CONTROLPLANE_CACHE:-$HOME/.cache/kfkit/controlplane}/kfp-<key>/
-#   bin/kfp-apiserver, share/config.json (upstream's), share/crds/ (Argo's Workflow, KFP's
-#   ScheduledWorkflow), src/ (the generated Go code and the build's go.mod, for inspection)
+#   bin/kfp-apiserver, share/config.json and ml-pipeline-apiserver-deployment.yaml (upstream's),
+#   share/crds/ (Argo's Workflow, KFP's
+#   ScheduledWorkflow), share/rbac/ (the apiserver's ServiceAccount, Role, RoleBinding), src/ (the generated Go code and the build's go.mod, for inspection)
 # and prints that folder on stdout as its last line. Exits at once when the folder is complete.
 set -euo pipefail
 
@@ -104,8 +105,16 @@ go mod edit -C "$staging/src/wrapper" \
 kfp_dir="$(module_dir github.com/kubeflow/pipelines)"
 argo_dir="$(module_dir github.com/argoproj/argo-workflows/v3)"
 cp "$kfp_dir/backend/src/apiserver/config/config.json" "$staging/share/config.json"
+# Read for the plain environment values upstream's Deployment gives the server (driver and
+# launcher images, log levels).
+cp "$kfp_dir/manifests/kustomize/base/pipeline/ml-pipeline-apiserver-deployment.yaml" "$staging/share/"
 cp "$kfp_dir/manifests/kustomize/base/pipeline/cluster-scoped/scheduled-workflow-crd.yaml" "$staging/share/crds/"
 cp "$argo_dir/manifests/base/crds/minimal/argoproj.io_workflows.yaml" "$staging/share/crds/"
+# The API server's own identity as KFP's manifests give it (a Role in its namespace).
+mkdir -p "$staging/share/rbac"
+for file in sa role rolebinding; do
+  cp "$kfp_dir/manifests/kustomize/base/pipeline/ml-pipeline-apiserver-$file.yaml" "$staging/share/rbac/"
+done
 chmod -R u+w "$staging/share"
 rm -rf "$staging/tools" "$staging/src/generated"
 
