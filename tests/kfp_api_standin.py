@@ -1,7 +1,8 @@
 """``KfpApiStandIn``: a stand-in for the Kubeflow Pipelines v2beta1 REST API on 127.0.0.1.
 
-It is a stand-in, not the real thing, because no KFP backend (API server, MySQL, Argo) can run
-here: no cluster, no Docker. To keep it honest it checks every request against the API models
+It serves the fast tests (tests/test_cluster.py); KFP's real API server (2.14.3, built from the Go
+module proxy) runs the same flows in tests/cluster/test_real_kfp_api.py, which needs the cached
+control-plane build. To keep it honest it checks every request against the API models
 shipped in ``kfp-server-api`` (the same package ``kfp.Client`` serialises with):
 
 - a JSON body must be an object whose keys are all fields of the expected model

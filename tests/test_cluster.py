@@ -1,6 +1,7 @@
 """`kfkit upload`, `submit` and `schedule` over HTTP: the real kfp.Client against
 KfpApiStandIn (tests/kfp_api_standin.py), a stand-in for the KFP v2beta1 API that checks
-every request against kfp-server-api's models (no KFP backend can run here)."""
+every request against kfp-server-api's models. The same flows against KFP's real API server:
+tests/cluster/test_real_kfp_api.py."""
 
 from __future__ import annotations
 
