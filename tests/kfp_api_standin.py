@@ -149,7 +149,10 @@ def parse_model(body: bytes, type_name: str) -> tuple[dict, Any]:
 
 
 def parse_pipeline_spec(data: bytes) -> dict:
-    """An uploaded file: YAML documents, the first a PipelineSpec (strict), then platform specs."""
+    """An uploaded file: YAML documents, the first a PipelineSpec (strict), then a platform spec.
+    Returned as KFP's API server stores and returns a version's ``pipeline_spec``: the pipeline
+    spec alone, or ``{pipeline_spec, platform_spec}`` when the file has a platform spec (as the
+    real 2.14.3 answered in tests/cluster/test_real_kfp_api.py)."""
     try:
         documents = [d for d in yaml.safe_load_all(data) if d is not None]
         json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
@@ -157,7 +160,16 @@ def parse_pipeline_spec(data: bytes) -> dict:
             json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
     except (yaml.YAMLError, json_format.ParseError, IndexError) as exc:
         raise ApiError(400, f"uploaded file is not a pipeline spec: {str(exc).splitlines()[0]}") from None
+    if len(documents) > 2:
+        raise ApiError(400, "uploaded file has more than one platform spec")
+    if len(documents) == 2:
+        return {"pipeline_spec": documents[0], "platform_spec": documents[1]}
     return documents[0]
+
+
+def pipeline_spec_of(stored: dict) -> dict:
+    """The PipelineSpec inside a version's stored ``pipeline_spec`` (see parse_pipeline_spec)."""
+    return stored["pipeline_spec"] if "platform_spec" in stored else stored
 
 
 class KfpApiStandIn:
@@ -317,7 +329,7 @@ class KfpApiStandIn:
 
     def upload_pipeline(self, q: dict, headers: dict, body: bytes) -> dict:
         spec = parse_pipeline_spec(self._multipart_file(headers, body))
-        name = q.get("name") or spec["pipelineInfo"]["name"]
+        name = q.get("name") or pipeline_spec_of(spec)["pipelineInfo"]["name"]
         self._need_namespace(q)
         namespace = q.get("namespace", "")
         if any(
@@ -392,7 +404,8 @@ class KfpApiStandIn:
         version = self.state.versions.get(reference.get("pipeline_version_id") or "")
         if version is None or version["pipeline_id"] != reference.get("pipeline_id"):
             raise ApiError(400, f"pipeline_version_reference {reference} names no uploaded version")
-        inputs = version["pipeline_spec"].get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+        root = pipeline_spec_of(version["pipeline_spec"]).get("root", {})
+        inputs = root.get("inputDefinitions", {}).get("parameters", {})
         parameters = (document.get("runtime_config") or {}).get("parameters") or {}
         unknown = sorted(set(parameters) - set(inputs))
         if unknown:

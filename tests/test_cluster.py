@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 from conftest import KFKIT, REPO, error_line
-from kfp_api_standin import KfpApiStandIn
+from kfp_api_standin import KfpApiStandIn, pipeline_spec_of
 
 from kfkit.catalog import compiled_pipeline_path
 from kfkit.cluster import kfp_api, schedules
@@ -102,7 +102,8 @@ def test_upload_creates_a_content_named_version_and_reupload_is_a_noop(standin, 
     versions = {v["display_name"]: v for v in standin.state.versions.values()}
     # KFP names a new pipeline's first version after it; kfkit's is the content-named one.
     assert set(versions) == {"kfkit-training", result["version"]}
-    assert versions[result["version"]]["pipeline_spec"] == next(yaml.safe_load_all(SPEC.read_text()))
+    spec, platform = yaml.safe_load_all(SPEC.read_text())
+    assert versions[result["version"]]["pipeline_spec"] == {"pipeline_spec": spec, "platform_spec": platform}
     assert result["url"] == (
         f"{standin.url}/#/pipelines/details/{pipeline['pipeline_id']}/version/{result['version_id']}"
     )
@@ -203,7 +204,8 @@ def test_submit_keeps_each_tasks_caching_and_disable_caching_runs_an_uncached_va
     uncached = json.loads(proc.stdout)
     assert cached["enable_caching"] is True and uncached["enable_caching"] is False
     assert cached["pipeline_version_id"] != uncached["pipeline_version_id"]
-    versions = {v["pipeline_version_id"]: v["pipeline_spec"] for v in standin.state.versions.values()}
+    stored = standin.state.versions.values()
+    versions = {v["pipeline_version_id"]: pipeline_spec_of(v["pipeline_spec"]) for v in stored}
     # On: the compiled settings, resolve-source and push never cached (kfp.Client's
     # enable_caching=True would have turned every task's cache on).
     on = _caching(versions[cached["pipeline_version_id"]])
@@ -543,7 +545,8 @@ def test_enable_caching_per_entry_and_from_the_command_line(client, standin, tmp
     }
     plan = apply(kfp_client, settings, load_schedules(write_schedules(tmp_path, document)))
     assert sorted(u["enable_caching"] for u in plan.uploads) == [False, True]
-    specs = {v["pipeline_version_id"]: v["pipeline_spec"] for v in standin.state.versions.values()}
+    stored = standin.state.versions.values()
+    specs = {v["pipeline_version_id"]: pipeline_spec_of(v["pipeline_spec"]) for v in stored}
     runs = by_name(standin)
     nightly = specs[runs["nightly"]["pipeline_version_reference"]["pipeline_version_id"]]
     weekly = specs[runs["weekly"]["pipeline_version_reference"]["pipeline_version_id"]]
