@@ -224,6 +224,16 @@ def test_real_schedule_apply_creates_scheduled_workflows_and_a_second_apply_chan
         ("weekly", True, False),
     }
 
+    # A changed entry is replaced (the API has no update), a removed one deleted: objects follow.
+    nightly_at_three = {**SCHEDULES["schedules"][0], "cron": "0 0 3 * * *"}
+    changed = write_schedules(tmp_path, {**SCHEDULES, "schedules": [nightly_at_three]}, "changed.yaml")
+    third = kfkit_json(["schedule", "apply", "-f", changed], cli_env)
+    actions = [(a["action"], a["name"]) for a in third["actions"]]
+    assert actions == [("update", "nightly"), ("delete", "weekly")]
+    (replaced,) = scheduled_workflows(control_plane).values()
+    assert replaced["metadata"]["uid"] == third["actions"][0]["new_recurring_run_id"] not in objects
+    assert replaced["spec"]["trigger"] == {"cronSchedule": {"cron": "0 0 3 * * *"}}
+
 
 def test_real_server_scheduling_another_account_than_asked_is_one_line_and_leaves_nothing(
     control_plane, cli_env, tmp_path
