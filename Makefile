@@ -40,10 +40,12 @@ run: setup
 	.venv/bin/kfkit demo --config configs/penguins.yaml
 
 # The control plane of tests/cluster (tests/cluster/README.md) is built before any test, so that a
-# failed build stops at once: once per machine (15-25 min cold with its Go modules), then cached.
+# failed build stops at once: once per machine (15-25 min cold with its Go modules, KFP's API server
+# 5-20 min more), then cached.
 test: setup
 	.venv/bin/ruff check .
 	bash tests/cluster/build.sh
+	bash tests/cluster/build_kfp.sh
 	.venv/bin/python -m pytest
 	.venv/bin/python -m pytest -m cluster tests/cluster
 
@@ -53,6 +55,7 @@ test-fast: setup
 # The tests against a real control plane (tests/cluster/README.md): builds it first (once; cached).
 test-cluster: setup
 	bash tests/cluster/build.sh
+	bash tests/cluster/build_kfp.sh
 	.venv/bin/python -m pytest -m cluster tests/cluster
 
 lint: setup

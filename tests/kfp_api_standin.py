@@ -1,7 +1,8 @@
 """``KfpApiStandIn``: a stand-in for the Kubeflow Pipelines v2beta1 REST API on 127.0.0.1.
 
-It is a stand-in, not the real thing, because no KFP backend (API server, MySQL, Argo) can run
-here: no cluster, no Docker. To keep it honest it checks every request against the API models
+It serves the fast tests (tests/test_cluster.py); KFP's real API server (2.14.3, built from the Go
+module proxy) runs the same flows in tests/cluster/test_real_kfp_api.py, which needs the cached
+control-plane build. To keep it honest it checks every request against the API models
 shipped in ``kfp-server-api`` (the same package ``kfp.Client`` serialises with):
 
 - a JSON body must be an object whose keys are all fields of the expected model
@@ -14,6 +15,8 @@ shipped in ``kfp-server-api`` (the same package ``kfp.Client`` serialises with):
 - the checks the KFP API server makes before storing: names unique, referenced pipeline
   versions and experiments exist, a trigger has exactly one of cron/periodic, max_concurrency
   within 1..10, run parameters are inputs of the referenced pipeline spec;
+- with ``scheduled_service_account`` set, recurring runs get that service account whatever
+  they asked for (KFP 2.14-2.16's bug kubeflow/pipelines#13311, met on the real server);
 - with ``token`` set, every request needs ``Authorization: Bearer <token>`` (401 otherwise);
   with ``multi_user``, pipelines, experiments and list calls need a namespace.
 
@@ -146,7 +149,10 @@ def parse_model(body: bytes, type_name: str) -> tuple[dict, Any]:
 
 
 def parse_pipeline_spec(data: bytes) -> dict:
-    """An uploaded file: YAML documents, the first a PipelineSpec (strict), then platform specs."""
+    """An uploaded file: YAML documents, the first a PipelineSpec (strict), then a platform spec.
+    Returned as KFP's API server stores and returns a version's ``pipeline_spec``: the pipeline
+    spec alone, or ``{pipeline_spec, platform_spec}`` when the file has a platform spec (as the
+    real 2.14.3 answered in tests/cluster/test_real_kfp_api.py)."""
     try:
         documents = [d for d in yaml.safe_load_all(data) if d is not None]
         json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
@@ -154,15 +160,29 @@ def parse_pipeline_spec(data: bytes) -> dict:
             json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
     except (yaml.YAMLError, json_format.ParseError, IndexError) as exc:
         raise ApiError(400, f"uploaded file is not a pipeline spec: {str(exc).splitlines()[0]}") from None
+    if len(documents) > 2:
+        raise ApiError(400, "uploaded file has more than one platform spec")
+    if len(documents) == 2:
+        return {"pipeline_spec": documents[0], "platform_spec": documents[1]}
     return documents[0]
+
+
+def pipeline_spec_of(stored: dict) -> dict:
+    """The PipelineSpec inside a version's stored ``pipeline_spec`` (see parse_pipeline_spec)."""
+    return stored["pipeline_spec"] if "platform_spec" in stored else stored
 
 
 class KfpApiStandIn:
     """Serve the stand-in on 127.0.0.1:<free port> in a thread; ``stop()`` ends it."""
 
-    def __init__(self, token: str | None = None, multi_user: bool = False):
+    def __init__(
+        self, token: str | None = None, multi_user: bool = False, scheduled_service_account: str | None = None
+    ):
         self.token = token
         self.multi_user = multi_user
+        # Set: every recurring run gets this service account whatever it asked for, as KFP's API
+        # server 2.14-2.16 do (kubeflow/pipelines#13311; seen on the real 2.14.3 in tests/cluster).
+        self.scheduled_service_account = scheduled_service_account
         self.state = State()
         self.requests: list[Recorded] = []
         self.rejected: list[tuple[str, str, int, str]] = []
@@ -309,7 +329,7 @@ class KfpApiStandIn:
 
     def upload_pipeline(self, q: dict, headers: dict, body: bytes) -> dict:
         spec = parse_pipeline_spec(self._multipart_file(headers, body))
-        name = q.get("name") or spec["pipelineInfo"]["name"]
+        name = q.get("name") or pipeline_spec_of(spec)["pipelineInfo"]["name"]
         self._need_namespace(q)
         namespace = q.get("namespace", "")
         if any(
@@ -384,7 +404,8 @@ class KfpApiStandIn:
         version = self.state.versions.get(reference.get("pipeline_version_id") or "")
         if version is None or version["pipeline_id"] != reference.get("pipeline_id"):
             raise ApiError(400, f"pipeline_version_reference {reference} names no uploaded version")
-        inputs = version["pipeline_spec"].get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+        root = pipeline_spec_of(version["pipeline_spec"]).get("root", {})
+        inputs = root.get("inputDefinitions", {}).get("parameters", {})
         parameters = (document.get("runtime_config") or {}).get("parameters") or {}
         unknown = sorted(set(parameters) - set(inputs))
         if unknown:
@@ -427,6 +448,8 @@ class KfpApiStandIn:
             "status": "ENABLED" if document["mode"] == "ENABLE" else "DISABLED",
             "namespace": experiment.get("namespace", ""),
         }
+        if self.scheduled_service_account is not None:
+            recurring["service_account"] = self.scheduled_service_account
         check_against_model(recurring, "V2beta1RecurringRun")
         self.state.recurring_runs[recurring["recurring_run_id"]] = recurring
         return recurring

@@ -97,6 +97,14 @@ class MariaDB:
         )
         return self.uri
 
+    def create_database(self, name: str) -> None:
+        """Another database on the same server for the same user (the KFP API server's `mlpipeline`
+        in the cluster tests), empty."""
+        self._sql(
+            f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}; "
+            f"GRANT ALL ON {name}.* TO '{USER}'@'127.0.0.1';"
+        )
+
     def reset(self) -> None:
         """An empty database again (MLMD creates its tables on first connect)."""
         self._sql(f"DROP DATABASE {DATABASE}; CREATE DATABASE {DATABASE};")

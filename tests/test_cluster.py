@@ -1,6 +1,7 @@
 """`kfkit upload`, `submit` and `schedule` over HTTP: the real kfp.Client against
 KfpApiStandIn (tests/kfp_api_standin.py), a stand-in for the KFP v2beta1 API that checks
-every request against kfp-server-api's models (no KFP backend can run here)."""
+every request against kfp-server-api's models. The same flows against KFP's real API server:
+tests/cluster/test_real_kfp_api.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import requests
 import yaml
 from conftest import KFKIT, REPO, error_line
-from kfp_api_standin import KfpApiStandIn
+from kfp_api_standin import KfpApiStandIn, pipeline_spec_of
 
 from kfkit.catalog import compiled_pipeline_path
 from kfkit.cluster import kfp_api, schedules
@@ -101,7 +102,8 @@ def test_upload_creates_a_content_named_version_and_reupload_is_a_noop(standin, 
     versions = {v["display_name"]: v for v in standin.state.versions.values()}
     # KFP names a new pipeline's first version after it; kfkit's is the content-named one.
     assert set(versions) == {"kfkit-training", result["version"]}
-    assert versions[result["version"]]["pipeline_spec"] == next(yaml.safe_load_all(SPEC.read_text()))
+    spec, platform = yaml.safe_load_all(SPEC.read_text())
+    assert versions[result["version"]]["pipeline_spec"] == {"pipeline_spec": spec, "platform_spec": platform}
     assert result["url"] == (
         f"{standin.url}/#/pipelines/details/{pipeline['pipeline_id']}/version/{result['version_id']}"
     )
@@ -202,7 +204,8 @@ def test_submit_keeps_each_tasks_caching_and_disable_caching_runs_an_uncached_va
     uncached = json.loads(proc.stdout)
     assert cached["enable_caching"] is True and uncached["enable_caching"] is False
     assert cached["pipeline_version_id"] != uncached["pipeline_version_id"]
-    versions = {v["pipeline_version_id"]: v["pipeline_spec"] for v in standin.state.versions.values()}
+    stored = standin.state.versions.values()
+    versions = {v["pipeline_version_id"]: pipeline_spec_of(v["pipeline_spec"]) for v in stored}
     # On: the compiled settings, resolve-source and push never cached (kfp.Client's
     # enable_caching=True would have turned every task's cache on).
     on = _caching(versions[cached["pipeline_version_id"]])
@@ -507,6 +510,30 @@ def test_every_page_of_recurring_runs_is_read(client, standin, tmp_path, monkeyp
     assert any(r.query.get("page_token") for r in standin.requests if r.path.endswith("/recurringruns"))
 
 
+def test_a_server_that_ignores_the_service_account_is_refused_and_left_clean(tmp_path, monkeypatch):
+    # KFP 2.14-2.16 schedule every v2 recurring run as their default account (met on the real
+    # 2.14.3 in tests/cluster): kfkit must not leave a schedule running as another identity, nor
+    # replace it on every apply.
+    server = KfpApiStandIn(token=TOKEN, scheduled_service_account="pipeline-runner").start()
+    try:
+        monkeypatch.setenv("KUBECONFIG", "/nonexistent")
+        settings = KfpSettings.resolve(host=server.url, environ={"KFKIT_KFP_TOKEN": TOKEN})
+        kfp_client = connect(settings)
+        with pytest.raises(KfkitError) as raised:
+            apply(kfp_client, settings, load_schedules(write_schedules(tmp_path, SCHEDULES)))
+        message = str(raised.value)
+        assert "'nightly' as service account 'pipeline-runner', not 'kfkit-pipeline-runner'" in message
+        assert "DEFAULTPIPELINERUNNERSERVICEACCOUNT" in message and "\n" not in message
+        assert server.state.recurring_runs == {}
+        # Asking for the account the server uses is what such a server can do: then it converges.
+        entries = [{**entry, "service_account": "pipeline-runner"} for entry in SCHEDULES["schedules"]]
+        as_server = write_schedules(tmp_path, {**SCHEDULES, "schedules": entries}, "as-server.yaml")
+        assert apply(kfp_client, settings, load_schedules(as_server)).changed
+        assert not apply(kfp_client, settings, load_schedules(as_server)).changed
+    finally:
+        server.stop()
+
+
 def test_enable_caching_per_entry_and_from_the_command_line(client, standin, tmp_path, cli_env):
     settings, kfp_client = client
     document = {
@@ -518,7 +545,8 @@ def test_enable_caching_per_entry_and_from_the_command_line(client, standin, tmp
     }
     plan = apply(kfp_client, settings, load_schedules(write_schedules(tmp_path, document)))
     assert sorted(u["enable_caching"] for u in plan.uploads) == [False, True]
-    specs = {v["pipeline_version_id"]: v["pipeline_spec"] for v in standin.state.versions.values()}
+    stored = standin.state.versions.values()
+    specs = {v["pipeline_version_id"]: pipeline_spec_of(v["pipeline_spec"]) for v in stored}
     runs = by_name(standin)
     nightly = specs[runs["nightly"]["pipeline_version_reference"]["pipeline_version_id"]]
     weekly = specs[runs["weekly"]["pipeline_version_reference"]["pipeline_version_id"]]

@@ -11,7 +11,10 @@ import pytest
 from conftest import REPO
 from test_manifests import write_env_files
 
+from kfkit.names import PIPELINE_RUNNER_SERVICE_ACCOUNT
+
 from .controlplane import ControlPlane
+from .kfp_server import KfpApiServer, build_kfp_apiserver
 
 # The pipelines namespace of each kustomize target (the overlays do not create it: a Kubeflow
 # profile's namespace already exists) and the serving namespace it creates.
@@ -60,3 +63,29 @@ def dev_overlay(control_plane, manifests_tree) -> tuple[str, str]:
 def seldon_operator(control_plane) -> None:
     """Seldon Core v1's operator running against the control plane (stopped with it)."""
     control_plane.start_seldon()
+
+
+@pytest.fixture(scope="session")
+def kfp_build() -> Path:
+    """The KFP API server's build folder (tests/cluster/build_kfp.sh; built once, cached)."""
+    return build_kfp_apiserver()
+
+
+@pytest.fixture
+def kfp_api(control_plane, mariadb, local_store, kfp_build, tmp_path) -> Iterator[KfpApiServer]:
+    """KFP's real API server on an empty `mlpipeline` database for one test, stopped after it.
+    Configured as kfkit's README says for KFP 2.14-2.16: its default runner account is kfkit's
+    (DEFAULTPIPELINERUNNERSERVICEACCOUNT), since those versions give every recurring run that one."""
+    server = KfpApiServer(
+        tmp_path / "kfp",
+        control_plane,
+        mariadb,
+        local_store.config,
+        build_dir=kfp_build,
+        default_runner_service_account=PIPELINE_RUNNER_SERVICE_ACCOUNT,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

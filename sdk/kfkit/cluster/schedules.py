@@ -153,6 +153,11 @@ def load_schedules(path: str) -> ScheduleFile:
 # -- comparing what is wanted with what runs ----------------------------------------------------
 
 
+def _service_account(schedule: Schedule, settings: KfpSettings) -> str:
+    """The entry's service account, else the command's (empty: the server's default)."""
+    return schedule.service_account if schedule.service_account is not None else settings.service_account
+
+
 def _desired_state(schedule: Schedule, version_id: str, service_account: str) -> dict[str, Any]:
     return {
         "trigger": {"cron": schedule.cron}
@@ -313,9 +318,7 @@ def apply(
 
     actions: list[Action] = []
     for schedule in schedule_file.schedules:
-        service_account = (
-            schedule.service_account if schedule.service_account is not None else settings.service_account
-        )
+        service_account = _service_account(schedule, settings)
         desired = _desired_state(
             schedule, versions[schedule.pipeline, schedule.enable_caching].version_id, service_account
         )
@@ -355,7 +358,30 @@ def apply(
                     wanted_parameters[schedule.name],
                 )
                 action.new_recurring_run_id = created.recurring_run_id
+                _refuse_ignored_service_account(client, settings, schedule, created)
     return plan
+
+
+def _refuse_ignored_service_account(
+    client: Any, settings: KfpSettings, schedule: Schedule, created: Any
+) -> None:
+    """KFP's API server 2.14 to 2.16 drops a v2 recurring run's service account and schedules it
+    under its own default (kubeflow/pipelines#13311, fixed upstream by #13325): the runs would
+    execute as another identity than asked, and every apply would see the difference and replace
+    the recurring run again. Delete what was just created and say how to get what was asked."""
+    wanted = _service_account(schedule, settings)
+    got = created.service_account or ""
+    if not wanted or got in ("", wanted):
+        return
+    with api_errors(settings, f"delete recurring run {schedule.name}"):
+        client.delete_recurring_run(created.recurring_run_id)
+    where = settings.host or "KFP (via kubeconfig)"
+    raise KfkitError(
+        f"{where}: the KFP API server scheduled recurring run '{schedule.name}' as service account "
+        f"'{got}', not '{wanted}' (KFP 2.14-2.16 ignore a recurring run's service account, "
+        f"kubeflow/pipelines#13311), so it was deleted again: set the API server's "
+        f"DEFAULTPIPELINERUNNERSERVICEACCOUNT to '{wanted}', or ask for '{got}'"
+    )
 
 
 def _create(
@@ -366,9 +392,7 @@ def _create(
     uploaded: Any,
     parameters: dict[str, Any],
 ) -> Any:
-    service_account = (
-        schedule.service_account if schedule.service_account is not None else settings.service_account
-    )
+    service_account = _service_account(schedule, settings)
     return client.create_recurring_run(
         experiment_id=experiment_id,
         job_name=schedule.name,
