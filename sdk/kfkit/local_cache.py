@@ -20,7 +20,9 @@ A task's **key** is sha256 over
 A large file's sha256 is computed once: the task that writes an output records it in a **hash
 memo** (``<state>/cache/hashes/``) beside the file's inode number, size, modification and change
 times, and the tasks that read it as input take it from there while those still match (see
-:class:`HashMemo` for why an edit in place still misses).
+:class:`HashMemo` for why an edit in place still misses). A local source file's is recorded by
+its first read in the run (the cache plan's), and resolve_source and ingest take it from there
+(:func:`run_hash_memo`).
 
 An **entry** is ``<state>/cache/entries/<key>/`` holding ``entry.json`` (what the task was, which
 run produced it, each output's type, metadata, files with their sha256 and identity) and
