@@ -212,6 +212,20 @@ def test_stopping_leaves_no_process_socket_or_folder(tmp_path):
     assert _processes_mentioning(str(folder)) == []
 
 
+def test_a_dropped_server_stops_and_its_functions_go_warm_to_the_default_server(tmp_path):
+    """What run-local does when its cache answers validate: the validate server, started before
+    the cache was asked, stops, and validate's task is forked from the tasks server instead."""
+    with warm_interpreters(tmp_path / "state", profiles={"validate": ("probe",), "bare": ("",)}) as warm:
+        dropped = warm.servers["validate"]
+        warm.drop("validate")
+        assert dropped.poll() is not None and "validate" not in warm.servers
+        proc = _run(_task_command(warm.python, tmp_path, "plain"), tmp_path)
+        assert proc.returncode == 0 and "cold interpreter" not in proc.stderr, proc.stderr
+        task = json.loads((tmp_path / "probe.json").read_text())
+        assert task["tensorflow"] == []
+        assert f"forked {task['pid']} for probe" in (warm.folder / "bare.log").read_text()
+
+
 def test_long_or_unsafe_state_path_puts_sockets_under_tmp(tmp_path):
     # AF_UNIX paths stop at 108 bytes, and the launcher's path is pasted into a `sh -c` script.
     state = tmp_path / ("a space and a long name " * 4)

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from kfkit import settings
 from kfkit.errors import KfkitError
+from kfkit.local_cache import file_sha256, run_hash_memo
 from kfkit.params import check_range
 from kfkit.splits import SplitWriter, read_split
 from kfkit.storage import ObjectStore, ObjectUri, is_object_uri
@@ -94,18 +95,13 @@ class IngestResult:
     metadata: dict[str, Any]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def list_source(source_uri: str, store: ObjectStore | None = None) -> list[SourceFile]:
     """The CSV/Parquet files at a URI (object or prefix) or local path (file or folder) that
     ingest reads: objects with their etag and version id, not yet read; local files with the
-    sha256 of their bytes (their only identity), read a chunk at a time."""
+    sha256 of their bytes (their only identity), read a chunk at a time. In a local run with the
+    cache on, a local file's sha256 comes from the run's hash memo while the file's inode, size,
+    mtime and ctime are the ones it was hashed at: run-local's cache plan, resolve_source and
+    ingest then read a large source once between them, and an edited one again."""
     if not source_uri.strip():
         # An empty path would mean the working folder, scanned recursively: never what was meant.
         raise KfkitError(
@@ -138,7 +134,9 @@ def list_source(source_uri: str, store: ObjectStore | None = None) -> list[Sourc
         files = [path]
     else:
         raise KfkitError(f"{source_uri}: no such file or folder")
-    return [SourceFile(str(p), file_sha256(p), path=p) for p in files]
+    memo = run_hash_memo()
+    sha256 = memo.sha256 if memo is not None else file_sha256
+    return [SourceFile(str(p), sha256(p), path=p) for p in files]
 
 
 class _HashingWriter:

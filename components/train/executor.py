@@ -185,6 +185,24 @@ def build_pipeline(features: list[Feature], estimator):
     return Pipeline([("preprocess", ColumnTransformer(transformers)), ("estimator", estimator)])
 
 
+def fit_in_parallel(model: Any, x: pd.DataFrame, y: pd.Series) -> None:
+    """``model.fit(x, y)`` (a :func:`build_pipeline` Pipeline or its ``preprocess`` step) with the
+    ColumnTransformer's numeric and categorical transformers fitted side by side in two threads:
+    the medians' sorts run in numpy without the GIL while the categories are counted and
+    encoded. Threads, not processes: the frame is shared, not copied. ``n_jobs`` is the
+    ColumnTransformer's only for the fit and ``None`` again after it (a stored parameter would
+    be in the saved model), so the fitted model is, to the byte, the one a serial fit gives."""
+    import joblib
+
+    preprocess = model.named_steps["preprocess"] if hasattr(model, "named_steps") else model
+    preprocess.set_params(n_jobs=len(preprocess.transformers))
+    try:
+        with joblib.parallel_config(backend="threading"):
+            model.fit(x, y)
+    finally:
+        preprocess.set_params(n_jobs=None)
+
+
 def text_features(features: list[Feature]) -> list[str]:
     """Features read from the split as Arrow dictionaries (each distinct text once, not once per
     row): categories and dates, whose distinct values are few and each converted once."""
@@ -303,7 +321,7 @@ def train(
                 model, x, y, frame, features, label_column, problem_type, batch_rows
             )
         else:
-            model.fit(x, y)
+            fit_in_parallel(model, x, y)
     except (ValueError, TypeError) as exc:
         # scikit-learn's parameter validation already names the parameter and the range.
         raise KfkitError(f"train: {str(exc).splitlines()[0]}") from None
@@ -351,7 +369,7 @@ def fit_streaming(
     import numpy as np
 
     preprocess, estimator = model.named_steps["preprocess"], model.named_steps["estimator"]
-    preprocess.fit(x, y)
+    fit_in_parallel(preprocess, x, y)
     extra: dict[str, Any] = {}
     if problem_type == "classification":
         classes = split_classes(split, label_column, batch_rows)

@@ -20,7 +20,9 @@ A task's **key** is sha256 over
 A large file's sha256 is computed once: the task that writes an output records it in a **hash
 memo** (``<state>/cache/hashes/``) beside the file's inode number, size, modification and change
 times, and the tasks that read it as input take it from there while those still match (see
-:class:`HashMemo` for why an edit in place still misses).
+:class:`HashMemo` for why an edit in place still misses). A local source file's is recorded by
+its first read in the run (the cache plan's), and resolve_source and ingest take it from there
+(:func:`run_hash_memo`).
 
 An **entry** is ``<state>/cache/entries/<key>/`` holding ``entry.json`` (what the task was, which
 run produced it, each output's type, metadata, files with their sha256 and identity) and
@@ -63,6 +65,7 @@ PER_RUN_PARAMETERS = frozenset({"task_name", "run_id"})
 # The libraries whose versions can change a task's results.
 _LIBRARIES = ("kfp", "numpy", "pandas", "pyarrow", "scikit-learn", "tensorflow-data-validation")
 ENTRY_FILE = "entry.json"
+HASHES_FOLDER = "hashes"  # the hash memo's folder in the cache
 _FORMAT = 1
 _CHUNK = 1 << 20
 
@@ -215,6 +218,13 @@ class HashMemo:
             staging = memo_file.with_name(f".{memo_file.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
             staging.write_text(json.dumps({"state": self._state(status), "sha256": digest}))
             os.replace(staging, memo_file)
+
+
+def run_hash_memo() -> HashMemo | None:
+    """The hash memo of the local run this process is a task of (``kfkit run-local`` with the
+    cache on sets :data:`CACHE_DIR_ENV`), else None: a task outside such a run hashes each file."""
+    folder = os.environ.get(CACHE_DIR_ENV, "")
+    return HashMemo(Path(folder) / HASHES_FOLDER) if folder and cache_enabled() else None
 
 
 def _output_files(path: Path) -> dict[str, Path]:
@@ -388,7 +398,7 @@ class LocalCache:
         self.root = root
         self.entries = root / "entries"
         self.tmp = root / "tmp"
-        self.memo = HashMemo(root / "hashes")
+        self.memo = HashMemo(root / HASHES_FOLDER)
 
     def lookup(self, key: str, outputs: list[str]) -> Entry:
         """The entry for ``key`` holding ``outputs``; raises KeyError when there is none and

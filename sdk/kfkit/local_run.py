@@ -239,23 +239,26 @@ def run_local(
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         routes = routes_for(spec)
-        # Without the cache, first: the servers' imports overlap the store's start (warm_start.py).
-        warm = stack.enter_context(warm_interpreters(root, routes)) if cache is None else None
+        # First: the servers' imports overlap the store's start and the cache plan, which reads
+        # the whole source for its sha256 (warm_start.py). What the plan answers, they drop.
+        warm = stack.enter_context(warm_interpreters(root, routes))
         stack.enter_context(object_store_env())
         stack.enter_context(_environ(task_env))
         log = stack.enter_context(open(log_path, "w"))
         plan = CachePlan.make(spec, values, versions, cache, run_root) if cache else None
+        if plan is not None and plan.complete:
+            for profile in list(warm.servers):  # the cache answers every task: no server is needed
+                warm.drop(profile)
         with contextlib.redirect_stdout(_ProgressTee(log, progress)):
             done = plan.run(store, run) if plan and plan.complete else None
         if done is not None:
             failure = done or None
         else:
-            if warm is None:
-                functions = plan.functions if plan else {}
-                validating = {t for t, f in functions.items() if f in routes["validate"]}
-                if plan is not None and plan.hits.keys() >= validating:
-                    routes.pop("validate")  # validate is cached: nobody needs TensorFlow imported
+            if plan is not None and plan.complete:  # its entries could not be restored after all
                 warm = stack.enter_context(warm_interpreters(root, routes))
+            validating = {t for t, f in (plan.functions if plan else {}).items() if f in routes["validate"]}
+            if plan is not None and plan.hits.keys() >= validating:
+                warm.drop("validate")  # validate is cached: nobody needs TensorFlow imported
             with (
                 contextlib.redirect_stdout(_ProgressTee(log, progress)),
                 warnings.catch_warnings(),

@@ -77,6 +77,20 @@ class WarmStart:
     python: str | None = None
     folder: Path | None = None
     servers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    routes: dict[str, Path] = field(default_factory=dict)  # component function -> server socket
+    default: Path | None = None  # the socket of every other function
+
+    def drop(self, profile: str) -> None:
+        """Stop ``profile``'s server and send its functions to the default server: for a run
+        that turns out not to need it (``kfkit run-local``'s cache answers validate, so no
+        task needs TensorFlow imported). The launcher reads its routes at each task's start."""
+        server = self.servers.pop(profile, None)
+        if server is None or self.folder is None or self.default is None:
+            return
+        _stop({profile: server})
+        dropped = self.folder / f"{profile}.sock"
+        self.routes = {function: path for function, path in self.routes.items() if path != dropped}
+        write_launcher(self.folder, self.default, self.routes)
 
     @contextlib.contextmanager
     def as_sys_executable(self) -> Iterator[None]:
@@ -224,8 +238,9 @@ def _start(warm: WarmStart, state: Path, profiles: dict[str, tuple[str, ...]]) -
             listener.close()
     routes = {f: sockets[p] for p, functions in profiles.items() for f in functions}
     # No default route: other functions go to a socket nobody listens on, i.e. run cold.
-    default = routes.pop("", warm.folder / "no-server.sock")
-    warm.python = str(write_launcher(warm.folder, default, routes))
+    warm.default = routes.pop("", warm.folder / "no-server.sock")
+    warm.routes = routes
+    warm.python = str(write_launcher(warm.folder, warm.default, routes))
 
 
 def _keep_logs(folder: Path, state: Path) -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
+
 import pandas as pd
 import pytest
 from conftest import PENGUINS
 
-from kfkit.components.ingest.executor import ingest
+from kfkit.components.ingest.executor import ingest, ingest_to, list_source
+from kfkit.components.resolve_source.executor import resolve
 from kfkit.errors import KfkitError
+from kfkit.local_cache import CACHE_DIR_ENV, ENABLED_ENV, HashMemo
 
 
 def test_split_and_fingerprint_are_deterministic():
@@ -179,3 +186,34 @@ def test_a_quoted_comma_in_a_header_is_one_name_not_a_duplicate(tmp_path):
     assert source.path == Path(path)
     frame = parse_file(source)
     assert list(frame.columns) == ["species", "a,b", "a"]
+
+
+def test_a_large_source_is_hashed_once_in_a_cached_run_and_again_once_edited(tmp_path, monkeypatch):
+    """In a local run with the cache on, ingest takes the source's sha256 from the run's hash memo
+    (written by resolve_source's hashing) while the file is unchanged; a source edited in place,
+    same size and modification time put back, is hashed again and refused as changed data."""
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(ENABLED_ENV, raising=False)
+    source = tmp_path / "large.csv"
+    rows = HashMemo.MIN_BYTES // 8 + 1  # 8 bytes a row: a source large enough for a memo
+    source.write_text("amount,label\n" + "".join(f"{i % 9973:5d},{'ab'[i % 2]}\n" for i in range(rows)))
+    time.sleep(HashMemo.SETTLED_S * 2)  # settled, as a source written before the run is
+    real = hashlib.sha256(source.read_bytes()).hexdigest()
+    identity = resolve(str(source))["source_identity"]
+    [memo_file] = list((tmp_path / "cache" / "hashes").iterdir())
+    assert json.loads(memo_file.read_text())["sha256"] == real
+    splits = (str(tmp_path / "train.parquet"), str(tmp_path / "eval.parquet"))
+    assert ingest_to(str(source), "label", *splits, expected_identity=identity)["dataset_fingerprint"] == real
+    # The memo answers while the file is unchanged: a planted value comes back, so it was not read.
+    memo_file.write_text(json.dumps({**json.loads(memo_file.read_text()), "sha256": "planted"}))
+    assert list_source(str(source))[0].sha256 == "planted"
+
+    status = source.stat()
+    with open(source, "r+b") as handle:
+        handle.seek(len("amount,label\n"))
+        handle.write(b"7")
+    os.utime(source, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert (source.stat().st_size, source.stat().st_mtime_ns) == (status.st_size, status.st_mtime_ns)
+    with pytest.raises(KfkitError, match="the data changed between resolve_source and ingest"):
+        ingest_to(str(source), "label", *splits, expected_identity=identity)
+    assert list_source(str(source))[0].sha256 == hashlib.sha256(source.read_bytes()).hexdigest() != real

@@ -3,8 +3,10 @@ sgd streamed over batches of the split with partial_fit, still a plain scikit-le
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,15 @@ from conftest import make_artifact
 from kfp.dsl import Artifact, Dataset, Model
 
 from kfkit.components import train as component
-from kfkit.components.train.executor import build_estimator, build_pipeline, check, model_input, train
+from kfkit.components.train.executor import (
+    build_estimator,
+    build_pipeline,
+    check,
+    features_from_schema,
+    model_input,
+    text_features,
+    train,
+)
 from kfkit.errors import KfkitError
 from kfkit.model_folder import feature_frame, load_verified_model
 from kfkit.serving.model import KfkitModel
@@ -196,3 +206,17 @@ def test_the_component_passes_max_train_rows_and_the_model_metadata_records_the_
         "streamed_rows": 0,
     }
     assert f"fitted on a sample of 400 of {ROWS} rows (seed 5)" in capsys.readouterr().out
+
+
+def test_the_transformers_fitted_side_by_side_give_the_serial_fits_model_to_the_byte(split, tmp_path):
+    """Train fits the numeric and categorical transformers in two threads; the saved model is
+    the same bytes as a plain serial ``fit`` of the same pipeline (n_jobs is not left in it)."""
+    path, schema = split
+    manifest = fit(split, tmp_path / "model")
+    features, _ = features_from_schema(schema, "repaid")
+    rows = read_sample(path, [*FEATURES, "repaid"], ROWS, 42, 1000, dictionary=text_features(features))
+    serial = build_pipeline(features, build_estimator("classification", "logistic_regression", {}, 42))
+    serial.fit(model_input(rows, features, "train split"), rows["repaid"].astype(str))
+    joblib.dump(serial, tmp_path / "serial.joblib")
+    assert manifest.sha256 == hashlib.sha256((tmp_path / "serial.joblib").read_bytes()).hexdigest()
+    assert load_verified_model(tmp_path / "model")[0].named_steps["preprocess"].n_jobs is None
