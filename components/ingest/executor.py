@@ -522,12 +522,17 @@ class ColumnType:
             # "16,800.00", " 42 ", "-$3": what parse_number reads (every value matched its pattern
             # in the first pass), column-wise. Most such columns only group thousands: a literal
             # replace is several times faster than the pattern that also drops signs and spaces.
-            text = _as_text(array, self.name)
+            # Each distinct text converted once, spread back over the rows: money repeats (at 1M
+            # rows 22 ms a column against 70 ms for replacing and casting every value).
+            encoded = pc.dictionary_encode(_as_text(array, self.name))
             try:
-                return pc.cast(pc.replace_substring(text, ",", ""), target)
+                numbers = pc.cast(pc.replace_substring(encoded.dictionary, ",", ""), target)
             except pa.ArrowInvalid:
-                plain = pc.replace_substring_regex(text, pattern=r"^\s*\+|[\s,$€£¥]", replacement="")
-                return pc.cast(plain, target)
+                plain = pc.replace_substring_regex(
+                    encoded.dictionary, pattern=r"^\s*\+|[\s,$€£¥]", replacement=""
+                )
+                numbers = pc.cast(plain, target)
+            return pc.take(numbers, encoded.indices)
         if kind == "date":
             return self._date_texts(array)
         if kind == "text":
