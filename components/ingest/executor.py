@@ -260,11 +260,15 @@ def _csv_block_bytes(path: Path, batch_rows: int, streaming: bool) -> int:
     """Bytes for about ``batch_rows`` rows, from the first MiB's rows; at most 2 MiB when
     streaming: Arrow's streaming reader reads ahead many blocks (measured at 3M rows: 513 MB of
     Arrow memory with 28 MB blocks, 320 MB with 8 MiB, 83 MB with 2 MiB, and faster), so its
-    blocks are small and :func:`_rebatch` joins them into batches."""
+    blocks are small and :func:`_rebatch` joins them into batches. A file read whole is cut into
+    blocks of nine tenths of that, so that most come under ``batch_rows`` as they are (the rows'
+    lengths vary) and :func:`_sliced` need not cut them."""
     with path.open("rb") as f:
         head = f.read(1 << 20)
     row_bytes = len(head) / max(head.count(b"\n"), 1)
-    return int(min(max(batch_rows * row_bytes, 1 << 20), (2 << 20) if streaming else (64 << 20)))
+    if streaming:
+        return int(min(max(batch_rows * row_bytes, 1 << 20), 2 << 20))
+    return int(min(max(0.9 * batch_rows * row_bytes, 1 << 20), 64 << 20))
 
 
 def batches(
@@ -314,7 +318,9 @@ def _csv_batches(
             schema, reader = whole.schema, iter(whole.to_batches())
         if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in schema.types):
             raise pa.ArrowInvalid("invalid UTF-8 text")  # Arrow's guess for it: said as pandas says it below
-        yield from _rebatch(reader, batch_rows)
+        # A file read whole is in memory already: its blocks are cut, not joined (joining copies
+        # every column: measured 0.13-0.19 s at 1M rows).
+        yield from _rebatch(reader, batch_rows) if streaming else _sliced(reader, batch_rows)
     except pa.ArrowInvalid as exc:
         conversion = _CSV_CONVERSION_ERROR.match(str(exc))
         if conversion and conversion.group(2) != "string":
@@ -337,6 +343,15 @@ def _rebatch(parts: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.Re
                 pending, rows = [], 0
     if rows:
         yield _one_batch(pending)
+
+
+def _sliced(parts: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Each part as it is, or cut into even batches of at most ``batch_rows`` rows (no copy)."""
+    for part in parts:
+        pieces = -(-part.num_rows // batch_rows)
+        size = -(-part.num_rows // max(pieces, 1))
+        for start in range(0, part.num_rows, size or 1):
+            yield part.slice(start, size)
 
 
 def _one_batch(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
