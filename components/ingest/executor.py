@@ -616,6 +616,11 @@ def _value_bits(array: pa.Array) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False).view(np.uint64)
 
 
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk as it is (combining copies even one chunk)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def eval_rows(table: pa.Table, eval_fraction: float, split_key: str = "") -> np.ndarray:
     """True for rows in the eval split: a hash of the key column (or of the whole row) so that
     the same row lands in the same split on every run and machine, whatever other rows come,
@@ -625,7 +630,9 @@ def eval_rows(table: pa.Table, eval_fraction: float, split_key: str = "") -> np.
     rows = np.zeros(table.num_rows, dtype=np.uint64)
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as a hash means it to
         for name in names:
-            rows = rows * _COMBINE_PRIME ^ _value_bits(table.column(name).combine_chunks())
+            # In place: no two temporary arrays of the table's length per column.
+            rows *= _COMBINE_PRIME
+            rows ^= _value_bits(_one_chunk(table.column(name)))
     rows = pd.util.hash_array(rows)  # pandas' fixed-key mix: the buckets come from the low digits
     return (rows % _SPLIT_BUCKETS) < int(round(eval_fraction * _SPLIT_BUCKETS))
 
