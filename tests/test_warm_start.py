@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PENGUINS, REPO, error_line, run_pipeline
+from conftest import KFKIT, PENGUINS, REPO, error_line, run_pipeline
 
 from kfkit import warm_start
 from kfkit.warm_start import WarmStart, warm_interpreters
@@ -415,3 +415,27 @@ def test_repo_is_importable_from_launcher_python():
     source = (REPO / "sdk" / "kfkit" / "warm_launcher.py").read_text()
     imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
     assert imports <= {"__future__", "json", "os", "signal", "socket", "struct", "sys"}
+
+
+def test_a_refused_parameter_stops_the_servers_started_before_the_check(tmp_path):
+    """run-local starts the warm servers before the components' parameter checks (their imports
+    overlap); a check that refuses still ends with one line, exit 1, and no server left."""
+    home = tmp_path / "home"
+    env = dict(os.environ, KFKIT_HOME=str(home), KFKIT_WARM_START="1")
+    args = ["run-local", "--config", "configs/penguins.yaml", "--param", "estimator=svm"]
+    proc = subprocess.run(
+        [KFKIT, *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert error_line(proc).startswith("kfkit: error: train: The 'estimator' parameter of train")
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [error_line(proc)]
+    # The servers did start (their folder is made only then) and are gone with their run folder.
+    assert (home / "warm").is_dir()
+    assert list((home / "warm").iterdir()) == []
+    assert _processes_mentioning(str(home / "warm")) == []
+    assert not (home / "pipeline_root").exists()

@@ -199,49 +199,50 @@ def run_local(
     process starts at all: resolve_source and push (never cached) run in this process and the
     rest is restored (:class:`CachePlan`). Otherwise kfp.local runs the pipeline and each task
     looks itself up."""
-    from kfp import local
-
     progress = progress or (lambda line: None)
     spec_path = pipeline_spec_file(pipeline)
     spec = _compiled_spec(spec_path)
     _check_parameters(spec, parameters, spec_path)
-    preflight(spec, with_defaults(spec, parameters))  # every parameter, before anything is opened
-    store = open_store(metadata_uri)  # before anything runs: an unreachable store loses nothing
-
-    name = spec["pipelineInfo"]["name"]
-    run_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     root = state_dir()
-    runs_dir = root / "runs"
-    runs_dir.mkdir(exist_ok=True)
-    run_root = root / "pipeline_root" / run_id
-    log_path = runs_dir / f"{run_id}.log"
-    values = with_defaults(spec, parameters)
-    for line in mark_abandoned_runs(store):
-        progress(line)
-    owner = {"kfkit_host": socket.gethostname(), "kfkit_pid": os.getpid()}
-    run = store.start_run(name, run_id, values, str(run_root), owner)
-
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(run_root),
-        raise_on_error=True,
-    )
-    task_env = {
-        RUN_ID_ENV: run_id,
-        URI_ENV: store.description,  # the store's URI, never with a password
-        TASK_IMAGES_ENV: json.dumps(task_images(spec)),
-    }
-    cache = LocalCache(cache_dir(root)) if use_cache and cache_enabled() else None
-    versions = pipeline_versions(spec) if cache else {}
-    if cache:
-        task_env.update({CACHE_DIR_ENV: str(cache.root), VERSIONS_ENV: json.dumps(versions)})
+    routes = routes_for(spec)
     failure = None
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        routes = routes_for(spec)
-        # First: the servers' imports overlap the store's start and the cache plan, which reads
-        # the whole source for its sha256 (warm_start.py). What the plan answers, they drop.
+        # First: the servers' imports overlap the components' parameter checks (which import
+        # their executors: scikit-learn for train), the store's start and the cache plan, which
+        # reads the whole source for its sha256 (warm_start.py). What the plan answers, they
+        # drop; a check that refuses stops them on its way out, like any other failure.
         warm = stack.enter_context(warm_interpreters(root, routes))
+        preflight(spec, with_defaults(spec, parameters))  # every parameter, before anything is opened
+        store = open_store(metadata_uri)  # before anything runs: an unreachable store loses nothing
+        name = spec["pipelineInfo"]["name"]
+        run_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        runs_dir = root / "runs"
+        runs_dir.mkdir(exist_ok=True)
+        run_root = root / "pipeline_root" / run_id
+        log_path = runs_dir / f"{run_id}.log"
+        values = with_defaults(spec, parameters)
+        for line in mark_abandoned_runs(store):
+            progress(line)
+        owner = {"kfkit_host": socket.gethostname(), "kfkit_pid": os.getpid()}
+        run = store.start_run(name, run_id, values, str(run_root), owner)
+
+        from kfp import local  # here, not first: its import (0.4-0.5 s) overlaps the servers'
+
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(run_root),
+            raise_on_error=True,
+        )
+        task_env = {
+            RUN_ID_ENV: run_id,
+            URI_ENV: store.description,  # the store's URI, never with a password
+            TASK_IMAGES_ENV: json.dumps(task_images(spec)),
+        }
+        cache = LocalCache(cache_dir(root)) if use_cache and cache_enabled() else None
+        versions = pipeline_versions(spec) if cache else {}
+        if cache:
+            task_env.update({CACHE_DIR_ENV: str(cache.root), VERSIONS_ENV: json.dumps(versions)})
         stack.enter_context(object_store_env())
         stack.enter_context(_environ(task_env))
         log = stack.enter_context(open(log_path, "w"))
