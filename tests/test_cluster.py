@@ -530,6 +530,12 @@ def test_a_server_that_ignores_the_service_account_is_refused_and_left_clean(tmp
         as_server = write_schedules(tmp_path, {**SCHEDULES, "schedules": entries}, "as-server.yaml")
         assert apply(kfp_client, settings, load_schedules(as_server)).changed
         assert not apply(kfp_client, settings, load_schedules(as_server)).changed
+        # A refused update loses nothing: the schedules that ran before are still there, unchanged.
+        before = dict(server.state.recurring_runs)
+        with pytest.raises(KfkitError):
+            apply(kfp_client, settings, load_schedules(write_schedules(tmp_path, SCHEDULES)))
+        assert server.state.recurring_runs == before
+        assert not apply(kfp_client, settings, load_schedules(as_server)).changed
     finally:
         server.stop()
 

@@ -189,7 +189,7 @@ def schedule_apply_command(
     as_json: bool,
 ) -> None:
     """Make the experiment's kfkit-managed recurring runs match the file: create the missing,
-    replace the changed (delete + create: KFP has no update), delete the removed."""
+    replace the changed (create + delete: KFP has no update), delete the removed."""
     from kfkit.cluster.schedules import apply, load_schedules
 
     wanted = load_schedules(path)

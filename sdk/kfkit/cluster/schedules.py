@@ -7,7 +7,8 @@ kfkit manages in the file's experiment and
 - replaces the changed ones (trigger: cron or interval; ``max_concurrency``; ``no_catchup``;
   ``enabled``; parameters; pipeline version; service account). KFP's v2beta1 API has no
   update call for recurring runs (create, get, list, enable, disable, delete only), so an
-  update is delete + create: the recurring run gets a new id, its past runs stay;
+  update is create + delete (the old one goes only once its replacement is accepted): the
+  recurring run gets a new id, its past runs stay;
 - deletes the removed ones.
 
 "Managed by kfkit" means the recurring run's description starts with ``MANAGED_TAG``; kfkit
@@ -210,7 +211,7 @@ def _canonical(value: Any) -> str:
 
 @dataclass
 class Action:
-    """One step of the plan: create, update (delete + create), delete or unchanged."""
+    """One step of the plan: create, update (create + delete), delete or unchanged."""
 
     action: str
     name: str
@@ -345,7 +346,7 @@ def apply(
     schedules = {s.name: s for s in schedule_file.schedules}
     for action in actions:
         with api_errors(settings, f"{action.action} recurring run {action.name}"):
-            if action.action in ("update", "delete"):
+            if action.action == "delete":
                 client.delete_recurring_run(action.recurring_run_id)
             if action.action in ("create", "update"):
                 schedule = schedules[action.name]
@@ -359,6 +360,11 @@ def apply(
                 )
                 action.new_recurring_run_id = created.recurring_run_id
                 _refuse_ignored_service_account(client, settings, schedule, created)
+            if action.action == "update":
+                # KFP cannot change a recurring run: the old one goes only once its replacement
+                # exists and is accepted, so a refused update leaves the schedule as it was (a
+                # failure between the two leaves a duplicate, which the next apply deletes).
+                client.delete_recurring_run(action.recurring_run_id)
     return plan
 
 
