@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import pytest
 from conftest import KFKIT, error_line, run_kfkit
 
+import kfkit.local_store as local_store_module
 from kfkit.cli.store import export_lines
+from kfkit.errors import KfkitError
 from kfkit.local_store import LocalObjectStore
+from kfkit.net import free_ports
 
 HOLD = """
 import sys, time
@@ -70,6 +75,66 @@ def test_a_store_started_by_the_user_stays_up(tmp_path):
         assert store.running() is not None
     finally:
         store.stop()
+
+
+def _busy_port() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_a_port_taken_before_weed_binds_it_is_retried_on_fresh_ports(tmp_path, monkeypatch):
+    """Another process can take one of weed's ten ports between kfkit's check and weed's bind
+    (it happened in CI): the store starts on fresh ports instead of failing the run."""
+    busy = _busy_port()
+    calls = []
+
+    def first_call_has_a_busy_port(count, taken=frozenset()):
+        ports = free_ports(count, taken)
+        if not calls:
+            ports[3] = busy.getsockname()[1]  # the filer's: weed checks it, refuses to start
+        calls.append(ports)
+        return ports
+
+    monkeypatch.setattr(local_store_module, "free_ports", first_call_has_a_busy_port)
+    store = LocalObjectStore(root=tmp_path)
+    try:
+        state = store.start()
+        assert len(calls) == 2 and busy.getsockname()[1] not in calls[1]
+        assert state.s3_port == calls[1][0] and store.running() == state
+    finally:
+        store.stop()
+        busy.close()
+
+
+def test_a_store_that_never_gets_its_ports_says_which_one(tmp_path, monkeypatch):
+    busy = _busy_port()
+    port = busy.getsockname()[1]
+
+    def always_busy(count, taken=frozenset()):
+        ports = free_ports(count, taken)
+        ports[3] = port
+        return ports
+
+    monkeypatch.setattr(local_store_module, "free_ports", always_busy)
+    store = LocalObjectStore(root=tmp_path)
+    try:
+        with pytest.raises(KfkitError) as raised:
+            store.start()
+    finally:
+        busy.close()
+    message = str(raised.value)
+    assert "could not bind its ports in 3 attempts" in message and f"port {port}" in message, message
+    assert "\n" not in message and store.running() is None and not store.state_path.exists()
+
+
+def test_free_ports_stay_out_of_the_ephemeral_range():
+    """Outgoing connections take local ports from the kernel's ephemeral range; a server's
+    port picked there can be lost before the server binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = free_ports(50)
+    assert len(set(ports)) == 50 and all(port < low for port in ports), ports
 
 
 # -- kfkit store env -------------------------------------------------------------------------

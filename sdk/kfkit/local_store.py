@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kfkit.errors import KfkitError
-from kfkit.net import free_port
+from kfkit.net import free_ports
 from kfkit.settings import state_dir
 from kfkit.storage import ObjectStore, StoreConfig
 
@@ -42,6 +43,16 @@ _STATE_FILE = "store.json"
 _AUTO_MARKER = "started-for-runs"  # present while the store runs only because runs needed it
 # weed ignores SIGTERM for a long time (measured here): give it a short grace, then SIGKILL.
 _STOP_GRACE_S = 1.0
+_START_ATTEMPTS = 3
+# weed's words when a port it was given is taken: its own check before starting ("... is not
+# available ...", exit 1) or a listener's failure after it (glog fatal, exit 255).
+_PORT_PROBLEM = re.compile(r"address already in use|is not available|bind:", re.IGNORECASE)
+# A glog line of severity error or fatal: "E1202 03:19:30.322127 mini.go:1244 ...".
+_GLOG_ERROR = re.compile(r"^[EF]\d{4} ")
+
+
+class _PortTaken(Exception):
+    """weed stopped because one of its ports was taken: start again on fresh ports."""
 
 
 def _weed_binary() -> str:
@@ -162,8 +173,21 @@ class LocalObjectStore:
         if state:
             return state
         self.root.mkdir(parents=True, exist_ok=True)
-        data_dir = self.root / "data"
-        data_dir.mkdir(exist_ok=True)
+        (self.root / "data").mkdir(exist_ok=True)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                return self._start_once(timeout_s)
+            except _PortTaken as taken:
+                # Another process bound one of the ten ports between the check and weed's bind:
+                # fresh ports, not a failed run.
+                if attempt == _START_ATTEMPTS:
+                    raise KfkitError(
+                        f"local object store could not bind its ports in {attempt} attempts: "
+                        f"{taken}; see {self.root / 'weed.log'}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout_s: float) -> LocalStoreState:
         access_key = "kfkit-" + secrets.token_hex(6)
         secret_key = secrets.token_urlsafe(24)
         s3_config = self.root / "s3-identities.json"
@@ -181,12 +205,14 @@ class LocalObjectStore:
                 }
             ),
         )
-        ports = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
-        grpc = {name: free_port() for name in ("s3", "master", "volume", "filer", "admin")}
+        names = ("s3", "master", "volume", "filer", "admin")
+        all_ports = free_ports(2 * len(names))
+        ports = dict(zip(names, all_ports[: len(names)], strict=True))
+        grpc = dict(zip(names, all_ports[len(names) :], strict=True))
         command = [
             _weed_binary(),
             "mini",
-            f"-dir={data_dir}",
+            f"-dir={self.root / 'data'}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
             f"-s3.config={s3_config}",
@@ -206,7 +232,9 @@ class LocalObjectStore:
             f"-admin.port={ports['admin']}",
             f"-admin.port.grpc={grpc['admin']}",
         ]
-        log = open(self.root / "weed.log", "ab")  # noqa: SIM115 - handed to the child
+        log_path = self.root / "weed.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        log_start = log.tell()
         # Write tokens: the master signs one per volume assignment, the S3 gateway one per filer
         # write. Through the environment, so no key is on a command line or in a file.
         jwt_keys = {
@@ -229,9 +257,13 @@ class LocalObjectStore:
         store = ObjectStore(state.config)
         while True:
             if process.poll() is not None:
+                self.state_path.unlink(missing_ok=True)
+                reason = _weed_reason(log_path, log_start)
+                if _PORT_PROBLEM.search(reason):
+                    raise _PortTaken(reason)
                 raise KfkitError(
-                    f"local object store exited during start (code {process.returncode}); "
-                    f"see {self.root / 'weed.log'}"
+                    f"local object store exited during start (code {process.returncode}): "
+                    f"{reason}; see {log_path}"
                 )
             if self._answers(state.s3_port):
                 try:
@@ -242,9 +274,7 @@ class LocalObjectStore:
                     pass  # identities or filer not ready yet
             if time.monotonic() > deadline:
                 self.stop()
-                raise KfkitError(
-                    f"local object store did not answer within {timeout_s:.0f}s; see {self.root / 'weed.log'}"
-                )
+                raise KfkitError(f"local object store did not answer within {timeout_s:.0f}s; see {log_path}")
             time.sleep(0.2)
 
     def stop(self) -> bool:
@@ -270,6 +300,22 @@ class LocalObjectStore:
         self.state_path.unlink(missing_ok=True)
         (self.root / _AUTO_MARKER).unlink(missing_ok=True)
         return stopped
+
+
+def _weed_reason(log_path: Path, offset: int) -> str:
+    """Why weed stopped, from what it logged since ``offset``: its last error line, else its
+    last line."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _GLOG_ERROR.match(line):
+            return line
+    return lines[-1] if lines else "(empty log)"
 
 
 def _reap(pid: int) -> None:

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from kfkit.errors import KfkitError
-from kfkit.net import free_port
+from kfkit.net import free_port, free_ports
 from kfkit.serving.guard import DEFAULT_MAX_BODY_BYTES
 from kfkit.signing import trusted_keys_env
 
@@ -75,15 +75,6 @@ def _check_port_free(port: int, host: str = LOOPBACK) -> None:
                     f"port {port} is in use ({exc.strerror}): pick another, or port=None for a free one"
                 ) from None
             raise KfkitError(f"cannot listen on host {host!r} port {port}: {exc.strerror or exc}") from None
-
-
-def _free_ports(count: int, taken: set[int]) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in taken and port not in ports:
-            ports.append(port)
-    return ports
 
 
 def _json_default(value: Any) -> Any:
@@ -341,7 +332,7 @@ def start_server(
         )
     _check_port_free(port or 0, host)  # a busy port, or a host this machine has no address for
     http_port = port or free_port()
-    grpc_port, metrics_port = _free_ports(2, {http_port})
+    grpc_port, metrics_port = free_ports(2, {http_port})
     if log_path is None:
         handle, name = tempfile.mkstemp(prefix="kfkit-serving-", suffix=".log")
         os.close(handle)
