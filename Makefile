@@ -40,8 +40,8 @@ run: setup
 	.venv/bin/kfkit demo --config configs/penguins.yaml
 
 # The control plane of tests/cluster (tests/cluster/README.md) is built before any test, so that a
-# failed build stops at once: once per machine (15-25 min cold with its Go modules, KFP's API server
-# 5-20 min more), then cached.
+# failed build stops at once: once per machine (9 min cold with its Go modules on 2 idle cores, KFP's
+# API server 3.5 min more; both several times that on a loaded machine), then cached.
 test: setup
 	.venv/bin/ruff check .
 	bash tests/cluster/build.sh
