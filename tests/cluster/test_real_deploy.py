@@ -347,6 +347,53 @@ def test_real_resize_that_cannot_schedule_is_rolled_back_to_the_previous_size(
     )
 
 
+def test_real_progress_deadline_exceeded_fails_the_wait_before_its_timeout(
+    control_plane, serving_ns, model, target
+):
+    """The Deployment controller's own verdict on a stuck rollout, as ``kubectl rollout status``
+    reads it: a predictor with ``progressDeadlineSeconds`` (Seldon copies it onto its Deployment)
+    whose new pod cannot be scheduled is marked Progressing=False, ProgressDeadlineExceeded, by
+    kube-controller-manager, and kfkit's wait fails on that at once instead of waiting out its
+    own timeout (tested on kmock with a condition written by hand; this is the real one)."""
+    target.apply(_request(model, "1", serving_ns), ROLLOUT_TIMEOUT)
+    current = sdep(control_plane, serving_ns, model)
+    v1 = expected_deployment(current, "v1")
+    containers = current["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"]
+    index = next(i for i, c in enumerate(containers) if c["name"] == "model")
+    patch = [
+        {"op": "add", "path": "/spec/predictors/0/progressDeadlineSeconds", "value": 2},
+        {
+            "op": "add",
+            "path": f"/spec/predictors/0/componentSpecs/0/spec/containers/{index}/resources",
+            "value": {"requests": {"cpu": "64"}},
+        },
+    ]
+    control_plane.kubectl(
+        "patch", "-n", serving_ns, "seldondeployment", seldon.resource_name(model),
+        "--type", "json", "-p", json.dumps(patch),
+    )  # fmt: skip
+    eventually(
+        lambda: (
+            model_deployments(control_plane, serving_ns, model)[v1]["spec"].get("progressDeadlineSeconds")
+            == 2
+        ),
+        what=f"the operator copies progressDeadlineSeconds onto {v1}",
+    )
+    started = time.monotonic()
+    ok, reason, _ = target.wait(model, timeout=ROLLOUT_TIMEOUT)
+    waited = time.monotonic() - started
+    assert not ok
+    assert reason.startswith(f"Deployment {v1}") and "ProgressDeadlineExceeded: ReplicaSet" in reason, reason
+    assert reason.endswith("has timed out progressing."), reason
+    assert waited < ROLLOUT_TIMEOUT / 2, f"failed after {waited:.0f} s: by the timeout, not the condition"
+    (condition,) = [
+        c
+        for c in model_deployments(control_plane, serving_ns, model)[v1]["status"]["conditions"]
+        if c["type"] == "Progressing"
+    ]
+    assert (condition["status"], condition["reason"]) == ("False", "ProgressDeadlineExceeded")
+
+
 def test_real_resize_is_available_only_once_both_replicas_are(control_plane, serving_ns, model, target):
     """v1 again with 2 replicas (they fit): Available is reported only when v1's Deployment,
     rewritten by the operator, has both replicas updated and available and no old pod left;
