@@ -27,6 +27,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import yaml
 from cryptography import x509
@@ -47,16 +48,22 @@ class ControlPlaneError(RuntimeError):
     """A part of the control plane did not start; the message names it and ends with its log."""
 
 
-def build() -> Path:
-    """Run build.sh (a no-op when the cache holds this build) and return the build folder."""
+def run_build_script(script: str) -> Path:
+    """Run one of this folder's build scripts (a no-op when the cache holds its build) and return
+    the build folder it prints last."""
     proc = subprocess.run(
-        ["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, stderr=None, text=True, check=False
+        ["bash", str(HERE / script)], stdout=subprocess.PIPE, stderr=None, text=True, check=False
     )
     if proc.returncode != 0:
         raise ControlPlaneError(
-            f"tests/cluster/build.sh failed with exit {proc.returncode} (its output is above)"
+            f"tests/cluster/{script} failed with exit {proc.returncode} (its output is above)"
         )
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def build() -> Path:
+    """The control plane's build folder (build.sh)."""
+    return run_build_script("build.sh")
 
 
 # -- PKI ------------------------------------------------------------------------------------------
@@ -207,7 +214,40 @@ def _log_tail(log: Path | None, lines: int = 30) -> str:
     return f"; last lines of {log}:\n" + "\n".join(tail)
 
 
-class ControlPlane:
+class BuiltServer:
+    """A server of these tests run from binaries built once per machine: ``start()`` builds them if
+    no ``build_dir`` was given, runs ``_start``, stops whatever came up if it fails, and records
+    ``start_seconds``. Subclasses give ``_build``, ``_start``, ``stop`` and ``START_TIMEOUT``."""
+
+    START_TIMEOUT: float = 90
+    build_dir: Path | None
+    workdir: Path
+    start_seconds: float | None
+
+    def _build(self) -> Path:
+        raise NotImplementedError
+
+    def _start(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def start(self, timeout: float | None = None) -> Self:
+        started = time.monotonic()
+        if self.build_dir is None:
+            self.build_dir = self._build()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(self.START_TIMEOUT if timeout is None else timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+        return self
+
+
+class ControlPlane(BuiltServer):
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + KWOK in ``workdir``.
 
     ``start()`` returns once the API server is ready, the fake node is Ready and the default
@@ -310,18 +350,8 @@ class ControlPlane:
         )
         return identities
 
-    def start(self, timeout: float = 90) -> ControlPlane:
-        started = time.monotonic()
-        if self.build_dir is None:
-            self.build_dir = build()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._start(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        self.start_seconds = time.monotonic() - started
-        return self
+    def _build(self) -> Path:
+        return build()
 
     def _start(self, timeout: float) -> None:
         identities = self._write_pki()

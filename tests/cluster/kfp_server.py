@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import yaml
@@ -24,9 +23,8 @@ from mariadb_server import USER, MariaDB
 from kfkit.net import free_port
 from kfkit.storage import StoreConfig
 
-from .controlplane import ControlPlane, ControlPlaneError, _opener, _wait
+from .controlplane import BuiltServer, ControlPlane, _opener, _wait, run_build_script
 
-HERE = Path(__file__).resolve().parent
 NAMESPACE = "kubeflow"
 SERVICE_ACCOUNT = "ml-pipeline"
 DATABASE = "mlpipeline"
@@ -34,20 +32,15 @@ BUCKET = "mlpipeline"
 
 
 def build_kfp_apiserver() -> Path:
-    """Run build_kfp.sh (a no-op when the cache holds this build) and return the build folder."""
-    proc = subprocess.run(
-        ["bash", str(HERE / "build_kfp.sh")], stdout=subprocess.PIPE, stderr=None, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise ControlPlaneError(
-            f"tests/cluster/build_kfp.sh failed with exit {proc.returncode} (its output is above)"
-        )
-    return Path(proc.stdout.strip().splitlines()[-1])
+    """KFP's API server's build folder (build_kfp.sh)."""
+    return run_build_script("build_kfp.sh")
 
 
-class KfpApiServer:
+class KfpApiServer(BuiltServer):
     """``start()`` returns once ``/apis/v2beta1/healthz`` answers; ``url`` is its HTTP endpoint
     (the one kfkit's ``--host`` takes); ``stop()`` stops the process it started (by pid)."""
+
+    START_TIMEOUT = 120
 
     def __init__(
         self,
@@ -75,18 +68,8 @@ class KfpApiServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.ports['http']}"
 
-    def start(self, timeout: float = 120) -> KfpApiServer:
-        started = time.monotonic()
-        if self.build_dir is None:
-            self.build_dir = build_kfp_apiserver()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._start(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        self.start_seconds = time.monotonic() - started
-        return self
+    def _build(self) -> Path:
+        return build_kfp_apiserver()
 
     def _install(self) -> Path:
         """CRDs, namespace and the server's own RBAC on the control plane; returns a kubeconfig with
